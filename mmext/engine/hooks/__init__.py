@@ -1,0 +1,1 @@
+"""Hooks registered in the mmext scope (filled in as components land)."""

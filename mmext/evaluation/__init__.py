@@ -1,0 +1,1 @@
+"""Metrics and evaluators registered in the mmext scope (filled in as components land)."""

@@ -1,0 +1,36 @@
+"""Registering mmext's modules and entering its default scope."""
+import datetime
+import warnings
+
+from mmengine import DefaultScope
+
+__all__ = ['register_all_modules']
+
+
+def register_all_modules(init_default_scope: bool = True) -> None:
+    """Import every mmext module that registers into :mod:`mmext.registry`.
+
+    Lookups import them lazily through the registries' ``locations`` too; calling this up front
+    makes them visible to code that lists a registry's content.
+
+    Args:
+        init_default_scope: also make ``mmext`` the current default scope, so unprefixed types in
+            a config resolve in mmext first (then in mmengine).  If another scope is current, a
+            new ``mmext`` scope instance is entered and a warning says so.
+    """
+    import mmext.datasets  # noqa: F401
+    import mmext.engine  # noqa: F401
+    import mmext.evaluation  # noqa: F401
+    import mmext.models  # noqa: F401
+    import mmext.visualization  # noqa: F401
+
+    if not init_default_scope:
+        return
+    current = DefaultScope.get_current_instance()
+    if current is None or not DefaultScope.check_instance_created('mmext'):
+        DefaultScope.get_instance('mmext', scope_name='mmext')
+    elif current.scope_name != 'mmext':
+        warnings.warn(f"register_all_modules switches the default scope from "
+                      f"'{current.scope_name}' to 'mmext'; pass init_default_scope=False to keep it")
+        stamp = datetime.datetime.now().strftime('%Y%m%d-%H%M%S-%f')
+        DefaultScope.get_instance(f'mmext-{stamp}', scope_name='mmext')

@@ -1,0 +1,1 @@
+"""Visualisers registered in the mmext scope (filled in as components land)."""

@@ -1,0 +1,99 @@
+"""Every projects/ config builds in its toolbox's own scope and trains a step on tiny data."""
+from pathlib import Path
+
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.model import revert_sync_batchnorm
+from mmengine.optim import build_optim_wrapper
+from mmengine.registry import init_default_scope
+
+import mmext  # noqa: F401
+from mmext.registry import RUNNERS
+
+ROOT = Path(__file__).resolve().parents[2]
+SIZE = 64
+
+
+def load(rel_path, **overrides):
+    cfg = Config.fromfile(str(ROOT / 'projects' / rel_path))
+    cfg.merge_from_dict(overrides)
+    assert cfg.custom_imports.imports == ['mmext']
+    assert RUNNERS.get(cfg.runner_type).__module__ == 'mmext.engine.runner'
+    return cfg
+
+
+def train_step(cfg, registry, data):
+    init_default_scope(cfg.default_scope)
+    model = revert_sync_batchnorm(registry.build(cfg.model))  # as the Runner does without DDP
+    model.train()
+    optim = build_optim_wrapper(model, cfg.optim_wrapper)
+    before = [p.detach().clone() for p in model.parameters() if p.requires_grad]
+    losses = model.train_step(data, optim)
+    after = [p.detach() for p in model.parameters() if p.requires_grad]
+    assert all(torch.isfinite(v).all() for v in losses.values())
+    assert any(not torch.equal(a, b) for a, b in zip(after, before)), 'no parameter moved'
+    return model, losses
+
+
+def images(n=2):
+    gen = torch.Generator().manual_seed(0)
+    return [torch.randint(0, 256, (3, SIZE, SIZE), generator=gen, dtype=torch.uint8)
+            for _ in range(n)]
+
+
+def test_mmdet_project_uses_mmext_head():
+    from mmdet.registry import MODELS
+    from mmdet.structures import DetDataSample
+    from mmengine.structures import InstanceData
+
+    from mmext.models.dense_heads import FCOSHead
+    cfg = load('mmdet/fcos_r50-caffe_fpn_gn-head_1x_coco_mmext.py',
+               **{'model.backbone.depth': 18, 'model.backbone.init_cfg': None,
+                  'model.neck.in_channels': [64, 128, 256, 512],
+                  'model.bbox_head.num_classes': 3})
+    samples = []
+    for boxes, labels in [([[4., 6., 30., 40.], [20., 20., 60., 50.]], [0, 2]), ([], [])]:
+        s = DetDataSample(metainfo=dict(img_shape=(SIZE, SIZE), ori_shape=(SIZE, SIZE),
+                                        scale_factor=(1., 1.)))
+        s.gt_instances = InstanceData(bboxes=torch.tensor(boxes).reshape(-1, 4),
+                                      labels=torch.tensor(labels, dtype=torch.long))
+        samples.append(s)
+    model, losses = train_step(cfg, MODELS, dict(inputs=images(), data_samples=samples))
+    assert type(model.bbox_head) is FCOSHead
+    assert {'loss_cls', 'loss_bbox', 'loss_centerness'} <= set(losses)
+
+
+def test_mmseg_project_trains():
+    from mmengine.structures import PixelData
+    from mmseg.registry import MODELS
+    from mmseg.structures import SegDataSample
+    cfg = load('mmseg/fcn_r50-d8_4xb4-80k_ade20k-512x512_mmext.py',
+               **{'model.backbone.depth': 18, 'model.decode_head.in_channels': 512,
+                  'model.decode_head.channels': 64, 'model.auxiliary_head.in_channels': 256,
+                  'model.auxiliary_head.channels': 32, 'model.pretrained': None,
+                  'model.data_preprocessor.size': (SIZE, SIZE)})
+    gen = torch.Generator().manual_seed(1)
+    samples = []
+    for _ in range(2):
+        s = SegDataSample(metainfo=dict(img_shape=(SIZE, SIZE), ori_shape=(SIZE, SIZE)))
+        s.gt_sem_seg = PixelData(data=torch.randint(0, 150, (1, SIZE, SIZE), generator=gen))
+        samples.append(s)
+    _, losses = train_step(cfg, MODELS, dict(inputs=images(), data_samples=samples))
+    assert 'decode.loss_ce' in losses and 'aux.loss_ce' in losses
+
+
+def test_mmpretrain_project_trains():
+    from mmpretrain.registry import MODELS
+    from mmpretrain.structures import DataSample
+    cfg = load('mmpretrain/resnet18_8xb32_in1k_mmext.py', **{'model.head.num_classes': 10})
+    samples = [DataSample().set_gt_label(k) for k in (3, 7)]
+    _, losses = train_step(cfg, MODELS, dict(inputs=images(), data_samples=samples))
+    assert set(losses) == {'loss'}
+
+
+@pytest.fixture(autouse=True)
+def _restore_scope():
+    from mmengine import DefaultScope
+    with DefaultScope.overwrite_default_scope('mmext'):
+        yield
