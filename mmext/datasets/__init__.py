@@ -1,4 +1,8 @@
 """mmext datasets and data generators."""
-from .shapes import ShapesDetectionGenerator, ensure_shapes_dataset
+from .shapes import (SHAPES_CLASSES, SHAPES_METAINFO, ShapesCocoDataset,
+                     ShapesDetectionGenerator, ensure_shapes_dataset)
 
-__all__ = ['ShapesDetectionGenerator', 'ensure_shapes_dataset']
+__all__ = [
+    'SHAPES_CLASSES', 'SHAPES_METAINFO', 'ShapesCocoDataset', 'ShapesDetectionGenerator',
+    'ensure_shapes_dataset'
+]

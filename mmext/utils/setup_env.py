@@ -15,8 +15,8 @@ def register_all_modules(init_default_scope: bool = True) -> None:
 
     Args:
         init_default_scope: also make ``mmext`` the current default scope, so unprefixed types in
-            a config resolve in mmext first (then in mmengine).  If another scope is current, a
-            new ``mmext`` scope instance is entered and a warning says so.
+            a config resolve in mmext first (then in mmengine).  Switching away from another
+            current scope warns.
     """
     import mmext.datasets  # noqa: F401
     import mmext.engine  # noqa: F401
@@ -27,10 +27,13 @@ def register_all_modules(init_default_scope: bool = True) -> None:
     if not init_default_scope:
         return
     current = DefaultScope.get_current_instance()
-    if current is None or not DefaultScope.check_instance_created('mmext'):
-        DefaultScope.get_instance('mmext', scope_name='mmext')
-    elif current.scope_name != 'mmext':
+    if current is not None and current.scope_name == 'mmext':
+        return
+    if current is not None:
         warnings.warn(f"register_all_modules switches the default scope from "
                       f"'{current.scope_name}' to 'mmext'; pass init_default_scope=False to keep it")
-        stamp = datetime.datetime.now().strftime('%Y%m%d-%H%M%S-%f')
-        DefaultScope.get_instance(f'mmext-{stamp}', scope_name='mmext')
+    # Instance names are unique; the scope name is what lookups use.
+    name = 'mmext'
+    if DefaultScope.check_instance_created(name):
+        name = f"mmext-{datetime.datetime.now().strftime('%Y%m%d-%H%M%S-%f')}"
+    DefaultScope.get_instance(name, scope_name='mmext')

@@ -1,0 +1,138 @@
+# The demo behind `make demo`: FCOS (mmext.FCOSHead, with the tricks) trained from scratch on the
+# embedded shapes dataset (128x128 images, 4 classes; generated under data/shapes/ on first use)
+# on 2 CPU cores.  Backbone and neck are mmdet's, scaled down: a half-width ResNet-18 and a
+# 4-level FPN at strides 8-64 (P3-P5 plus P6 from P5), regress ranges scaled to 8-64 px objects.
+_base_ = ['mmdet::_base_/default_runtime.py']
+
+custom_imports = dict(imports=['mmext'], allow_failed_imports=False)
+default_scope = 'mmext'
+
+data_root = 'data/shapes/'
+# Same generator parameters for every split: the dataset is generated once from them.
+shapes_cfg = dict(num_train=800, num_val=200, img_size=128, seed=0)
+img_scale = (128, 128)
+max_epochs = 36
+
+model = dict(
+    type='mmdet.FCOS',
+    data_preprocessor=dict(
+        type='mmdet.DetDataPreprocessor',
+        mean=[123.675, 116.28, 103.53],
+        std=[58.395, 57.12, 57.375],
+        bgr_to_rgb=True,
+        pad_size_divisor=32),
+    backbone=dict(
+        type='mmdet.ResNet',
+        depth=18,
+        base_channels=32,  # half width: channels 32-256
+        num_stages=4,
+        out_indices=(0, 1, 2, 3),
+        frozen_stages=-1,
+        norm_cfg=dict(type='BN', requires_grad=True),
+        norm_eval=False,
+        style='pytorch',
+        init_cfg=None),  # from scratch: nothing may be downloaded
+    neck=dict(
+        type='mmdet.FPN',
+        in_channels=[32, 64, 128, 256],
+        out_channels=64,
+        start_level=1,
+        add_extra_convs='on_output',  # P6 from P5
+        num_outs=4,
+        relu_before_extra_convs=True),
+    bbox_head=dict(
+        type='mmext.FCOSHead',
+        num_classes=4,
+        in_channels=64,
+        feat_channels=64,
+        stacked_convs=2,
+        strides=[8, 16, 32, 64],
+        regress_ranges=((-1, 24), (24, 48), (48, 96), (96, 1e8)),
+        norm_cfg=dict(type='GN', num_groups=16, requires_grad=True),
+        center_sampling=True,
+        center_sample_radius=1.5,
+        norm_on_bbox=True,
+        centerness_on_reg=True,
+        conv_bias=True,
+        bbox_coder=dict(type='mmdet.DistancePointBBoxCoder'),
+        loss_cls=dict(type='mmdet.FocalLoss', use_sigmoid=True, gamma=2.0, alpha=0.25,
+                      loss_weight=1.0),
+        loss_bbox=dict(type='mmdet.GIoULoss', loss_weight=1.0),
+        loss_centerness=dict(type='mmdet.CrossEntropyLoss', use_sigmoid=True, loss_weight=1.0)),
+    test_cfg=dict(
+        nms_pre=1000,
+        min_bbox_size=0,
+        score_thr=0.05,
+        nms=dict(type='nms', iou_threshold=0.6),
+        max_per_img=100))
+
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='mmdet.LoadAnnotations', with_bbox=True),
+    dict(type='mmdet.Resize', scale=img_scale, keep_ratio=True),
+    dict(type='mmdet.RandomFlip', prob=0.5),
+    dict(type='mmdet.PackDetInputs')
+]
+test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='mmdet.Resize', scale=img_scale, keep_ratio=True),
+    dict(type='mmdet.LoadAnnotations', with_bbox=True),
+    dict(type='mmdet.PackDetInputs',
+         meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor'))
+]
+train_dataloader = dict(
+    batch_size=16,
+    num_workers=2,
+    persistent_workers=True,
+    sampler=dict(type='DefaultSampler', shuffle=True),
+    dataset=dict(
+        type='mmext.ShapesCocoDataset',
+        data_root=data_root,
+        shapes_cfg=shapes_cfg,
+        ann_file='annotations/instances_train.json',
+        data_prefix=dict(img='train/'),
+        filter_cfg=dict(filter_empty_gt=False),  # empty images teach the background
+        pipeline=train_pipeline))
+val_dataloader = dict(
+    batch_size=16,
+    num_workers=2,
+    persistent_workers=True,
+    drop_last=False,
+    sampler=dict(type='DefaultSampler', shuffle=False),
+    dataset=dict(
+        type='mmext.ShapesCocoDataset',
+        data_root=data_root,
+        shapes_cfg=shapes_cfg,
+        ann_file='annotations/instances_val.json',
+        data_prefix=dict(img='val/'),
+        test_mode=True,
+        pipeline=test_pipeline))
+test_dataloader = val_dataloader
+
+val_evaluator = dict(
+    type='mmdet.CocoMetric',
+    ann_file=data_root + 'annotations/instances_val.json',
+    metric='bbox',
+    classwise=True)
+test_evaluator = val_evaluator
+
+train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs, val_interval=6)
+val_cfg = dict(type='ValLoop')
+test_cfg = dict(type='TestLoop')
+
+optim_wrapper = dict(
+    type='OptimWrapper',
+    optimizer=dict(type='AdamW', lr=2e-3, weight_decay=0.05),
+    paramwise_cfg=dict(norm_decay_mult=0., bias_decay_mult=0.),
+    clip_grad=dict(max_norm=35, norm_type=2))
+param_scheduler = [
+    dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=100),
+    dict(type='CosineAnnealingLR', T_max=max_epochs, eta_min=2e-5, by_epoch=True, begin=0,
+         end=max_epochs)
+]
+auto_scale_lr = dict(enable=False, base_batch_size=16)
+
+default_hooks = dict(
+    logger=dict(interval=10),
+    checkpoint=dict(interval=max_epochs, max_keep_ckpts=1, save_last=True))
+randomness = dict(seed=0)

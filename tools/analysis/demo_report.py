@@ -1,0 +1,316 @@
+"""Visual report of a trained detector: predictions on validation images and training curves.
+
+    python tools/analysis/demo_report.py CONFIG CHECKPOINT --work-dir DIR \
+        [--num-images 8] [--out-dir DIR] [--score-thr 0.3] [--device cpu]
+
+Writes into ``--out-dir`` (default: ``--work-dir``):
+
+* ``predictions.png``: the first N images of the config's validation dataset with predicted
+  boxes (solid, class colour, "name score", only scores above ``--score-thr``) and ground-truth
+  boxes (dashed white);
+* ``curves.png``: the loss terms against the iteration, and bbox mAP / mAP_50 against the
+  validation step (the epoch for epoch-based training), read from mmengine's
+  ``DIR/<timestamp>/vis_data/scalars.json`` of the newest run that has one.
+"""
+import argparse
+import copy
+import json
+import math
+import re
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import matplotlib
+
+matplotlib.use('Agg')  # headless: the report is written to files only
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.patches import Rectangle  # noqa: E402
+from mmengine.config import DictAction  # noqa: E402
+
+_TIMESTAMP = re.compile(r'^\d{8}_\d{6}$')  # mmengine's run directory names
+
+
+# ----------------------------------------------------------------------------- curves
+def find_scalars_file(work_dir: Path) -> Path:
+    """``vis_data/scalars.json`` of the newest run under ``work_dir``.
+
+    Runs are mmengine's ``<work_dir>/<YYYYmmdd_HHMMSS>/`` directories; the newest timestamp
+    with a ``vis_data/scalars.json`` wins (directories not named like a timestamp are ranked by
+    modification time, below timestamped ones).  ``work_dir`` may also be a run directory.
+    """
+    work_dir = Path(work_dir)
+    direct = work_dir / 'vis_data' / 'scalars.json'
+    if direct.is_file():
+        return direct
+    if not work_dir.is_dir():
+        raise FileNotFoundError(f'work dir {work_dir} does not exist')
+    runs = [d for d in work_dir.iterdir() if (d / 'vis_data' / 'scalars.json').is_file()]
+    if not runs:
+        raise FileNotFoundError(
+            f'no <timestamp>/vis_data/scalars.json under {work_dir}; was this the work_dir '
+            'of a training run with the LocalVisBackend?')
+    newest = max(runs, key=lambda d: (bool(_TIMESTAMP.match(d.name)), d.name
+                                      if _TIMESTAMP.match(d.name) else '', d.stat().st_mtime))
+    return newest / 'vis_data' / 'scalars.json'
+
+
+def load_scalars(path: Path) -> Tuple[List[Dict[str, Any]], List[Dict[str, Any]]]:
+    """Split a ``scalars.json`` (JSON lines) into training lines and validation lines.
+
+    Training lines carry ``loss*`` keys; validation lines carry metric keys with a ``/``
+    (``coco/bbox_mAP``).  Other lines are ignored.
+    """
+    train, val = [], []
+    with open(path) as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except ValueError as e:
+                raise ValueError(f'{path}:{lineno} is not a JSON line: {e}') from None
+            if any(k.startswith('loss') for k in record):
+                train.append(record)
+            elif any('/' in k for k in record):
+                val.append(record)
+    return train, val
+
+
+def _series(records: Sequence[Dict[str, Any]], key: str,
+            x_keys: Sequence[str]) -> Tuple[List[float], List[float]]:
+    xs, ys = [], []
+    for i, rec in enumerate(records):
+        value = rec.get(key)
+        if not isinstance(value, (int, float)):
+            continue
+        x = next((rec[k] for k in x_keys if isinstance(rec.get(k), (int, float))), i + 1)
+        xs.append(float(x))
+        ys.append(float(value))
+    return xs, ys
+
+
+def plot_curves(scalars_file: Path, out_file: Path) -> Path:
+    """Plot loss terms vs iteration and bbox mAP / mAP_50 vs validation step into ``out_file``."""
+    train, val = load_scalars(Path(scalars_file))
+    if not train and not val:
+        raise ValueError(f'{scalars_file} holds neither loss nor validation metric lines')
+    fig, (ax_loss, ax_map) = plt.subplots(1, 2, figsize=(11, 4))
+
+    loss_keys = sorted({k for rec in train for k in rec if k.startswith('loss')},
+                       key=lambda k: (k != 'loss', k))  # total loss first
+    for key in loss_keys:
+        xs, ys = _series(train, key, ('step', 'iter'))
+        ax_loss.plot(xs, ys, label=key, linewidth=2.0 if key == 'loss' else 1.0)
+    ax_loss.set_xlabel('iteration')
+    ax_loss.set_ylabel('loss')
+    ax_loss.set_title('training losses')
+    ax_loss.grid(alpha=0.3)
+    if loss_keys:
+        ax_loss.legend(fontsize=8)
+    else:
+        ax_loss.text(0.5, 0.5, 'no loss lines', ha='center', va='center',
+                     transform=ax_loss.transAxes)
+
+    # Metric prefixes vary (coco/, pascal_voc/...); plot any bbox_mAP / bbox_mAP_50.
+    map_keys = sorted({k for rec in val for k in rec
+                       if k.split('/')[-1] in ('bbox_mAP', 'bbox_mAP_50')})
+    for key in map_keys:
+        xs, ys = _series(val, key, ('step', ))
+        ax_map.plot(xs, ys, marker='o', label=key)
+    by_epoch = any('epoch' in rec for rec in train) or not train
+    ax_map.set_xlabel('epoch' if by_epoch else 'iteration')
+    ax_map.set_ylabel('mAP')
+    ax_map.set_ylim(0, 1)
+    ax_map.set_title('validation bbox mAP')
+    ax_map.grid(alpha=0.3)
+    if map_keys:
+        ax_map.legend(fontsize=8)
+    else:
+        ax_map.text(0.5, 0.5, 'no bbox_mAP lines', ha='center', va='center',
+                    transform=ax_map.transAxes)
+
+    fig.suptitle(str(scalars_file), fontsize=8)
+    fig.tight_layout()
+    out_file = Path(out_file)
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_file, dpi=100)
+    plt.close(fig)
+    return out_file
+
+
+# ----------------------------------------------------------------------------- predictions
+def draw_prediction_grid(samples: Sequence[Dict[str, Any]],
+                         class_names: Sequence[str],
+                         out_file: Path,
+                         score_thr: float = 0.3,
+                         palette: Optional[Sequence[Sequence[int]]] = None,
+                         ncols: int = 4) -> Path:
+    """Draw images with ground-truth and predicted boxes in a grid and save it.
+
+    Args:
+        samples: One dict per image: ``image`` ((H, W, 3) uint8 RGB), ``gt_bboxes`` ((N, 4)
+            x1y1x2y2), ``gt_labels`` ((N,)), ``pred_bboxes`` ((M, 4)), ``pred_labels`` ((M,)),
+            ``pred_scores`` ((M,)) and optionally ``title``.
+        class_names: Label index -> name.
+        out_file: PNG to write.
+        score_thr: Predictions at or below this score are not drawn.
+        palette: RGB 0-255 colour per class; matplotlib's tab10 if ``None``.
+        ncols: Images per grid row.
+    """
+    if not samples:
+        raise ValueError('draw_prediction_grid: no images to draw')
+    ncols = max(1, min(ncols, len(samples)))
+    nrows = math.ceil(len(samples) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.2 * ncols, 3.4 * nrows), squeeze=False)
+    cmap = plt.get_cmap('tab10')
+
+    def colour(label: int) -> Tuple[float, ...]:
+        if palette is not None and 0 <= label < len(palette):
+            return tuple(c / 255 for c in palette[label])
+        return cmap(label % 10)
+
+    def name(label: int) -> str:
+        return class_names[label] if 0 <= label < len(class_names) else str(label)
+
+    for ax, sample in zip(axes.flat, samples):
+        ax.imshow(sample['image'])
+        for box, label in zip(np.asarray(sample['gt_bboxes']).reshape(-1, 4),
+                              np.asarray(sample['gt_labels']).reshape(-1)):
+            x1, y1, x2, y2 = map(float, box)
+            for edge, style, width in (('black', '-', 2.0), ('white', '--', 1.0)):
+                # White dashes over a dark line: visible on light and dark backgrounds.
+                ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, edgecolor=edge,
+                                       linestyle=style, linewidth=width,
+                                       alpha=0.5 if edge == 'black' else 1.0))
+        scores = np.asarray(sample['pred_scores'], dtype=float).reshape(-1)
+        keep = scores > score_thr
+        boxes = np.asarray(sample['pred_bboxes'], dtype=float).reshape(-1, 4)[keep]
+        labels = np.asarray(sample['pred_labels']).reshape(-1)[keep]
+        for box, label, score in zip(boxes, labels, scores[keep]):
+            x1, y1, x2, y2 = map(float, box)
+            c = colour(int(label))
+            ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, edgecolor=c,
+                                   linewidth=1.5))
+            ax.text(x1, y1, f'{name(int(label))} {score:.2f}', fontsize=6, color='black',
+                    va='bottom', bbox=dict(facecolor=c, alpha=0.8, pad=0.5, linewidth=0))
+        n_gt = len(np.asarray(sample['gt_labels']).reshape(-1))
+        ax.set_title(f"{sample.get('title', '')}  gt {n_gt} / pred {int(keep.sum())}",
+                     fontsize=7)
+        ax.axis('off')
+    for ax in axes.flat[len(samples):]:
+        ax.axis('off')
+    fig.legend(handles=[
+        Line2D([], [], color='grey', linestyle='--', label='ground truth'),
+        Line2D([], [], color='grey', linewidth=1.5, label=f'prediction (score > {score_thr})')
+    ], loc='lower center', ncol=2, fontsize=8)
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    out_file = Path(out_file)
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_file, dpi=100)
+    plt.close(fig)
+    return out_file
+
+
+def run_inference(config: str, checkpoint: str, num_images: int = 8, device: str = 'cpu',
+                  cfg_options: Optional[Dict[str, Any]] = None
+                  ) -> Tuple[List[Dict[str, Any]], Dict[str, Any]]:
+    """Predict on the first ``num_images`` images of the config's validation dataset.
+
+    The model and the dataset are built through mmengine's registries under the config's
+    ``default_scope`` (``mmext``), so the validation pipeline of the config is used as is and
+    predictions come back in original image coordinates.
+
+    Returns:
+        The samples for :func:`draw_prediction_grid` and the dataset's ``metainfo``.
+    """
+    from mmengine.config import Config
+    from mmengine.registry import DATASETS, MODELS, DefaultScope
+    from mmengine.runner import load_checkpoint
+
+    cfg = Config.fromfile(config)
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    loader_cfg = cfg.get('val_dataloader') or cfg.get('test_dataloader')
+    if not loader_cfg or 'dataset' not in loader_cfg:
+        raise KeyError(f'{config}: needs val_dataloader.dataset (or test_dataloader.dataset) '
+                       'to pick the images to predict on')
+    if 'model' not in cfg:
+        raise KeyError(f'{config}: no `model` key')
+    # A scoped override, not init_default_scope: callers (tests) keep their own default scope.
+    with DefaultScope.overwrite_default_scope(cfg.get('default_scope', 'mmext')):
+        dataset = DATASETS.build(copy.deepcopy(loader_cfg['dataset']))
+        dataset.full_init()
+        model = MODELS.build(copy.deepcopy(cfg.model))
+        load_checkpoint(model, checkpoint, map_location='cpu', logger='silent')
+        model.to(device).eval()
+        samples = _predict(model, dataset, min(num_images, len(dataset)))
+    return samples, dict(dataset.metainfo)
+
+
+def _predict(model: Any, dataset: Any, num_images: int) -> List[Dict[str, Any]]:
+    """Run ``model.test_step`` on the first images of ``dataset``; pair results with GT."""
+    import torch
+    from mmengine.dataset import pseudo_collate
+    from PIL import Image
+
+    samples: List[Dict[str, Any]] = []
+    for start in range(0, num_images, 4):
+        chunk = list(range(start, min(start + 4, num_images)))
+        with torch.no_grad():
+            outputs = model.test_step(pseudo_collate([dataset[i] for i in chunk]))
+        for idx, out in zip(chunk, outputs):
+            info = dataset.get_data_info(idx)
+            instances = [ins for ins in info.get('instances', [])
+                         if not ins.get('ignore_flag', 0)]
+            pred = out.pred_instances
+            samples.append(dict(
+                image=np.asarray(Image.open(info['img_path']).convert('RGB')),
+                title=Path(info['img_path']).name,
+                gt_bboxes=np.array([ins['bbox'] for ins in instances],
+                                   dtype=np.float32).reshape(-1, 4),
+                gt_labels=np.array([ins['bbox_label'] for ins in instances], dtype=np.int64),
+                pred_bboxes=pred.bboxes.cpu().numpy(),
+                pred_labels=pred.labels.cpu().numpy(),
+                pred_scores=pred.scores.cpu().numpy()))
+    return samples
+
+
+# ----------------------------------------------------------------------------- CLI
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description='Prediction grid and training curves of a '
+                                     'trained detector.')
+    parser.add_argument('config', help='the training config')
+    parser.add_argument('checkpoint', help='the trained checkpoint (.pth)')
+    parser.add_argument('--work-dir', required=True,
+                        help='the training work_dir (holds <timestamp>/vis_data/scalars.json)')
+    parser.add_argument('--num-images', type=int, default=8, help='validation images to show')
+    parser.add_argument('--out-dir', default=None, help='where to write (default: --work-dir)')
+    parser.add_argument('--score-thr', type=float, default=0.3,
+                        help='lowest prediction score drawn (exclusive)')
+    parser.add_argument('--device', default='cpu', help="e.g. 'cpu' or 'cuda:0'")
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override config entries, as for tools/train.py')
+    return parser.parse_args(argv)
+
+
+def main(argv: Optional[List[str]] = None) -> Dict[str, Path]:
+    """Write ``predictions.png`` and ``curves.png``; return their paths."""
+    args = parse_args(argv)
+    out_dir = Path(args.out_dir or args.work_dir)
+    scalars = find_scalars_file(Path(args.work_dir))  # fail early, before model building
+    samples, meta = run_inference(args.config, args.checkpoint, args.num_images, args.device,
+                                  args.cfg_options)
+    written = dict(
+        predictions=draw_prediction_grid(samples, meta.get('classes', ()),
+                                         out_dir / 'predictions.png', args.score_thr,
+                                         palette=meta.get('palette')),
+        curves=plot_curves(scalars, out_dir / 'curves.png'))
+    for path in written.values():
+        print(f'wrote {path}')
+    return written
+
+
+if __name__ == '__main__':
+    main()
