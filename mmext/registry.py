@@ -13,8 +13,9 @@ An unknown type raises :class:`UnknownTypeError`, a ``KeyError`` that names the 
 and the closest registered names.  ``locations`` make every lookup import the modules that register
 into a node, so building from a config never depends on what the caller imported first.
 """
+import copy
 import difflib
-from typing import Iterator, List, Optional, Type
+from typing import Any, Dict, Iterator, List, Optional, Type
 
 from mmengine.registry import DATA_SAMPLERS as MMENGINE_DATA_SAMPLERS
 from mmengine.registry import DATASETS as MMENGINE_DATASETS
@@ -47,7 +48,7 @@ __all__ = [
     'LOG_PROCESSORS', 'DATASETS', 'DATA_SAMPLERS', 'TRANSFORMS', 'FUNCTIONS', 'MODELS',
     'MODEL_WRAPPERS', 'WEIGHT_INITIALIZERS', 'OPTIMIZERS', 'OPTIM_WRAPPERS',
     'OPTIM_WRAPPER_CONSTRUCTORS', 'PARAM_SCHEDULERS', 'METRICS', 'EVALUATOR', 'TASK_UTILS',
-    'VISUALIZERS', 'VISBACKENDS'
+    'VISUALIZERS', 'VISBACKENDS', 'build_with_fallback'
 ]
 
 
@@ -104,6 +105,22 @@ class MMExtRegistry(Registry):
                 "If it lives in another package, import it through "
                 "custom_imports=dict(imports=[...], allow_failed_imports=False) and prefix "
                 "the scope, e.g. 'mmdet.ResNet'.")
+
+
+def build_with_fallback(registry: Registry, cfg: Dict[str, Any],
+                        fallback_scope: str = 'mmdet') -> Any:
+    """Build ``cfg`` from an mmext ``registry``, reading an unscoped type we lack as the toolbox's.
+
+    Toolbox configs name sub-components without a scope (``loss_cls=dict(type='FocalLoss')``).
+    Under mmext's default scope such a name would be searched in mmext and mmengine only, so a head
+    that accepts toolbox configs builds its parts through this: a type with no scope prefix that
+    mmext itself does not register is read as ``f'{fallback_scope}.{type}'``.
+    """
+    cfg = copy.deepcopy(cfg)
+    obj_type = cfg.get('type')
+    if isinstance(obj_type, str) and '.' not in obj_type and obj_type not in registry.module_dict:
+        cfg['type'] = f'{fallback_scope}.{obj_type}'
+    return registry.build(cfg)
 
 
 def _node(name: str, parent: Registry, *locations: str) -> MMExtRegistry:
