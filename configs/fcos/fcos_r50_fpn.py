@@ -11,6 +11,12 @@ _base_ = [
 custom_imports = dict(imports=['mmext'], allow_failed_imports=False)
 default_scope = 'mmext'
 
+# mmdet's COCO dataset, plus clear errors for empty/mismatched annotation files and a count of
+# the boxes it drops (mmext/datasets/coco.py).
+train_dataloader = dict(dataset=dict(type='mmext.CheckedCocoDataset'))
+val_dataloader = dict(dataset=dict(type='mmext.CheckedCocoDataset'))
+test_dataloader = val_dataloader
+
 # 500 iterations of constant warm-up at lr/3, then steps at epochs 8 and 11.
 param_scheduler = [
     dict(type='ConstantLR', factor=1.0 / 3, by_epoch=False, begin=0, end=500),

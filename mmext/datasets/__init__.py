@@ -1,8 +1,9 @@
 """mmext datasets and data generators."""
+from .coco import CheckedCocoDataset
 from .shapes import (SHAPES_CLASSES, SHAPES_METAINFO, ShapesCocoDataset,
                      ShapesDetectionGenerator, ensure_shapes_dataset)
 
 __all__ = [
-    'SHAPES_CLASSES', 'SHAPES_METAINFO', 'ShapesCocoDataset', 'ShapesDetectionGenerator',
-    'ensure_shapes_dataset'
+    'CheckedCocoDataset', 'SHAPES_CLASSES', 'SHAPES_METAINFO', 'ShapesCocoDataset',
+    'ShapesDetectionGenerator', 'ensure_shapes_dataset'
 ]

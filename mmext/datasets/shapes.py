@@ -39,11 +39,11 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
 
 import numpy as np
-from mmdet.datasets import CocoDataset
 from mmengine.logging import print_log
 from PIL import Image, ImageDraw
 
 from mmext.registry import DATASETS
+from .coco import CheckedCocoDataset
 
 __all__ = [
     'SHAPES_CLASSES', 'SHAPES_PALETTE', 'SHAPES_METAINFO', 'metainfo', 'GENERATOR_VERSION',
@@ -398,8 +398,9 @@ _ENSURE_KEYS = {'num_train', 'num_val', 'img_size', 'seed', 'force', 'max_object
 
 
 @DATASETS.register_module()
-class ShapesCocoDataset(CocoDataset):
-    """mmdet's ``CocoDataset`` over the shapes dataset, generated on first use.
+class ShapesCocoDataset(CheckedCocoDataset):
+    """mmdet's ``CocoDataset`` (with mmext's annotation checks) over the shapes dataset, generated
+    on first use.
 
     The Runner builds dataloaders before any hook runs, so generation happens here, in
     ``__init__``, before the annotation file is read.  Example config::
