@@ -91,6 +91,19 @@ def _series(records: Sequence[Dict[str, Any]], key: str,
     return xs, ys
 
 
+def _finish_axes(ax: Any, xlabel: str, ylabel: str, title: str, has_lines: bool,
+                 empty_message: str) -> None:
+    """Labels, grid, and a legend, or a note in the middle when there is nothing to plot."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    if has_lines:
+        ax.legend(fontsize=8)
+    else:
+        ax.text(0.5, 0.5, empty_message, ha='center', va='center', transform=ax.transAxes)
+
+
 def plot_curves(scalars_file: Path, out_file: Path) -> Path:
     """Plot loss terms vs iteration and bbox mAP / mAP_50 vs validation step into ``out_file``."""
     train, val = load_scalars(Path(scalars_file))
@@ -103,15 +116,8 @@ def plot_curves(scalars_file: Path, out_file: Path) -> Path:
     for key in loss_keys:
         xs, ys = _series(train, key, ('step', 'iter'))
         ax_loss.plot(xs, ys, label=key, linewidth=2.0 if key == 'loss' else 1.0)
-    ax_loss.set_xlabel('iteration')
-    ax_loss.set_ylabel('loss')
-    ax_loss.set_title('training losses')
-    ax_loss.grid(alpha=0.3)
-    if loss_keys:
-        ax_loss.legend(fontsize=8)
-    else:
-        ax_loss.text(0.5, 0.5, 'no loss lines', ha='center', va='center',
-                     transform=ax_loss.transAxes)
+    _finish_axes(ax_loss, 'iteration', 'loss', 'training losses', bool(loss_keys),
+                 'no loss lines')
 
     # Metric prefixes vary (coco/, pascal_voc/...); plot any bbox_mAP / bbox_mAP_50.
     map_keys = sorted({k for rec in val for k in rec
@@ -120,16 +126,9 @@ def plot_curves(scalars_file: Path, out_file: Path) -> Path:
         xs, ys = _series(val, key, ('step', ))
         ax_map.plot(xs, ys, marker='o', label=key)
     by_epoch = any('epoch' in rec for rec in train) or not train
-    ax_map.set_xlabel('epoch' if by_epoch else 'iteration')
-    ax_map.set_ylabel('mAP')
     ax_map.set_ylim(0, 1)
-    ax_map.set_title('validation bbox mAP')
-    ax_map.grid(alpha=0.3)
-    if map_keys:
-        ax_map.legend(fontsize=8)
-    else:
-        ax_map.text(0.5, 0.5, 'no bbox_mAP lines', ha='center', va='center',
-                    transform=ax_map.transAxes)
+    _finish_axes(ax_map, 'epoch' if by_epoch else 'iteration', 'mAP', 'validation bbox mAP',
+                 bool(map_keys), 'no bbox_mAP lines')
 
     fig.suptitle(str(scalars_file), fontsize=8)
     fig.tight_layout()
