@@ -117,6 +117,7 @@ def build_with_fallback(registry: Registry, cfg: Dict[str, Any],
     mmext itself does not register is read as ``f'{fallback_scope}.{type}'``.
     """
     cfg = copy.deepcopy(cfg)
+    registry.import_from_location()  # our names must all be known before we decide to fall back
     obj_type = cfg.get('type')
     if isinstance(obj_type, str) and '.' not in obj_type and obj_type not in registry.module_dict:
         cfg['type'] = f'{fallback_scope}.{obj_type}'

@@ -137,3 +137,16 @@ def test_custom_imports_in_a_fresh_interpreter(tmp_path):
                          timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().endswith('mmext.models.dense_heads.fcos_head')
+
+
+def test_build_with_fallback_prefers_mmext_then_toolbox():
+    from mmdet.models.task_modules.coders import DistancePointBBoxCoder
+
+    from mmext.models.dense_heads import FCOSHead
+    from mmext.registry import TASK_UTILS, build_with_fallback
+    head = build_with_fallback(MODELS, dict(type='FCOSHead', **HEAD))
+    assert type(head) is FCOSHead  # ours, although mmdet has a FCOSHead too
+    coder = build_with_fallback(TASK_UTILS, dict(type='DistancePointBBoxCoder'))
+    assert type(coder) is DistancePointBBoxCoder  # mmext has none: mmdet's
+    seg = build_with_fallback(MODELS, dict(type='CrossEntropyLoss'), fallback_scope='mmseg')
+    assert type(seg).__module__.startswith('mmseg.')
