@@ -83,3 +83,16 @@ def test_demo_pipeline_end_to_end(tmp_path):
     assert 'coco/bbox_mAP' in json.loads(metrics[-1].read_text())
     assert len(json.loads((data / 'annotations' / 'instances_train.json').read_text())
                ['images']) == 32
+
+    # The same checkpoint evaluated by 2 CPU ranks (gloo): results are gathered across ranks and
+    # scored once, so the metrics equal the single-process test's.
+    ckpt = (work / 'last_checkpoint').read_text().strip()
+    dist = subprocess.run(['bash', str(ROOT / 'tools' / 'dist_test.sh'), str(DEMO), ckpt, '2',
+                           '--work-dir', str(tmp_path / 'dist'), '--cfg-options', *opts],
+                          cwd=ROOT, env=dict(env, PORT='29531', OMP_NUM_THREADS='1'),
+                          capture_output=True, text=True, timeout=600)
+    assert dist.returncode == 0, (dist.stdout + dist.stderr)[-4000:]
+    dist_metrics = json.loads(sorted((tmp_path / 'dist').glob('*/*.json'))[-1].read_text())
+    single = json.loads(metrics[-1].read_text())
+    assert dist_metrics['coco/bbox_mAP'] == single['coco/bbox_mAP']
+    assert dist_metrics['coco/bbox_mAP_50'] == single['coco/bbox_mAP_50']
