@@ -1,1 +1,4 @@
-"""Filled in as the components of later issues land."""
+"""mmext detectors."""
+from .detr import DETR
+
+__all__ = ['DETR']
