@@ -1,0 +1,48 @@
+"""L1 box match cost on image-size-normalised boxes (DETR, Carion et al., ECCV 2020, eq. 2).
+
+Boxes arrive as pixel ``xyxy``; both sides are divided by ``(w, h, w, h)`` of the image and,
+with ``box_format='xywh'``, compared as ``(cx, cy, w, h)`` as DETR does.
+"""
+from typing import Union
+
+import torch
+from torch import Tensor
+
+from mmext.registry import TASK_UTILS
+from .base import BatchedMatchCost, MatchBatch
+
+
+def xyxy_to_cxcywh(boxes: Tensor) -> Tensor:
+    x1, y1, x2, y2 = boxes.unbind(-1)
+    return torch.stack(((x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1), dim=-1)
+
+
+@TASK_UTILS.register_module()
+class BBoxL1Cost(BatchedMatchCost):
+    """``sum |b_q - b_g|`` over the four normalised coordinates, times ``weight``.
+
+    Args:
+        box_format: ``'xyxy'`` (DETR-style configs in mmdet) or ``'xywh'`` (centre-size).
+        weight: Cost weight. Defaults to 1.
+    """
+
+    def __init__(self, box_format: str = 'xyxy', weight: Union[float, int] = 1.) -> None:
+        super().__init__(weight=weight)
+        if box_format not in ('xyxy', 'xywh'):
+            raise ValueError(f"box_format must be 'xyxy' or 'xywh', got {box_format!r}")
+        self.box_format = box_format
+
+    def batch_cost(self, batch: MatchBatch) -> Tensor:
+        pred, gt, hw = batch.require('pred_bboxes', 'gt_bboxes', 'img_hw')
+        if self.box_format == 'xywh':
+            pred, gt = xyxy_to_cxcywh(pred), xyxy_to_cxcywh(gt)
+        h, w = hw.to(gt.dtype).unbind(-1)
+        factor = torch.stack((w, h, w, h), dim=-1)[:, None, :]  # [B, 1, 4]
+        # sum_k |p_k - g_k| from contiguous per-coordinate vectors: the same sums as
+        # torch.cdist(p=1), but vectorised broadcast passes (cdist is ~2x slower on CPU here).
+        ps = (pred / factor).permute(2, 0, 1).contiguous()  # [4, B, Q]
+        gs = (gt / factor).permute(2, 0, 1).contiguous()  # [4, B, G]
+        cost = (ps[0][:, :, None] - gs[0][:, None, :]).abs_()
+        for k in range(1, 4):
+            cost.add_((ps[k][:, :, None] - gs[k][:, None, :]).abs_())
+        return cost

@@ -1,0 +1,146 @@
+"""Time mmext.HungarianAssigner (batched) against mmdet's HungarianAssigner looped over images.
+
+For each case ``B x Q x G`` (images x queries x targets per image) both assigners get the same
+DETR-style predictions and targets.  mmdet runs ``assign`` once per image (what DETRHead does);
+mmext runs ``assign_batch`` once, with the scipy solver (``solver='auto'``) and, separately, with
+the device-side torch solver.  Runs are interleaved so machine drift hits all alike; the median
+of ``--repeats`` runs is reported with the minimum (less sensitive to other jobs on the machine).
+Before timing, the total matched cost of every image is compared against mmdet's; the script
+exits with status 1 if any differs by more than 1e-9 x scale.
+
+    .venv/bin/python tools/benchmark/bench_hungarian.py                        # both issue cases
+    .venv/bin/python tools/benchmark/bench_hungarian.py --threads 2 --costs deformable
+    .venv/bin/python tools/benchmark/bench_hungarian.py --case 4x900x100 --repeats 10
+"""
+import argparse
+import statistics
+import sys
+import time
+from typing import Callable, Dict, List, Sequence, Tuple
+
+import torch
+from mmdet.models.task_modules.assigners import HungarianAssigner as MMDetHungarianAssigner
+from mmengine.structures import InstanceData
+
+from mmext.models.task_modules.assigners import HungarianAssigner
+
+COSTS = dict(
+    detr=[dict(type='ClassificationCost', weight=1.),
+          dict(type='BBoxL1Cost', box_format='xywh', weight=5.),
+          dict(type='IoUCost', iou_mode='giou', weight=2.)],
+    deformable=[dict(type='FocalLossCost', weight=2.),
+                dict(type='BBoxL1Cost', box_format='xywh', weight=5.),
+                dict(type='IoUCost', iou_mode='giou', weight=2.)])
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--case', action='append', default=None,
+                        help='BxQxG, repeatable (default: 8x300x50 and 16x100x20)')
+    parser.add_argument('--costs', choices=sorted(COSTS), default='detr')
+    parser.add_argument('--num-classes', type=int, default=80)
+    parser.add_argument('--threads', type=int, default=None, help='torch intra-op threads')
+    parser.add_argument('--device', default='cpu')
+    parser.add_argument('--repeats', type=int, default=20)
+    parser.add_argument('--skip-torch-solver', action='store_true')
+    parser.add_argument('--seed', type=int, default=0)
+    return parser.parse_args()
+
+
+def make_batch(B: int, Q: int, G: int, num_classes: int, device: str, seed: int):
+    g = torch.Generator().manual_seed(seed)
+    preds, gts, metas = [], [], []
+    for _ in range(B):
+        h, w = 800., 1216.
+        scale = torch.tensor([w, h, w, h])
+
+        def boxes(n: int) -> torch.Tensor:
+            cxcy = torch.rand(n, 2, generator=g)
+            wh = torch.rand(n, 2, generator=g) * 0.5 + 0.01
+            return (torch.cat([cxcy - wh / 2, cxcy + wh / 2], -1).clamp(0, 1) * scale)
+
+        preds.append(InstanceData(scores=torch.randn(Q, num_classes, generator=g),
+                                  bboxes=boxes(Q)).to(device))
+        gts.append(InstanceData(labels=torch.randint(0, num_classes, (G, ), generator=g),
+                                bboxes=boxes(G)).to(device))
+        metas.append(dict(img_shape=(int(h), int(w))))
+    return preds, gts, metas
+
+
+def total_costs(results, preds, gts, metas, assigner) -> List[float]:
+    cost = assigner.batch_cost(preds, gts, metas)['cost'].double().cpu()
+    out = []
+    for b, r in enumerate(results):
+        q = (r.gt_inds > 0).nonzero().flatten().cpu()
+        out.append(cost[b, q, r.gt_inds.cpu()[q] - 1].sum().item())
+    return out
+
+
+def sync(device: str) -> None:
+    if device.startswith('cuda'):
+        torch.cuda.synchronize()
+
+
+def timed(fns: Dict[str, Callable[[], object]], repeats: int,
+          device: str) -> Dict[str, Tuple[float, float]]:
+    times: Dict[str, List[float]] = {k: [] for k in fns}
+    for fn in fns.values():  # warm-up
+        fn()
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            sync(device)
+            t0 = time.perf_counter()
+            fn()
+            sync(device)
+            times[name].append(time.perf_counter() - t0)
+    return {k: (statistics.median(v), min(v)) for k, v in times.items()}
+
+
+def run_case(case: Tuple[int, int, int], args: argparse.Namespace) -> bool:
+    B, Q, G = case
+    preds, gts, metas = make_batch(B, Q, G, args.num_classes, args.device, args.seed)
+    theirs = MMDetHungarianAssigner(match_costs=COSTS[args.costs])
+    ours = HungarianAssigner(COSTS[args.costs])
+    ours_torch = HungarianAssigner(COSTS[args.costs], solver='torch')
+
+    def mmdet_loop():
+        return [theirs.assign(p, g, m) for p, g, m in zip(preds, gts, metas)]
+
+    fns = {'mmdet (loop)': mmdet_loop,
+           'mmext (batch, scipy)': lambda: ours.assign_batch(preds, gts, metas)}
+    if not args.skip_torch_solver:
+        fns['mmext (batch, torch)'] = lambda: ours_torch.assign_batch(preds, gts, metas)
+
+    ref = total_costs(mmdet_loop(), preds, gts, metas, ours)
+    ok = True
+    for name, fn in list(fns.items())[1:]:
+        got = total_costs(fn(), preds, gts, metas, ours)
+        worst = max(abs(a - b) / max(1., abs(a)) for a, b in zip(ref, got))
+        same = worst <= 1e-9
+        ok &= same
+        print(f'  {name}: total cost {"identical" if same else "DIFFERS"} to mmdet '
+              f'(max rel diff {worst:.1e}, sum {sum(got):.6f} vs {sum(ref):.6f})')
+    t = timed(fns, args.repeats, args.device)
+    base_med, base_min = t['mmdet (loop)']
+    for name, (med, low) in t.items():
+        print(f'  {name:22s} median {med * 1e3:8.3f} ms  min {low * 1e3:8.3f} ms   '
+              f'mmdet/this = {base_med / med:5.2f}x (median) {base_min / low:5.2f}x (min)')
+    return ok
+
+
+def main(argv: Sequence[str] = ()) -> int:
+    args = parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    cases = [tuple(int(x) for x in c.split('x')) for c in (args.case or ['8x300x50', '16x100x20'])]
+    print(f'torch {torch.__version__}, device={args.device}, threads={torch.get_num_threads()}, '
+          f'costs={args.costs}, median of {args.repeats}')
+    ok = True
+    for case in cases:
+        print(f'{case[0]} images x {case[1]} queries x {case[2]} targets:')
+        ok &= run_case(case, args)
+    return 0 if ok else 1
+
+
+if __name__ == '__main__':
+    sys.exit(main())
