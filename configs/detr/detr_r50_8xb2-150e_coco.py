@@ -74,7 +74,7 @@ model = dict(
         loss_iou=dict(type='mmdet.GIoULoss', loss_weight=2.0)),
     train_cfg=dict(
         assigner=dict(
-            # mmext's HungarianAssigner when registered, else mmdet's (same matching)
+            # mmext.HungarianAssigner (default scope mmext): batched costs, exact solver
             type='HungarianAssigner',
             match_costs=[
                 dict(type='ClassificationCost', weight=1.),
