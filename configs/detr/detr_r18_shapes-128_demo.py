@@ -3,14 +3,11 @@
 # 3 encoder + 3 decoder layers of width 128 and 20 queries, so that it runs on a CPU.
 # NOTE: provided for smoke runs; it has not been trained, and DETR is known to converge slowly
 # (hundreds of epochs on COCO), so expect modest AP after a short schedule.
-_base_ = ['mmdet::_base_/default_runtime.py']
+_base_ = ['mmdet::_base_/default_runtime.py', '../_base_/datasets/shapes_detection.py']
 
 custom_imports = dict(imports=['mmext'], allow_failed_imports=False)
 default_scope = 'mmext'
 
-data_root = 'data/shapes/'
-shapes_cfg = dict(num_train=800, num_val=200, img_size=128, seed=0)
-img_scale = (128, 128)
 max_epochs = 100
 embed_dims = 128
 
@@ -56,56 +53,6 @@ model = dict(
         dict(type='BBoxL1Cost', weight=5.0, box_format='xywh'),
         dict(type='IoUCost', iou_mode='giou', weight=2.0)])),
     test_cfg=dict(max_per_img=20))
-
-train_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='mmdet.LoadAnnotations', with_bbox=True),
-    dict(type='mmdet.Resize', scale=img_scale, keep_ratio=True),
-    dict(type='mmdet.RandomFlip', prob=0.5),
-    dict(type='mmdet.PackDetInputs')
-]
-test_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='mmdet.Resize', scale=img_scale, keep_ratio=True),
-    dict(type='mmdet.LoadAnnotations', with_bbox=True),
-    dict(type='mmdet.PackDetInputs',
-         meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor'))
-]
-train_dataloader = dict(
-    batch_size=16,
-    num_workers=2,
-    persistent_workers=True,
-    sampler=dict(type='DefaultSampler', shuffle=True),
-    dataset=dict(
-        type='mmext.ShapesCocoDataset',
-        data_root=data_root,
-        shapes_cfg=shapes_cfg,
-        ann_file='annotations/instances_train.json',
-        data_prefix=dict(img='train/'),
-        filter_cfg=dict(filter_empty_gt=False),  # empty images: every query is "no object"
-        pipeline=train_pipeline))
-val_dataloader = dict(
-    batch_size=16,
-    num_workers=2,
-    persistent_workers=True,
-    drop_last=False,
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    dataset=dict(
-        type='mmext.ShapesCocoDataset',
-        data_root=data_root,
-        shapes_cfg=shapes_cfg,
-        ann_file='annotations/instances_val.json',
-        data_prefix=dict(img='val/'),
-        test_mode=True,
-        pipeline=test_pipeline))
-test_dataloader = val_dataloader
-
-val_evaluator = dict(
-    type='mmdet.CocoMetric',
-    ann_file=data_root + 'annotations/instances_val.json',
-    metric='bbox',
-    classwise=True)
-test_evaluator = val_evaluator
 
 train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs, val_interval=10)
 val_cfg = dict(type='ValLoop')

@@ -2,15 +2,11 @@
 # embedded shapes dataset (128x128 images, 4 classes; generated under data/shapes/ on first use)
 # on 2 CPU cores.  Backbone and neck are mmdet's, scaled down: a half-width ResNet-18 and a
 # 4-level FPN at strides 8-64 (P3-P5 plus P6 from P5), regress ranges scaled to 8-64 px objects.
-_base_ = ['mmdet::_base_/default_runtime.py']
+_base_ = ['mmdet::_base_/default_runtime.py', '../_base_/datasets/shapes_detection.py']
 
 custom_imports = dict(imports=['mmext'], allow_failed_imports=False)
 default_scope = 'mmext'
 
-data_root = 'data/shapes/'
-# Same generator parameters for every split: the dataset is generated once from them.
-shapes_cfg = dict(num_train=800, num_val=200, img_size=128, seed=0)
-img_scale = (128, 128)
 max_epochs = 36
 
 model = dict(
@@ -65,56 +61,6 @@ model = dict(
         score_thr=0.05,
         nms=dict(type='nms', iou_threshold=0.6),
         max_per_img=100))
-
-train_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='mmdet.LoadAnnotations', with_bbox=True),
-    dict(type='mmdet.Resize', scale=img_scale, keep_ratio=True),
-    dict(type='mmdet.RandomFlip', prob=0.5),
-    dict(type='mmdet.PackDetInputs')
-]
-test_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='mmdet.Resize', scale=img_scale, keep_ratio=True),
-    dict(type='mmdet.LoadAnnotations', with_bbox=True),
-    dict(type='mmdet.PackDetInputs',
-         meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor'))
-]
-train_dataloader = dict(
-    batch_size=16,
-    num_workers=2,
-    persistent_workers=True,
-    sampler=dict(type='DefaultSampler', shuffle=True),
-    dataset=dict(
-        type='mmext.ShapesCocoDataset',
-        data_root=data_root,
-        shapes_cfg=shapes_cfg,
-        ann_file='annotations/instances_train.json',
-        data_prefix=dict(img='train/'),
-        filter_cfg=dict(filter_empty_gt=False),  # empty images teach the background
-        pipeline=train_pipeline))
-val_dataloader = dict(
-    batch_size=16,
-    num_workers=2,
-    persistent_workers=True,
-    drop_last=False,
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    dataset=dict(
-        type='mmext.ShapesCocoDataset',
-        data_root=data_root,
-        shapes_cfg=shapes_cfg,
-        ann_file='annotations/instances_val.json',
-        data_prefix=dict(img='val/'),
-        test_mode=True,
-        pipeline=test_pipeline))
-test_dataloader = val_dataloader
-
-val_evaluator = dict(
-    type='mmdet.CocoMetric',
-    ann_file=data_root + 'annotations/instances_val.json',
-    metric='bbox',
-    classwise=True)
-test_evaluator = val_evaluator
 
 train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs, val_interval=6)
 val_cfg = dict(type='ValLoop')

@@ -53,15 +53,6 @@ LOSS_CONFIGS = dict(
                                         loss_weight=1.0)))
 
 
-@pytest.fixture(autouse=True)
-def no_default_scope_leak():
-    """mmengine's DefaultScope is process-global: every test must leave it as it found it."""
-    before = DefaultScope.get_current_instance()
-    yield
-    after = DefaultScope.get_current_instance()
-    assert (before and before.scope_name) == (after and after.scope_name)
-
-
 def mmdet_head(cfg: dict) -> MMDetFCOSHead:
     """mmdet's head builds its unscoped losses from the *current* default scope; pin it to mmdet so
     that a scope left behind by another test file cannot break the reference."""

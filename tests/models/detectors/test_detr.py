@@ -58,14 +58,6 @@ def model_cfg(detector: str, head: str, prefix: str = '') -> dict:
         test_cfg=dict(max_per_img=5))
 
 
-@pytest.fixture(autouse=True)
-def no_default_scope_leak():
-    before = DefaultScope.get_current_instance()
-    yield
-    after = DefaultScope.get_current_instance()
-    assert (before and before.scope_name) == (after and after.scope_name)
-
-
 def make_models(seed=0):
     torch.manual_seed(seed)
     with DefaultScope.overwrite_default_scope('mmdet'):
