@@ -87,7 +87,9 @@ class DETRHead(BaseModule):
         loss_bbox: L1 loss config on normalised ``cxcywh`` boxes (``λ_L1 = 5``).
         loss_iou: IoU loss config on absolute ``xyxy`` boxes (GIoU, ``λ_giou = 2``).
         train_cfg: ``dict(assigner=...)``; the assigner gets per image
-            ``InstanceData(scores=logits, bboxes=absolute xyxy)`` and the ground truths.
+            ``InstanceData(scores=logits, bboxes=absolute xyxy)`` and the ground truths, all
+            images in one ``assign_batch`` call when it has that method (mmext's), else one
+            ``assign`` call per image (mmdet's).
         test_cfg: ``dict(max_per_img=100)``: detections kept per image.
         init_cfg: Initialisation config.
     """
@@ -262,7 +264,11 @@ class DETRHead(BaseModule):
     def get_targets(self, cls_scores: Tensor, bbox_preds: Tensor,
                     batch_gt_instances: InstanceList,
                     batch_img_metas: List[dict]) -> Tuple[Tensor, Tensor, Tensor, int]:
-        """Match each image's predictions to its ground truths (Hungarian, per image).
+        """Match each image's predictions to its ground truths (Hungarian).
+
+        With an assigner that has ``assign_batch`` (mmext's), the whole batch is matched in one
+        call; otherwise (e.g. mmdet's) image by image through ``assign``.  Both give the same
+        assignments.
 
         Returns:
             ``labels [B, Q]`` (``num_classes`` = no object), normalised ``cxcywh``
@@ -272,6 +278,9 @@ class DETRHead(BaseModule):
         if len(batch_gt_instances) != cls_scores.size(0):
             raise ValueError(f'{cls_scores.size(0)} images of predictions but '
                              f'{len(batch_gt_instances)} of ground truth')
+        if hasattr(self.assigner, 'assign_batch'):
+            return self._get_targets_batched(cls_scores, bbox_preds, batch_gt_instances,
+                                             batch_img_metas)
         num_imgs, num_queries = cls_scores.shape[:2]
         labels = cls_scores.new_full((num_imgs, num_queries), self.num_classes,
                                      dtype=torch.long)
@@ -290,6 +299,48 @@ class DETRHead(BaseModule):
                 bbox_targets.dtype)
             bbox_weights[i, pos_inds] = 1.0
             num_pos += int(pos_inds.numel())
+        return labels, bbox_targets, bbox_weights, num_pos
+
+    def _get_targets_batched(self, cls_scores: Tensor, bbox_preds: Tensor,
+                             batch_gt_instances: InstanceList,
+                             batch_img_metas: List[dict]) -> Tuple[Tensor, Tensor, Tensor, int]:
+        """:meth:`get_targets` with one ``assign_batch`` call and padded, per-batch gathers
+        (the same elementwise arithmetic as the per-image path, so identical targets)."""
+        num_imgs, num_queries = cls_scores.shape[:2]
+        # [B, 1, 4] (w, h, w, h) of each image; the assigner's costs compare absolute xyxy boxes
+        factors = bbox_preds.new_tensor([[m['img_shape'][1], m['img_shape'][0]] * 2
+                                         for m in batch_img_metas])[:, None, :]
+        abs_preds = bbox_cxcywh_to_xyxy(bbox_preds) * factors
+        pred_instances = [InstanceData(scores=cls_scores[i], bboxes=abs_preds[i])
+                          for i in range(num_imgs)]
+        results = self.assigner.assign_batch(pred_instances, batch_gt_instances,
+                                             batch_img_metas)
+        gt_inds = torch.stack([r.gt_inds for r in results]).long()  # [B, Q], 1-based, 0 = bg
+        pos = gt_inds > 0
+        num_pos = int(pos.sum())
+        labels = cls_scores.new_full((num_imgs, num_queries), self.num_classes,
+                                     dtype=torch.long)
+        bbox_targets = bbox_preds.new_zeros((num_imgs, num_queries, 4))
+        bbox_weights = bbox_preds.new_zeros((num_imgs, num_queries, 4))
+        if num_pos == 0:
+            return labels, bbox_targets, bbox_weights, 0  # every query is "no object"
+        # ground truths padded to [B, G_max]; padding is never gathered (only pos queries are)
+        boxes = [get_box_tensor(gt.bboxes) for gt in batch_gt_instances]
+        num_gts = [len(b) for b in boxes]
+        # padded in the boxes' own dtype, cast at the end, as the per-image path does
+        gt_boxes = boxes[0].new_zeros((num_imgs, max(num_gts), 4))
+        gt_labels = labels.new_zeros((num_imgs, max(num_gts)))
+        for i, (b, gt, n) in enumerate(zip(boxes, batch_gt_instances, num_gts)):
+            if n:
+                gt_boxes[i, :n] = b
+                gt_labels[i, :n] = gt.labels
+        idx = (gt_inds - 1).clamp(min=0)
+        matched_boxes = gt_boxes.gather(1, idx[..., None].expand(-1, -1, 4))
+        matched_labels = gt_labels.gather(1, idx)
+        labels = torch.where(pos, matched_labels, labels)
+        targets = bbox_xyxy_to_cxcywh(matched_boxes / factors).to(bbox_targets.dtype)
+        bbox_targets = torch.where(pos[..., None], targets, bbox_targets)
+        bbox_weights = pos[..., None].to(bbox_weights.dtype).expand_as(bbox_weights).clone()
         return labels, bbox_targets, bbox_weights, num_pos
 
     def _match_single(self, cls_score: Tensor, bbox_pred: Tensor, gt_instances: InstanceData,

