@@ -42,26 +42,46 @@ def images(n=2):
             for _ in range(n)]
 
 
-def test_mmdet_project_uses_mmext_head():
-    from mmdet.registry import MODELS
+def det_samples():
+    """Two images: two boxes, and none (the background-only path)."""
     from mmdet.structures import DetDataSample
     from mmengine.structures import InstanceData
+    samples = []
+    for boxes, labels in [([[4., 6., 30., 40.], [20., 20., 60., 50.]], [0, 2]), ([], [])]:
+        s = DetDataSample(metainfo=dict(img_shape=(SIZE, SIZE), ori_shape=(SIZE, SIZE),
+                                        scale_factor=(1., 1.), batch_input_shape=(SIZE, SIZE)))
+        s.gt_instances = InstanceData(bboxes=torch.tensor(boxes).reshape(-1, 4),
+                                      labels=torch.tensor(labels, dtype=torch.long))
+        samples.append(s)
+    return samples
+
+
+def test_mmdet_project_uses_mmext_head():
+    from mmdet.registry import MODELS
 
     from mmext.models.dense_heads import FCOSHead
     cfg = load('mmdet/fcos_r50-caffe_fpn_gn-head_1x_coco_mmext.py',
                **{'model.backbone.depth': 18, 'model.backbone.init_cfg': None,
                   'model.neck.in_channels': [64, 128, 256, 512],
                   'model.bbox_head.num_classes': 3})
-    samples = []
-    for boxes, labels in [([[4., 6., 30., 40.], [20., 20., 60., 50.]], [0, 2]), ([], [])]:
-        s = DetDataSample(metainfo=dict(img_shape=(SIZE, SIZE), ori_shape=(SIZE, SIZE),
-                                        scale_factor=(1., 1.)))
-        s.gt_instances = InstanceData(bboxes=torch.tensor(boxes).reshape(-1, 4),
-                                      labels=torch.tensor(labels, dtype=torch.long))
-        samples.append(s)
-    model, losses = train_step(cfg, MODELS, dict(inputs=images(), data_samples=samples))
+    model, losses = train_step(cfg, MODELS, dict(inputs=images(), data_samples=det_samples()))
     assert type(model.bbox_head) is FCOSHead
     assert {'loss_cls', 'loss_bbox', 'loss_centerness'} <= set(losses)
+
+
+def test_mmdet_project_uses_mmext_detr():
+    from mmdet.registry import MODELS
+
+    from mmext.models.dense_heads import DETRHead
+    from mmext.models.detectors import DETR
+    from mmext.models.task_modules import HungarianAssigner
+    cfg = load('mmdet/detr_r50_8xb2-150e_coco_mmext.py',
+               **{'model.backbone.depth': 18, 'model.backbone.init_cfg': None,
+                  'model.neck.in_channels': [512], 'model.bbox_head.num_classes': 3})
+    model, losses = train_step(cfg, MODELS, dict(inputs=images(), data_samples=det_samples()))
+    assert type(model) is DETR and type(model.bbox_head) is DETRHead
+    assert type(model.bbox_head.assigner) is HungarianAssigner
+    assert {'loss_cls', 'loss_bbox', 'loss_iou', 'd0.loss_cls'} <= set(losses)
 
 
 def test_mmseg_project_trains():
