@@ -69,7 +69,7 @@ def test_batched_equals_per_image(cfg):
 def test_config_validation_and_missing_fields():
     with pytest.raises(ValueError, match='box_format'):
         TASK_UTILS.build(dict(type='BBoxL1Cost', box_format='cxcy'))
-    with pytest.raises(NotImplementedError):
+    with pytest.raises(ValueError, match="use_sigmoid=False is not supported"):
         TASK_UTILS.build(dict(type='CrossEntropyLossCost', use_sigmoid=False))
     preds = InstanceData(scores=torch.randn(3, 4))
     gts = InstanceData(labels=torch.tensor([0, 1]))

@@ -6,6 +6,7 @@ whole batch from zero-padded tensors (:class:`MatchBatch`); padded columns hold 
 that the solver never reads.  The per-image ``__call__`` of mmdet's interface is kept (a batch
 of one), so a term can still be used wherever mmdet uses its own.
 """
+from abc import ABCMeta, abstractmethod
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Union
 
@@ -98,7 +99,7 @@ class MatchBatch:
         return [getattr(self, n) for n in names]
 
 
-class BatchedMatchCost(BaseMatchCost):
+class BatchedMatchCost(BaseMatchCost, metaclass=ABCMeta):
     """A match cost that computes ``[B, Q, G_max]`` for a :class:`MatchBatch` in one go.
 
     Subclasses implement :meth:`batch_cost` (unweighted); ``weight`` is applied here.
@@ -107,8 +108,9 @@ class BatchedMatchCost(BaseMatchCost):
     def __init__(self, weight: Union[float, int] = 1.) -> None:
         super().__init__(weight=weight)
 
+    @abstractmethod
     def batch_cost(self, batch: MatchBatch) -> Tensor:
-        raise NotImplementedError
+        """The unweighted ``[B, Q_max, G_max]`` cost of every (query, target) pair."""
 
     def weighted_batch_cost(self, batch: MatchBatch) -> Tensor:
         cost = self.batch_cost(batch)  # always a fresh tensor, so scale it in place

@@ -26,7 +26,8 @@ class CrossEntropyLossCost(BatchedMatchCost):
     def __init__(self, use_sigmoid: bool = True, weight: Union[float, int] = 1.) -> None:
         super().__init__(weight=weight)
         if not use_sigmoid:
-            raise NotImplementedError('CrossEntropyLossCost supports use_sigmoid=True only')
+            raise ValueError('CrossEntropyLossCost: use_sigmoid=False is not supported; mask '
+                             'logits are scored per point with a sigmoid (as in mmdet)')
         self.use_sigmoid = use_sigmoid
 
     def batch_cost(self, batch: MatchBatch) -> Tensor:
