@@ -3,6 +3,7 @@ import pytest
 import torch
 from mmdet.models.task_modules.assigners import HungarianAssigner as MMDetHungarianAssigner
 from mmdet.registry import TASK_UTILS as MMDET_TASK_UTILS
+from mmengine.registry import DefaultScope
 from mmengine.structures import InstanceData
 from test_match_costs import make_image
 
@@ -143,9 +144,11 @@ def test_drop_in_for_mmdet_detr_head():
         # A fresh loss_cls each time: DETRHead writes a tensor into its (shared) default dict.
         loss_cls = dict(type='CrossEntropyLoss', bg_cls_weight=0.1, use_sigmoid=False,
                         loss_weight=1.0, class_weight=1.0)
-        head = DETRHead(num_classes=5, embed_dims=32, loss_cls=loss_cls, train_cfg=dict(
-            assigner=dict(type=f'{scope}.HungarianAssigner', match_costs=DETR)))
-        losses[scope] = head.loss(hidden, samples)
+        # mmdet's head names its losses without a scope: build it as an mmdet config would
+        with DefaultScope.overwrite_default_scope('mmdet'):
+            head = DETRHead(num_classes=5, embed_dims=32, loss_cls=loss_cls, train_cfg=dict(
+                assigner=dict(type=f'{scope}.HungarianAssigner', match_costs=DETR)))
+            losses[scope] = head.loss(hidden, samples)
     assert type(head.assigner) is HungarianAssigner
     for k, v in losses['mmdet'].items():
         torch.testing.assert_close(losses['mmext'][k], v, atol=1e-6, rtol=0)
