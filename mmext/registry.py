@@ -115,12 +115,21 @@ def build_with_fallback(registry: Registry, cfg: Dict[str, Any],
     Under mmext's default scope such a name would be searched in mmext and mmengine only, so a head
     that accepts toolbox configs builds its parts through this: a type with no scope prefix that
     mmext itself does not register is read as ``f'{fallback_scope}.{type}'``.
+
+    A toolbox part (fallen back to, or named ``'mmdet.X'``) is built inside that toolbox's scope,
+    as mmengine does for ``_scope_``: the parts it builds itself by unscoped name (an mmdet
+    assigner's ``ClassificationCost``, a backbone's layers) then resolve in its own toolbox.
     """
     cfg = copy.deepcopy(cfg)
     registry.import_from_location()  # our names must all be known before we decide to fall back
     obj_type = cfg.get('type')
-    if isinstance(obj_type, str) and '.' not in obj_type and obj_type not in registry.module_dict:
-        cfg['type'] = f'{fallback_scope}.{obj_type}'
+    if isinstance(obj_type, str):
+        scope, name = Registry.split_scope_key(obj_type)
+        if scope is None and obj_type not in registry.module_dict:
+            scope = fallback_scope
+            cfg['type'] = f'{scope}.{name}'
+        if scope is not None and scope != registry.scope:
+            cfg.setdefault('_scope_', scope)
     return registry.build(cfg)
 
 

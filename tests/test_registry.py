@@ -150,3 +150,18 @@ def test_build_with_fallback_prefers_mmext_then_toolbox():
     assert type(coder) is DistancePointBBoxCoder  # mmext has none: mmdet's
     seg = build_with_fallback(MODELS, dict(type='CrossEntropyLoss'), fallback_scope='mmseg')
     assert type(seg).__module__.startswith('mmseg.')
+
+
+def test_toolbox_part_builds_its_subparts_in_its_own_scope():
+    """mmdet's HungarianAssigner names its match costs without a scope; built through
+    build_with_fallback from the mmext scope, they must still be mmdet's."""
+    from mmdet.models.task_modules.assigners import HungarianAssigner
+    from mmdet.models.task_modules.assigners.match_cost import ClassificationCost
+
+    from mmext.registry import TASK_UTILS, build_with_fallback
+    with DefaultScope.overwrite_default_scope('mmext'):
+        assigner = build_with_fallback(TASK_UTILS, dict(
+            type='mmdet.HungarianAssigner', match_costs=[dict(type='ClassificationCost')]))
+        assert DefaultScope.get_current_instance().scope_name == 'mmext'  # restored after
+    assert type(assigner) is HungarianAssigner
+    assert type(assigner.match_costs[0]) is ClassificationCost

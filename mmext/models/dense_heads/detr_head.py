@@ -40,7 +40,6 @@ from mmdet.structures.bbox import (bbox_cxcywh_to_xyxy, bbox_overlaps, bbox_xyxy
                                    get_box_tensor)
 from mmdet.utils import ConfigType, InstanceList, OptInstanceList, OptMultiConfig, reduce_mean
 from mmengine.model import BaseModule
-from mmengine.registry import DefaultScope
 from mmengine.structures import InstanceData
 from torch import Tensor
 
@@ -53,23 +52,6 @@ _DEFAULT_ASSIGNER = dict(
         dict(type='BBoxL1Cost', weight=5.0, box_format='xywh'),
         dict(type='IoUCost', iou_mode='giou', weight=2.0)
     ])
-
-
-def build_assigner(cfg: dict):
-    """Build a (Hungarian) assigner, ours if mmext registers the type, else mmdet's.
-
-    mmdet's assigner builds its unscoped match costs from the *current* default scope, so when
-    we fall back to it, it is built in the mmdet scope: an mmext config then still finds
-    ``ClassificationCost`` & co. in mmdet.
-    """
-    TASK_UTILS.import_from_location()
-    obj_type = cfg.get('type')
-    ours = isinstance(obj_type, str) and (obj_type in TASK_UTILS.module_dict or
-                                          obj_type.startswith('mmext.'))
-    if ours or not isinstance(obj_type, str):
-        return build_with_fallback(TASK_UTILS, cfg)
-    with DefaultScope.overwrite_default_scope('mmdet'):
-        return build_with_fallback(TASK_UTILS, cfg)
 
 
 @MODELS.register_module()
@@ -130,7 +112,7 @@ class DETRHead(BaseModule):
             if train_cfg.get('sampler') is not None:
                 raise ValueError('DETRHead: the one-to-one matching uses every prediction; '
                                  'train_cfg must not have a sampler')
-            self.assigner = build_assigner(dict(train_cfg['assigner']))
+            self.assigner = build_with_fallback(TASK_UTILS, dict(train_cfg['assigner']))
 
         # Registration order fixes the state-dict order; equal to mmdet's.
         self.fc_cls = nn.Linear(embed_dims, self.cls_out_channels)
@@ -239,14 +221,15 @@ class DETRHead(BaseModule):
         boxes_flat = bbox_preds.reshape(-1, 4)
         targets_flat = bbox_targets.reshape(-1, 4)
         weights_flat = bbox_weights.reshape(-1, 4)
+        abs_boxes = (bbox_cxcywh_to_xyxy(bbox_preds) * factors).reshape(-1, 4)
+        abs_targets = (bbox_cxcywh_to_xyxy(bbox_targets) * factors).reshape(-1, 4)
 
         if isinstance(self.loss_cls, QualityFocalLoss):
             # quality target: IoU of each matched prediction with its ground truth
             pos = (labels < self.num_classes).nonzero().squeeze(1)
-            abs_pred = (bbox_cxcywh_to_xyxy(bbox_preds) * factors).reshape(-1, 4)[pos]
-            abs_gt = (bbox_cxcywh_to_xyxy(bbox_targets) * factors).reshape(-1, 4)[pos]
             scores = label_weights.new_zeros(num_preds)
-            scores[pos] = bbox_overlaps(abs_pred.detach(), abs_gt, is_aligned=True)
+            scores[pos] = bbox_overlaps(abs_boxes[pos].detach(), abs_targets[pos],
+                                        is_aligned=True)
             loss_cls = self.loss_cls(cls_flat, (labels, scores), label_weights,
                                      avg_factor=cls_avg_factor)
         else:
@@ -254,8 +237,6 @@ class DETRHead(BaseModule):
 
         # number of boxes, averaged over GPUs, for the box terms
         box_avg_factor = torch.clamp(reduce_mean(loss_cls.new_tensor([num_pos])), min=1).item()
-        abs_boxes = (bbox_cxcywh_to_xyxy(bbox_preds) * factors).reshape(-1, 4)
-        abs_targets = (bbox_cxcywh_to_xyxy(bbox_targets) * factors).reshape(-1, 4)
         loss_iou = self.loss_iou(abs_boxes, abs_targets, weights_flat, avg_factor=box_avg_factor)
         loss_bbox = self.loss_bbox(boxes_flat, targets_flat, weights_flat,
                                    avg_factor=box_avg_factor)
