@@ -102,10 +102,6 @@ class DetrAttention(BaseModule):
         return query + self.dropout_layer(self.proj_drop(out))
 
 
-def _ffn(cfg: dict) -> FFN:
-    return FFN(**cfg)
-
-
 def _norms(norm_cfg: dict, embed_dims: int, num: int) -> ModuleList:
     return ModuleList([build_norm_layer(norm_cfg, embed_dims)[1] for _ in range(num)])
 
@@ -133,7 +129,7 @@ class DetrTransformerEncoderLayer(BaseModule):
         super().__init__(init_cfg=init_cfg)
         self.self_attn = DetrAttention(**dict(self_attn_cfg or _DEFAULT_ATTN))
         self.embed_dims = self.self_attn.embed_dims
-        self.ffn = _ffn(dict(ffn_cfg or _DEFAULT_FFN))
+        self.ffn = FFN(**dict(ffn_cfg or _DEFAULT_FFN))
         self.norms = _norms(norm_cfg, self.embed_dims, 2)
 
     def forward(self, query: Tensor, query_pos: Optional[Tensor],
@@ -165,7 +161,7 @@ class DetrTransformerDecoderLayer(BaseModule):
         self.self_attn = DetrAttention(**dict(self_attn_cfg or _DEFAULT_ATTN))
         self.cross_attn = DetrAttention(**dict(cross_attn_cfg or _DEFAULT_ATTN))
         self.embed_dims = self.self_attn.embed_dims
-        self.ffn = _ffn(dict(ffn_cfg or _DEFAULT_FFN))
+        self.ffn = FFN(**dict(ffn_cfg or _DEFAULT_FFN))
         self.norms = _norms(norm_cfg, self.embed_dims, 3)
 
     def forward(self,

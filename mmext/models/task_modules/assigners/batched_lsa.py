@@ -25,7 +25,8 @@ from typing import List, Optional, Sequence, Tuple, Union
 import torch
 from torch import Tensor
 
-__all__ = ['batched_linear_sum_assignment', 'check_finite', 'nonfinite_images', 'valid_mask']
+__all__ = ['batched_linear_sum_assignment', 'check_finite', 'nonfinite_blocks', 'nonfinite_images',
+           'valid_mask']
 
 IntsLike = Union[Tensor, Sequence[int]]
 
@@ -54,15 +55,26 @@ def nonfinite_images(cost: Tensor, valid: Optional[Tensor] = None) -> Tensor:
     return bad
 
 
+def nonfinite_blocks(cost: Tensor, num_rows: Tensor,
+                     num_cols: Tensor) -> Tuple[Tensor, Optional[Tensor]]:
+    """``[B]`` bool of the images whose ``[:num_rows[b], :num_cols[b]]`` block of ``cost``
+    holds NaN/inf, and the valid mask used (``None`` when every block fills the tensor)."""
+    B, R, C = cost.shape
+    full = bool(((num_rows == R) & (num_cols == C)).all())
+    valid = None if full else valid_mask(num_rows, num_cols, R, C)
+    bad = nonfinite_images(cost)  # padding is usually finite: mask only when something is off
+    if valid is not None and bool(bad.any()):
+        bad = nonfinite_images(cost, valid)
+    return bad, valid
+
+
 def check_finite(cost: Tensor, num_rows: Tensor, num_cols: Tensor, what: str = 'cost') -> None:
     """Raise ``ValueError`` naming ``what`` and the images whose valid block holds NaN/inf.
 
     ``cost`` is ``[B, R, C]``; only ``[:num_rows[b], :num_cols[b]]`` of image ``b`` is checked,
     so padding may hold anything.
     """
-    B, R, C = cost.shape
-    full = bool(((num_rows == R) & (num_cols == C)).all())
-    bad = nonfinite_images(cost, None if full else valid_mask(num_rows, num_cols, R, C))
+    bad, _ = nonfinite_blocks(cost, num_rows, num_cols)
     if bool(bad.any()):  # one host sync for the whole batch
         imgs = bad.nonzero().flatten().tolist()
         raise ValueError(f'{what} has NaN or inf entries in image(s) {imgs} of the batch '

@@ -26,7 +26,7 @@ from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 
 from mmext.registry import TASK_UTILS, build_with_fallback
-from .batched_lsa import batched_linear_sum_assignment, nonfinite_images, valid_mask
+from .batched_lsa import batched_linear_sum_assignment, nonfinite_blocks, nonfinite_images
 from .match_costs import MatchBatch
 
 CostCfg = Union[dict, ConfigDict]
@@ -101,13 +101,7 @@ class HungarianAssigner(BaseAssigner):
         metas = list(img_metas) if img_metas is not None else [None] * len(preds)
         batch = MatchBatch.from_instances(preds, gts, metas)
         cost = self._cost_terms(batch, preds, gts, metas)
-        B, Q, G = cost.shape
-        full = bool(((batch.num_preds == Q) & (batch.num_gts == G)).all())
-        valid = None if full else valid_mask(batch.num_preds, batch.num_gts, Q, G)
-        # Cheap test first (padding of our own terms is finite), exact per-block test if needed.
-        bad = nonfinite_images(cost)
-        if valid is not None and bool(bad.any()):
-            bad = nonfinite_images(cost, valid)
+        bad, valid = nonfinite_blocks(cost, batch.num_preds, batch.num_gts)
         if bool(bad.any()):  # single sync; only on failure do we look at the terms
             found = []
             for term in self.match_costs:
@@ -123,13 +117,10 @@ class HungarianAssigner(BaseAssigner):
                     gt_labels=batch.gt_labels)
 
     # ---------------------------------------------------------------- solving
-    def _solver_for(self, cost: Tensor) -> str:
-        return 'scipy' if self.solver == 'auto' else self.solver
-
     def _match(self, cost: Tensor, num_preds: Tensor, num_gts: Tensor) -> Tensor:
         """``[B, Q]`` long: 0-based matched target per query, ``-1`` when unmatched."""
         B, Q, G = cost.shape
-        if self._solver_for(cost) == 'torch':
+        if self.solver == 'torch':  # 'auto' is scipy: faster on CPU, GPU unmeasured
             pairs = batched_linear_sum_assignment(cost, num_gts, num_preds, check=False)
             match = torch.full((B, Q), -1, dtype=torch.long, device=cost.device)
             for b, (rows, cols) in enumerate(pairs):  # index bookkeeping only, on device
@@ -169,10 +160,8 @@ class HungarianAssigner(BaseAssigner):
             labels = torch.full((B, Q), -1, dtype=torch.long, device=device)
         results = []
         for b, (nq, ng) in enumerate(zip(num_preds.tolist(), num_gts.tolist())):
-            inds, lab = gt_inds[b, :nq], labels[b, :nq]
-            if ng and not nq:  # mmdet: no predictions -> "don't care" (-1), nothing to assign
-                inds = inds - 1
-            results.append(AssignResult(num_gts=ng, gt_inds=inds, max_overlaps=None, labels=lab))
+            results.append(AssignResult(num_gts=ng, gt_inds=gt_inds[b, :nq], max_overlaps=None,
+                                        labels=labels[b, :nq]))
         return results
 
     def assign(self, pred_instances: InstanceData, gt_instances: InstanceData,

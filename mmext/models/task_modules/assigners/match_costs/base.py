@@ -82,13 +82,6 @@ class MatchBatch:
             pred_masks=_pad(_field(preds, 'masks'), flatten=True),
             img_hw=img_hw)
 
-    def narrow(self, start: int, length: int) -> 'MatchBatch':
-        """Images ``start .. start + length - 1`` (views, no copies)."""
-        return MatchBatch(**{
-            k: (v.narrow(0, start, length) if isinstance(v, Tensor) else v)
-            for k, v in vars(self).items()
-        })
-
     def require(self, *names: str) -> List[Tensor]:
         """The named fields, or a ``KeyError`` that says which inputs are missing."""
         missing = [n for n in names if getattr(self, n) is None]
