@@ -10,7 +10,6 @@ give the same losses before anything is timed; runs interleave so load drift hit
 import argparse
 import copy
 import statistics
-import time
 from typing import Callable, Dict, List
 
 import torch
@@ -20,6 +19,7 @@ from mmengine.structures import InstanceData
 
 import mmext  # noqa: F401
 from mmext.models.dense_heads import DETRHead
+from timing import interleaved  # tools/benchmark/timing.py
 
 LOSSES = dict(
     loss_cls=dict(type='CrossEntropyLoss', bg_cls_weight=0.1, use_sigmoid=False,
@@ -91,12 +91,8 @@ def main() -> None:
         if diff > 1e-5 or any(not torch.equal(results['mmext batched'][k], v)
                               for k, v in results['mmext per-image'].items()):
             raise SystemExit(f'losses differ (max |mmext - mmdet| = {diff:.2e}); not timing')
-        times: Dict[str, List[float]] = {name: [] for name in heads}
-        for _ in range(args.repeats):
-            for name, fn in heads.items():
-                start = time.perf_counter()
-                fn()
-                times[name].append(time.perf_counter() - start)
+        samples = interleaved(heads, args.repeats, warmup=0)  # the check above warmed up
+    times = {name: [x.wall for x in ss] for name, ss in samples.items()}
     med = {name: statistics.median(t) * 1e3 for name, t in times.items()}
     print(f'torch {torch.__version__}, {torch.get_num_threads()} thread(s); {args.batch} images x '
           f'{args.queries} queries x {args.layers} decoder layers, ~{args.boxes} boxes/img; '

@@ -20,7 +20,6 @@ import logging
 import os
 import statistics
 import sys
-import time
 from typing import Callable, Dict, List, Tuple
 
 import torch
@@ -30,6 +29,7 @@ from mmengine.logging import MMLogger
 from mmengine.structures import InstanceData
 
 from mmext.models.dense_heads import FCOSHead
+from timing import interleaved  # tools/benchmark/timing.py
 
 STRIDES = (8, 16, 32, 64, 128)
 TRICKS = dict(center_sampling=True, center_sample_radius=1.5, norm_on_bbox=True,
@@ -89,30 +89,12 @@ def build_heads(args: argparse.Namespace, device: torch.device) -> Tuple[MMDetFC
     return ref.to(device).train(), ours.to(device).train()
 
 
-def sync(device: torch.device) -> None:
-    if device.type == 'cuda':
-        torch.cuda.synchronize(device)
-
-
 def time_pair(fns: Dict[str, Callable[[], object]], repeats: int,
               device: torch.device) -> Dict[str, Tuple[float, float]]:
-    """Alternate the functions (one warm-up call each); median wall and process-CPU seconds.
-
-    CPU time is reported next to wall time because a shared machine's other load inflates the
-    wall clock of whichever run it happens to overlap.
-    """
-    times: Dict[str, List[Tuple[float, float]]] = {name: [] for name in fns}
-    for name, fn in fns.items():
-        fn()
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            sync(device)
-            wall, cpu = time.perf_counter(), time.process_time()
-            fn()
-            sync(device)
-            times[name].append((time.perf_counter() - wall, time.process_time() - cpu))
-    return {name: (statistics.median(t[0] for t in ts), statistics.median(t[1] for t in ts))
-            for name, ts in times.items()}
+    """Median wall and process-CPU seconds of each function, called alternately."""
+    samples = interleaved(fns, repeats, device=device)
+    return {name: (statistics.median(s.wall for s in ss), statistics.median(s.cpu for s in ss))
+            for name, ss in samples.items()}
 
 
 def main() -> int:

@@ -11,8 +11,7 @@ that drift in machine load hits both alike; medians are reported.
 import argparse
 import copy
 import statistics
-import time
-from typing import Dict, List
+from typing import Dict
 
 import torch
 from mmdet.structures import DetDataSample
@@ -23,6 +22,7 @@ from mmengine.structures import InstanceData
 
 import mmext  # noqa: F401
 from mmext.registry import MODELS
+from timing import interleaved  # tools/benchmark/timing.py
 
 
 def parse_args() -> argparse.Namespace:
@@ -77,18 +77,10 @@ def main() -> None:
     # The first step from identical weights must give identical losses.
     first = {n: models[n].train_step(copy.deepcopy(batch), optims[n]) for n in models}
     diffs = {k: abs(float(first['mmdet'][k]) - float(first['mmext'][k])) for k in first['mmdet']}
-    for _ in range(args.warmup):
-        for n in models:
-            models[n].train_step(batch, optims[n])
+    samples = interleaved({n: (lambda n=n: models[n].train_step(batch, optims[n]))
+                           for n in models}, args.repeats, warmup=args.warmup)
 
-    times: Dict[str, List[float]] = {n: [] for n in models}
-    for _ in range(args.repeats):
-        for n in models:  # alternate: load drift affects both alike
-            start = time.perf_counter()
-            models[n].train_step(batch, optims[n])
-            times[n].append(time.perf_counter() - start)
-
-    med = {n: statistics.median(t) * 1e3 for n, t in times.items()}
+    med = {n: statistics.median(x.wall for x in ss) * 1e3 for n, ss in samples.items()}
     print(f'torch {torch.__version__}, {torch.get_num_threads()} threads; {args.config}; '
           f'batch {args.batch} x {args.img}^2, {args.boxes} boxes/img')
     print('first-step loss |mmdet - mmext|: ' + ', '.join(f'{k} {v:.2e}' for k, v in diffs.items()))

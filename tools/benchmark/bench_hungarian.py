@@ -15,7 +15,6 @@ exits with status 1 if any differs by more than 1e-9 x scale.
 import argparse
 import statistics
 import sys
-import time
 from typing import Callable, Dict, List, Sequence, Tuple
 
 import torch
@@ -23,6 +22,7 @@ from mmdet.models.task_modules.assigners import HungarianAssigner as MMDetHungar
 from mmengine.structures import InstanceData
 
 from mmext.models.task_modules.assigners import HungarianAssigner
+from timing import interleaved  # tools/benchmark/timing.py
 
 COSTS = dict(
     detr=[dict(type='ClassificationCost', weight=1.),
@@ -76,24 +76,12 @@ def total_costs(results, preds, gts, metas, assigner) -> List[float]:
     return out
 
 
-def sync(device: str) -> None:
-    if device.startswith('cuda'):
-        torch.cuda.synchronize()
-
-
 def timed(fns: Dict[str, Callable[[], object]], repeats: int,
           device: str) -> Dict[str, Tuple[float, float]]:
-    times: Dict[str, List[float]] = {k: [] for k in fns}
-    for fn in fns.values():  # warm-up
-        fn()
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            sync(device)
-            t0 = time.perf_counter()
-            fn()
-            sync(device)
-            times[name].append(time.perf_counter() - t0)
-    return {k: (statistics.median(v), min(v)) for k, v in times.items()}
+    """Median and minimum wall seconds of each function, called alternately."""
+    samples = interleaved(fns, repeats, device=device)
+    return {name: (statistics.median(s.wall for s in ss), min(s.wall for s in ss))
+            for name, ss in samples.items()}
 
 
 def run_case(case: Tuple[int, int, int], args: argparse.Namespace) -> bool:
