@@ -29,6 +29,7 @@ so the same parameters give byte-identical files on every run (given the same nu
 zlib), and the first images of a large set equal those of a small one.
 """
 import contextlib
+import inspect
 import json
 import math
 import os
@@ -393,8 +394,10 @@ def ensure_shapes_dataset(root: Union[str, Path] = 'data/shapes',
     return root
 
 
-_ENSURE_KEYS = {'num_train', 'num_val', 'img_size', 'seed', 'force', 'max_objects',
-                'min_object_size', 'max_object_size', 'empty_prob', 'min_visible'}
+# What `shapes_cfg` may hold: ensure_shapes_dataset's own keywords and the generator's.
+_ENSURE_KEYS = ({*inspect.signature(ensure_shapes_dataset).parameters,
+                 *inspect.signature(ShapesDetectionGenerator).parameters}
+                - {'root', 'generator_kwargs'})
 
 
 @DATASETS.register_module()
