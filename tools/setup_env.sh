@@ -81,6 +81,8 @@ fi
 
 log "installing the OpenMMLab stack (requirements/runtime.txt, tests.txt)"
 "${PIP[@]}" -r "$ROOT/requirements/runtime.txt" -r "$ROOT/requirements/tests.txt"
+# Packages used only for files they ship (recbole: the ml-100k example dataset), never imported.
+"${PIP[@]}" --no-deps -r "$ROOT/requirements/nodeps.txt"
 "${PIP[@]}" --no-deps --no-build-isolation -e "$ROOT"
 
 "$VENV/bin/python" - <<'EOF'
