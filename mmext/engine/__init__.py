@@ -1,5 +1,6 @@
 """Runner, hooks and optimisation parts registered in the mmext scope."""
 from .hooks import *  # noqa: F401,F403
+from .optimizers import *  # noqa: F401,F403
 from .runner import Runner
 
 __all__ = ['Runner']

@@ -1,1 +1,2 @@
-"""Metrics and evaluators registered in the mmext scope (filled in as components land)."""
+"""Metrics and evaluators registered in the mmext scope."""
+from .metrics import *  # noqa: F401,F403

@@ -1,0 +1,1 @@
+"""Optimizers and optimizer-wrapper constructors registered in the mmext scope."""
