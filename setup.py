@@ -3,16 +3,74 @@
 Dependency ranges here are for people who bring their own environment; the tested pins live in
 requirements/ and are installed by tools/setup_env.sh.
 """
+import glob
+import os
 import os.path as osp
 
 from setuptools import find_packages, setup
 
+HERE = osp.dirname(osp.abspath(__file__))
+CSRC = osp.join('mmext', 'ops', 'csrc')
+
+
+def run_file(*parts: str) -> dict:
+    """Execute a stdlib-only module of the package without importing mmext (or torch)."""
+    scope: dict = {}
+    with open(osp.join(HERE, *parts)) as f:
+        exec(f.read(), scope)
+    return scope
+
 
 def version() -> str:
-    scope: dict = {}
-    with open(osp.join(osp.dirname(__file__), 'mmext', 'version.py')) as f:
-        exec(f.read(), scope)
-    return scope['__version__']
+    return run_file('mmext', 'version.py')['__version__']
+
+
+def get_extensions() -> list:
+    """``mmext._ext``, laid out and built the mmcv 2.x way.
+
+    A C++ extension with the CPU kernels always; with the CUDA kernels too when torch sees a GPU
+    or ``FORCE_CUDA=1`` (so a machine without a GPU still compiles, and CI checks, the CUDA
+    sources).  ``MMEXT_WITH_OPS=0`` builds a pure-Python package.  torch 2.14's headers need
+    C++20.  Without ``TORCH_CUDA_ARCH_LIST``, a GPU-less build targets sm_75+ (CUDA 13 dropped
+    older architectures) with PTX for newer ones.
+    """
+    if os.getenv('MMEXT_WITH_OPS', '1') == '0':
+        return []
+    try:
+        import torch
+        from torch.utils.cpp_extension import CppExtension, CUDAExtension
+    except ImportError:
+        print('mmext: torch is not importable at build time, building without compiled ops '
+              '(install torch first and use `pip install --no-build-isolation`)')
+        return []
+    sources = sorted(glob.glob(osp.join(CSRC, 'pytorch', '*.cpp')) +
+                     glob.glob(osp.join(CSRC, 'pytorch', 'cpu', '*.cpp')))
+    run_file('mmext', 'ops', 'source_hash.py')['write_header'](osp.join(HERE, CSRC))
+    define_macros = []
+    extra_compile_args = {'cxx': ['-std=c++20', '-O3']}
+    extension = CppExtension
+    if torch.cuda.is_available() or os.getenv('FORCE_CUDA', '0') == '1':
+        extension = CUDAExtension
+        sources += sorted(glob.glob(osp.join(CSRC, 'pytorch', 'cuda', '*.cu')))
+        define_macros.append(('MMEXT_WITH_CUDA', None))
+        # torch's flags disable the half/bfloat16 operators: kernels use the intrinsics.
+        extra_compile_args['nvcc'] = ['-std=c++20', '-O3']
+        if not torch.cuda.is_available():
+            os.environ.setdefault('TORCH_CUDA_ARCH_LIST', '7.5;8.0;8.6;9.0+PTX')
+    return [extension(
+        name='mmext._ext',
+        sources=sources,
+        include_dirs=[osp.join(HERE, CSRC, 'common')],
+        define_macros=define_macros,
+        extra_compile_args=extra_compile_args)]
+
+
+def build_ext_cmdclass() -> dict:
+    try:
+        from torch.utils.cpp_extension import BuildExtension
+    except ImportError:
+        return {}
+    return {'build_ext': BuildExtension}
 
 
 setup(
@@ -41,5 +99,7 @@ setup(
         'tests': ['pytest', 'pytest-timeout', 'hypothesis'],
     },
     license='Apache License 2.0',
+    ext_modules=get_extensions(),
+    cmdclass=build_ext_cmdclass(),
     zip_safe=False,
 )

@@ -24,7 +24,9 @@ log() { printf '[setup_env %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 
 # Hash of everything that decides the environment's content: change one, and set-up runs again.
 stamp_of() {
-    cat "$ROOT"/requirements/*.txt "$ROOT/tools/setup_env.sh" "$ROOT/setup.py" | sha256sum | cut -c1-16
+    # The compiled ops' sources count too: changing them must rebuild mmext._ext.
+    { cat "$ROOT"/requirements/*.txt "$ROOT/tools/setup_env.sh" "$ROOT/setup.py"
+      find "$ROOT/mmext/ops/csrc" -type f | LC_ALL=C sort | xargs cat; } | sha256sum | cut -c1-16
 }
 STAMP_FILE="$VENV/.mmext-setup-stamp"
 if [[ -f "$STAMP_FILE" && "$(cat "$STAMP_FILE")" == "$(stamp_of)" ]] \
@@ -83,15 +85,26 @@ log "installing the OpenMMLab stack (requirements/runtime.txt, tests.txt)"
 "${PIP[@]}" -r "$ROOT/requirements/runtime.txt" -r "$ROOT/requirements/tests.txt"
 # Packages used only for files they ship (recbole: the ml-100k example dataset), never imported.
 "${PIP[@]}" --no-deps -r "$ROOT/requirements/nodeps.txt"
+# mmext itself with its compiled ops (mmext._ext).  Where nvcc exists, the CUDA kernels are
+# compiled too (FORCE_CUDA=1), so a CUDA compile error fails set-up, and CI, without a GPU.
+if [[ -z "${FORCE_CUDA:-}" ]] && command -v nvcc >/dev/null; then
+    export FORCE_CUDA=1
+fi
+if [[ "${FORCE_CUDA:-0}" == 1 && -z "${CUDA_HOME:-}" && -d /usr/local/cuda ]]; then
+    export CUDA_HOME=/usr/local/cuda
+fi
+log "building mmext's ops (FORCE_CUDA=${FORCE_CUDA:-0})"
 "${PIP[@]}" --no-deps --no-build-isolation -e "$ROOT"
 
 "$VENV/bin/python" - <<'EOF'
 import mmcv, mmdet, mmengine, mmpretrain, mmseg, torch
 from mmcv.ops import nms  # noqa: F401  (proves the compiled ops are there)
 import mmext
+from mmext.utils.ext_loader import load_ext
+ext = load_ext('_ext', ['layer_norm_fwd', 'batched_linear_sum_assignment'])  # built and current
 print(f'torch {torch.__version__}, mmengine {mmengine.__version__}, mmcv {mmcv.__version__}, '
       f'mmdet {mmdet.__version__}, mmseg {mmseg.__version__}, mmpretrain {mmpretrain.__version__}, '
-      f'mmext {mmext.__version__}')
+      f'mmext {mmext.__version__} (ops: CPU{" + CUDA" if ext.with_cuda else ""})')
 EOF
 stamp_of >"$STAMP_FILE"
 log "environment ready in $((SECONDS - start)) s"

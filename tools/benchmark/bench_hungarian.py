@@ -2,8 +2,10 @@
 
 For each case ``B x Q x G`` (images x queries x targets per image) both assigners get the same
 DETR-style predictions and targets.  mmdet runs ``assign`` once per image (what DETRHead does);
-mmext runs ``assign_batch`` once, with the scipy solver (``solver='auto'``) and, separately, with
-the device-side torch solver.  Runs are interleaved so machine drift hits all alike; the median
+mmext runs ``assign_batch`` once, with its compiled solver (``solver='compiled'``, what
+``'auto'`` picks on CPU when mmext's ops are built), with scipy per image, and, separately, with
+the device-side torch solver.  mmext's box costs use the fused kernels whenever the ops are built
+(``--no-fused-costs`` times the torch expressions instead).  Runs are interleaved so machine drift hits all alike; the median
 of ``--repeats`` runs is reported with the minimum (less sensitive to other jobs on the machine).
 Before timing, the total matched cost of every image is compared against mmdet's; the script
 exits with status 1 if any differs by more than 1e-9 x scale.
@@ -22,6 +24,8 @@ from mmdet.models.task_modules.assigners import HungarianAssigner as MMDetHungar
 from mmengine.structures import InstanceData
 
 from mmext.models.task_modules.assigners import HungarianAssigner
+from mmext.ops import fused_match_costs
+from mmext.utils.ext_loader import ext_available
 from timing import interleaved  # tools/benchmark/timing.py
 
 COSTS = dict(
@@ -43,6 +47,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--device', default='cpu')
     parser.add_argument('--repeats', type=int, default=20)
     parser.add_argument('--skip-torch-solver', action='store_true')
+    parser.add_argument('--no-fused-costs', action='store_true',
+                        help="time mmext's torch cost expressions instead of the fused kernels")
     parser.add_argument('--seed', type=int, default=0)
     return parser.parse_args()
 
@@ -88,14 +94,17 @@ def run_case(case: Tuple[int, int, int], args: argparse.Namespace) -> bool:
     B, Q, G = case
     preds, gts, metas = make_batch(B, Q, G, args.num_classes, args.device, args.seed)
     theirs = MMDetHungarianAssigner(match_costs=COSTS[args.costs])
-    ours = HungarianAssigner(COSTS[args.costs])
+    ours = HungarianAssigner(COSTS[args.costs], solver='scipy')
+    ours_compiled = HungarianAssigner(COSTS[args.costs], solver='compiled')
     ours_torch = HungarianAssigner(COSTS[args.costs], solver='torch')
 
     def mmdet_loop():
         return [theirs.assign(p, g, m) for p, g, m in zip(preds, gts, metas)]
 
-    fns = {'mmdet (loop)': mmdet_loop,
-           'mmext (batch, scipy)': lambda: ours.assign_batch(preds, gts, metas)}
+    fns = {'mmdet (loop)': mmdet_loop}
+    if ext_available('_ext', ('batched_linear_sum_assignment', )) and args.device == 'cpu':
+        fns['mmext (batch, compiled)'] = lambda: ours_compiled.assign_batch(preds, gts, metas)
+    fns['mmext (batch, scipy)'] = lambda: ours.assign_batch(preds, gts, metas)
     if not args.skip_torch_solver:
         fns['mmext (batch, torch)'] = lambda: ours_torch.assign_batch(preds, gts, metas)
 
@@ -111,7 +120,7 @@ def run_case(case: Tuple[int, int, int], args: argparse.Namespace) -> bool:
     t = timed(fns, args.repeats, args.device)
     base_med, base_min = t['mmdet (loop)']
     for name, (med, low) in t.items():
-        print(f'  {name:22s} median {med * 1e3:8.3f} ms  min {low * 1e3:8.3f} ms   '
+        print(f'  {name:25s} median {med * 1e3:8.3f} ms  min {low * 1e3:8.3f} ms   '
               f'mmdet/this = {base_med / med:5.2f}x (median) {base_min / low:5.2f}x (min)')
     return ok
 
@@ -124,9 +133,10 @@ def main(argv: Sequence[str] = ()) -> int:
     print(f'torch {torch.__version__}, device={args.device}, threads={torch.get_num_threads()}, '
           f'costs={args.costs}, median of {args.repeats}')
     ok = True
-    for case in cases:
-        print(f'{case[0]} images x {case[1]} queries x {case[2]} targets:')
-        ok &= run_case(case, args)
+    with fused_match_costs(not args.no_fused_costs):
+        for case in cases:
+            print(f'{case[0]} images x {case[1]} queries x {case[2]} targets:')
+            ok &= run_case(case, args)
     return 0 if ok else 1
 
 

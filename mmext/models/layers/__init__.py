@@ -1,9 +1,11 @@
-"""Building blocks shared by mmext's models (positional encodings, Transformer layers)."""
+"""Building blocks shared by mmext's models (positional encodings, Transformer layers, the
+fused LayerNorm that ``norm_cfg=dict(type='mmext.FusedLN')`` builds)."""
+from mmext.ops.layer_norm import FusedLayerNorm
 from .detr_transformer import (DetrAttention, DetrTransformerDecoder, DetrTransformerDecoderLayer,
                                DetrTransformerEncoder, DetrTransformerEncoderLayer)
 from .positional_encoding import SinePositionalEncoding
 
 __all__ = [
-    'SinePositionalEncoding', 'DetrAttention', 'DetrTransformerEncoderLayer',
+    'FusedLayerNorm', 'SinePositionalEncoding', 'DetrAttention', 'DetrTransformerEncoderLayer',
     'DetrTransformerDecoderLayer', 'DetrTransformerEncoder', 'DetrTransformerDecoder'
 ]

@@ -11,8 +11,9 @@ img_meta)`` -> :class:`AssignResult` with 1-based ``gt_inds``, ``0`` for backgro
 ``labels``), so ``assigner=dict(type='mmext.HungarianAssigner', match_costs=[...])`` drops into
 mmdet's DETR-family heads and MaskFormer.  :meth:`HungarianAssigner.assign_batch` assigns all
 images of a batch: every cost term is computed once on a padded ``[B, Q, G_max]`` tensor and the
-batch is solved either by :func:`batched_linear_sum_assignment` on the tensors' device or by scipy
-per image on one host copy (see ``solver``).
+batch is solved in one call -- by mmext's compiled solver on the CPU, by
+:func:`batched_linear_sum_assignment` on the tensors' device -- or by scipy per image on one host
+copy (see ``solver``).
 """
 from typing import Dict, List, Optional, Sequence, Union
 
@@ -25,12 +26,13 @@ from mmengine.structures import InstanceData
 from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 
+from mmext.ops import compiled_linear_sum_assignment, compiled_lsa_usable
 from mmext.registry import TASK_UTILS, build_with_fallback
 from .batched_lsa import batched_linear_sum_assignment, nonfinite_blocks, nonfinite_images
 from .match_costs import MatchBatch
 
 CostCfg = Union[dict, ConfigDict]
-SOLVERS = ('auto', 'scipy', 'torch')
+SOLVERS = ('auto', 'compiled', 'scipy', 'torch')
 
 
 @TASK_UTILS.register_module()
@@ -40,12 +42,15 @@ class HungarianAssigner(BaseAssigner):
     Args:
         match_costs: One match-cost config or a non-empty list of them; the cost matrix is their
             sum.  Unscoped types resolve to mmext's costs first, then mmdet's.
-        solver: ``'scipy'``: one host copy of the batch's costs, then scipy per image.
-            ``'torch'``: :func:`batched_linear_sum_assignment` on the costs' device (no host
-            copy of the costs).  ``'auto'`` (default): ``'scipy'`` -- measured faster on CPU
-            (see docs/components/hungarian_assigner.md) and not yet measured on a GPU.
+        solver: ``'compiled'``: mmext's compiled solver (``mmext._ext``, CPU costs), every
+            image in one call, in parallel, reading the costs in place.  ``'scipy'``: one host
+            copy of the batch's costs, then scipy per image.  ``'torch'``:
+            :func:`batched_linear_sum_assignment` on the costs' device (no host copy of the
+            costs).  ``'auto'`` (default): ``'compiled'`` for CPU costs when mmext's ops are
+            built, else ``'scipy'`` -- the fastest measured on CPU (see
+            docs/components/hungarian_assigner.md); GPU timings are not measured yet.
 
-    Both solvers are exact, so they reach the same total cost; they can only differ in which of
+    All solvers are exact, so they reach the same total cost; they can only differ in which of
     several equally cheap matchings they return.
     """
 
@@ -120,7 +125,9 @@ class HungarianAssigner(BaseAssigner):
     def _match(self, cost: Tensor, num_preds: Tensor, num_gts: Tensor) -> Tensor:
         """``[B, Q]`` long: 0-based matched target per query, ``-1`` when unmatched."""
         B, Q, G = cost.shape
-        if self.solver == 'torch':  # 'auto' is scipy: faster on CPU, GPU unmeasured
+        if self.solver == 'compiled' or (self.solver == 'auto' and compiled_lsa_usable(cost)):
+            return compiled_linear_sum_assignment(cost, num_preds, num_gts)
+        if self.solver == 'torch':
             pairs = batched_linear_sum_assignment(cost, num_gts, num_preds, check=False)
             match = torch.full((B, Q), -1, dtype=torch.long, device=cost.device)
             for b, (rows, cols) in enumerate(pairs):  # index bookkeeping only, on device

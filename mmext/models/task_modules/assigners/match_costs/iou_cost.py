@@ -5,6 +5,7 @@ from typing import Union
 import torch
 from torch import Tensor
 
+from mmext.ops import fused_match_costs_usable, pairwise_box_iou
 from mmext.registry import TASK_UTILS
 from .base import BatchedMatchCost, MatchBatch
 
@@ -61,4 +62,7 @@ class IoUCost(BatchedMatchCost):
         dtype = pred.dtype
         if dtype in (torch.float16, torch.bfloat16):  # areas overflow half precision
             pred, gt = pred.float(), gt.float()
-        return pairwise_iou(pred, gt.to(pred.dtype), self.iou_mode).neg_().to(dtype)
+        gt = gt.to(pred.dtype)
+        if fused_match_costs_usable(pred, gt):  # the same arithmetic in one compiled pass
+            return pairwise_box_iou(pred, gt, self.iou_mode, EPS, scale=-1.).to(dtype)
+        return pairwise_iou(pred, gt, self.iou_mode).neg_().to(dtype)
