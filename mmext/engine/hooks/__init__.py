@@ -1,1 +1,4 @@
-"""Hooks registered in the mmext scope (filled in as components land)."""
+"""Hooks registered in the mmext scope."""
+from .itc_alpha_warmup_hook import ITCAlphaWarmupHook
+
+__all__ = ['ITCAlphaWarmupHook']

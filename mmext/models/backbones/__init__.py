@@ -1,1 +1,5 @@
-"""Filled in as the components of later issues land."""
+"""Backbones usable from mmdet, mmseg and mmpretrain configs."""
+from .swin import SwinTransformer
+from .vision_transformer import VisionTransformer
+
+__all__ = ['SwinTransformer', 'VisionTransformer']

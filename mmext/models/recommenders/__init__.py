@@ -1,1 +1,5 @@
-"""Filled in as the components of later issues land."""
+"""Sequential recommenders as mmengine BaseModels."""
+from .gru4rec import GRU4Rec
+from .sasrec import SASRec
+
+__all__ = ['GRU4Rec', 'SASRec']

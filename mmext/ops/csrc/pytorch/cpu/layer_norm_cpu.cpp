@@ -15,17 +15,9 @@
 #include <vector>
 
 #include "pytorch_cpp_helper.hpp"
-#include "pytorch_device_registry.hpp"
+#include "layer_norm_dispatch.hpp"
 
 using at::Tensor;
-using OptTensor = std::optional<Tensor>;
-
-MMEXT_DECLARE_DISPATCH(layer_norm_fwd,
-                       std::vector<Tensor>(const Tensor&, const OptTensor&, const OptTensor&,
-                                           const OptTensor&, const OptTensor&, double, bool))
-MMEXT_DECLARE_DISPATCH(layer_norm_bwd,
-                       std::vector<Tensor>(const Tensor&, const Tensor&, const Tensor&,
-                                           const Tensor&, const OptTensor&, const OptTensor&))
 
 namespace {
 

@@ -1,0 +1,313 @@
+"""A small, deterministic, on-disk semantic/instance segmentation dataset of coloured shapes.
+
+The segmentation twin of :mod:`mmext.datasets.shapes`: the same backgrounds, shape outlines and
+colouring (its :class:`~mmext.datasets.shapes.ShapesDetectionGenerator` methods are reused), but
+every painted pixel is recorded, so the dataset carries exact per-pixel labels.
+:func:`ensure_shapes_seg_dataset` writes, in mmseg's layout::
+
+    <root>/img_dir/{train,val}/000000.png   RGB images
+    <root>/ann_dir/{train,val}/000000.png   per-pixel class maps (8-bit grey PNG)
+    <root>/inst_dir/{train,val}/000000.png  per-pixel instance ids (8-bit grey PNG)
+    <root>/meta.json                        generator version + parameters ("complete" mark)
+
+the first time it is called, and does nothing afterwards while the parameters stay the same.
+
+Label semantics of ``ann_dir``: ``0`` is background and ``k >= 1`` is ``SHAPES_CLASSES[k - 1]``
+(the visible part of the shape; later shapes cover earlier ones).  There are no ignored pixels in
+the files.  Two ways to read them (both with mmseg's ``LoadAnnotations``):
+
+* ``reduce_zero_label=False`` (:data:`SHAPES_SEG_METAINFO`, the demo's choice): 5 classes,
+  background is class 0 and is learnt and scored like any other;
+* ``reduce_zero_label=True`` (:data:`SHAPES_SEG_METAINFO_NO_BG`, ADE20K's convention): background
+  becomes 255 (ignored in the loss and in ``IoUMetric``) and the shapes are classes 0..3.
+
+``inst_dir`` holds ``0`` for background and ``i >= 1`` for the ``i``-th visible shape of the image
+(its class is the ``ann_dir`` value under it); shapes hidden entirely by later ones get no id.
+
+Everything is drawn from ``numpy.random.Generator`` streams seeded by ``(seed, split, index)``
+(a different stream family from the detection set), so the files are byte-identical across runs.
+"""
+import contextlib
+import json
+import math
+import os
+import shutil
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Any, Dict, Optional, Tuple, Union
+
+import numpy as np
+from mmengine.logging import print_log
+from mmseg.datasets import BaseSegDataset
+from PIL import Image, ImageDraw
+
+from mmext.registry import DATASETS
+from .shapes import SHAPES_CLASSES, SHAPES_PALETTE, ShapesDetectionGenerator, _locked
+
+__all__ = [
+    'SHAPES_SEG_CLASSES', 'SHAPES_SEG_METAINFO', 'SHAPES_SEG_METAINFO_NO_BG',
+    'ShapesSegmentationGenerator', 'ensure_shapes_seg_dataset', 'ShapesSegDataset'
+]
+
+#: Classes of the label maps read with ``reduce_zero_label=False``.
+SHAPES_SEG_CLASSES: Tuple[str, ...] = ('background', ) + tuple(SHAPES_CLASSES)
+SHAPES_SEG_METAINFO: Dict[str, Any] = dict(classes=SHAPES_SEG_CLASSES,
+                                           palette=[(0, 0, 0)] + list(SHAPES_PALETTE))
+#: Classes when read with ``reduce_zero_label=True`` (background ignored).
+SHAPES_SEG_METAINFO_NO_BG: Dict[str, Any] = dict(classes=tuple(SHAPES_CLASSES),
+                                                 palette=list(SHAPES_PALETTE))
+
+#: Bump whenever the rendered content changes, so cached datasets are regenerated.
+SEG_GENERATOR_VERSION = 1
+_SPLITS = ('train', 'val')
+_DIRS = ('img_dir', 'ann_dir', 'inst_dir')
+_META_FILE = 'meta.json'
+_OWNED_ENTRIES = set(_DIRS) | {_META_FILE}
+_STREAM = 7  # keeps these images' random streams apart from the detection set's
+
+
+class ShapesSegmentationGenerator(ShapesDetectionGenerator):
+    """Renders shapes images with exact class and instance maps.
+
+    Same arguments as :class:`~mmext.datasets.shapes.ShapesDetectionGenerator`
+    (``min_visible`` is unused: every visible pixel is labelled); ``max_objects`` is capped at
+    254 so instance ids fit a byte.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.max_objects > 254:
+            raise ValueError(f'max_objects must be <= 254 for 8-bit instance maps, got '
+                             f'{self.max_objects}')
+
+    def render_seg(self, rng: np.random.Generator) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Render one image; returns ``(image HxWx3 uint8, classes HxW uint8, instances HxW
+        uint8)`` with the label semantics of the module docstring."""
+        size = self.img_size
+        img = self._background(rng)
+        owner = np.full((size, size), -1, dtype=np.int64)
+        labels = []
+        num = 0 if rng.random() < self.empty_prob else int(rng.integers(1, self.max_objects + 1))
+        yy, xx = np.mgrid[0:size, 0:size]
+        for k in range(num):
+            label = int(rng.integers(len(SHAPES_CLASSES)))
+            extent = math.exp(rng.uniform(math.log(self.min_object_size),
+                                          math.log(self.max_object_size)))
+            pts, is_circle = self._outline(rng, label, extent)
+            lo, hi = pts.min(axis=0), pts.max(axis=0)
+            span = float((hi - lo).max())
+            if span > size - 2:  # keep every shape inside the image
+                pts, extent = pts * ((size - 2) / span), extent * ((size - 2) / span)
+                lo, hi = pts.min(axis=0), pts.max(axis=0)
+            centre = np.array([rng.uniform(-lo[0], size - 1 - hi[0]),
+                               rng.uniform(-lo[1], size - 1 - hi[1])])
+            canvas = Image.new('L', (size, size), 0)
+            draw = ImageDraw.Draw(canvas)
+            if is_circle:
+                draw.ellipse([centre[0] - extent / 2, centre[1] - extent / 2,
+                              centre[0] + extent / 2, centre[1] + extent / 2], fill=255)
+            else:
+                draw.polygon([(float(x), float(y)) for x, y in pts + centre], fill=255)
+            mask = np.asarray(canvas) > 0
+            labels.append(label)
+            if not mask.any():
+                continue
+            under = img[mask].mean(axis=0)  # colour: the option farthest from what is below
+            options = rng.uniform(0, 255, size=(8, 3))
+            colour = options[np.argmax(np.linalg.norm(options - under, axis=1))]
+            phi = rng.uniform(0, 2 * math.pi)
+            shade = 1 + rng.uniform(0, 0.2) * (
+                (math.cos(phi) * (xx - centre[0]) + math.sin(phi) * (yy - centre[1])) /
+                max(extent / 2, 1))
+            img[mask] = colour * shade[mask][:, None]
+            owner[mask] = k
+        img += rng.normal(0, rng.uniform(2, 8), size=img.shape)
+        image = np.clip(np.round(img), 0, 255).astype(np.uint8)
+        classes = np.zeros((size, size), dtype=np.uint8)
+        instances = np.zeros((size, size), dtype=np.uint8)
+        next_id = 1
+        for k, label in enumerate(labels):
+            visible = owner == k
+            if visible.any():
+                classes[visible] = label + 1
+                instances[visible] = next_id
+                next_id += 1
+        return image, classes, instances
+
+    def write_seg_split(self, root: Union[str, Path], split: str, num_images: int,
+                        seed: int) -> Dict[str, int]:
+        """Write one split's three PNGs per image; returns pixel counts per class id."""
+        if split not in _SPLITS:
+            raise ValueError(f'split must be one of {_SPLITS}, got {split!r}')
+        dirs = [Path(root) / d / split for d in _DIRS]
+        for d in dirs:
+            d.mkdir(parents=True, exist_ok=True)
+        counts = np.zeros(len(SHAPES_SEG_CLASSES), dtype=np.int64)
+        for index in range(num_images):
+            rng = np.random.default_rng([seed, _STREAM, _SPLITS.index(split), index])
+            image, classes, instances = self.render_seg(rng)
+            name = f'{index:06d}.png'
+            Image.fromarray(image, mode='RGB').save(dirs[0] / name, format='PNG')
+            Image.fromarray(classes, mode='L').save(dirs[1] / name, format='PNG')
+            Image.fromarray(instances, mode='L').save(dirs[2] / name, format='PNG')
+            counts += np.bincount(classes.ravel(), minlength=len(counts))
+        return {c: int(n) for c, n in zip(SHAPES_SEG_CLASSES, counts)}
+
+
+def _seg_meta(params: Dict[str, Any], num_train: int, num_val: int, seed: int,
+              counts: Optional[dict] = None) -> Dict[str, Any]:
+    meta: Dict[str, Any] = dict(version=SEG_GENERATOR_VERSION, kind='segmentation',
+                                classes=list(SHAPES_SEG_CLASSES),
+                                params=dict(params, num_train=num_train, num_val=num_val,
+                                            seed=seed))
+    if counts is not None:
+        meta['pixel_counts'] = counts
+    return meta
+
+
+def _seg_complete(root: Path, wanted: Dict[str, Any]) -> bool:
+    try:
+        with open(root / _META_FILE) as f:
+            meta = json.load(f)
+    except (OSError, ValueError):
+        return False
+    if meta.get('version') != wanted['version'] or meta.get('params') != wanted['params'] or \
+            meta.get('kind') != 'segmentation':
+        return False
+    for split in _SPLITS:
+        expected = wanted['params'][f'num_{split}']
+        for d in _DIRS:
+            if sum(1 for _ in (root / d / split).glob('*.png')) != expected:
+                return False
+    return True
+
+
+def ensure_shapes_seg_dataset(root: Union[str, Path] = 'data/shapes_seg',
+                              num_train: int = 400,
+                              num_val: int = 100,
+                              img_size: int = 64,
+                              seed: int = 0,
+                              force: bool = False,
+                              **generator_kwargs: Any) -> Path:
+    """Make sure ``root`` holds the shapes segmentation dataset for these parameters.
+
+    A complete dataset (same version and parameters in ``meta.json``, all files present) is left
+    alone; otherwise it is rendered into a temporary sibling and renamed into place (atomic for
+    readers; concurrent writers are serialised by a lock file).  An existing ``root`` holding
+    anything this function does not write raises :class:`FileExistsError`.
+
+    Args:
+        root: Dataset directory.
+        num_train, num_val: Images per split.
+        img_size: Side of the square images.
+        seed: Seed of every random choice.
+        force: Regenerate even when complete.
+        **generator_kwargs: ``max_objects``, ``min_object_size``, ``max_object_size``,
+            ``empty_prob`` of the generator.
+    """
+    if num_train < 0 or num_val < 0:
+        raise ValueError(f'num_train and num_val must be >= 0, got {num_train}, {num_val}')
+    root = Path(root)
+    generator = ShapesSegmentationGenerator(img_size=img_size, **generator_kwargs)
+    wanted = _seg_meta(generator.params(), int(num_train), int(num_val), int(seed))
+    if not force and _seg_complete(root, wanted):
+        return root
+    root.parent.mkdir(parents=True, exist_ok=True)
+    with _locked(root):
+        if not force and _seg_complete(root, wanted):
+            return root
+        if root.exists():
+            if not root.is_dir():
+                raise FileExistsError(f'{root} exists and is not a directory')
+            foreign = sorted(p.name for p in root.iterdir() if p.name not in _OWNED_ENTRIES)
+            if foreign:
+                raise FileExistsError(f'{root} holds files the shapes segmentation generator did '
+                                      f'not write ({foreign[:5]}); refusing to replace it')
+        print_log(f'Generating the shapes segmentation dataset in {root} ({num_train} train + '
+                  f'{num_val} val images, {img_size} px, seed {seed})...', logger='current')
+        tmp = Path(tempfile.mkdtemp(prefix=f'.{root.name}.tmp-', dir=root.parent))
+        try:
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o777 & ~umask)
+            counts = {split: generator.write_seg_split(tmp, split, n, int(seed))
+                      for split, n in (('train', int(num_train)), ('val', int(num_val)))}
+            with open(tmp / _META_FILE, 'w') as f:  # written last: marks completeness
+                json.dump(_seg_meta(generator.params(), int(num_train), int(num_val), int(seed),
+                                    counts), f, indent=2)
+            if root.exists():
+                old = root.parent / f'.{root.name}.old-{uuid.uuid4().hex[:8]}'
+                os.rename(root, old)
+                os.rename(tmp, root)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.rename(tmp, root)
+        finally:
+            with contextlib.suppress(OSError):
+                if tmp.exists():
+                    shutil.rmtree(tmp, ignore_errors=True)
+    return root
+
+
+_SEG_KEYS = {'num_train', 'num_val', 'img_size', 'seed', 'force', 'max_objects',
+             'min_object_size', 'max_object_size', 'empty_prob'}
+
+
+@DATASETS.register_module()
+class ShapesSegDataset(BaseSegDataset):
+    """mmseg's ``BaseSegDataset`` over the shapes segmentation dataset, generated on first use.
+
+    Example (see ``configs/_base_/datasets/shapes_seg.py``)::
+
+        dataset=dict(type='mmext.ShapesSegDataset', data_root='data/shapes_seg',
+                     shapes_cfg=dict(num_train=400, num_val=100, img_size=64),
+                     data_prefix=dict(img_path='img_dir/train', seg_map_path='ann_dir/train'),
+                     pipeline=[...])
+
+    ``reduce_zero_label=False`` (default) gives 5 classes with background as class 0; with
+    ``reduce_zero_label=True`` background is ignored and the 4 shapes are classes 0..3 (pass
+    ``metainfo=SHAPES_SEG_METAINFO_NO_BG``, as ADE20K-style configs do).
+
+    Args:
+        data_root: Dataset directory (generated if needed).
+        shapes_cfg: Keyword arguments of :func:`ensure_shapes_seg_dataset` except ``root``.
+        reduce_zero_label: mmseg's flag (see the module docstring).
+        **kwargs: Passed to ``BaseSegDataset``.
+    """
+
+    METAINFO = SHAPES_SEG_METAINFO
+
+    def __init__(self,
+                 data_root: str = 'data/shapes_seg',
+                 shapes_cfg: Optional[Dict[str, Any]] = None,
+                 reduce_zero_label: bool = False,
+                 img_suffix: str = '.png',
+                 seg_map_suffix: str = '.png',
+                 metainfo: Optional[dict] = None,
+                 **kwargs: Any) -> None:
+        shapes_cfg = dict(shapes_cfg or {})
+        unknown = sorted(set(shapes_cfg) - _SEG_KEYS)
+        if unknown:
+            raise ValueError(f'ShapesSegDataset: unknown shapes_cfg key(s) {unknown}; allowed: '
+                             f'{sorted(_SEG_KEYS)}')
+        if not data_root:
+            raise ValueError('ShapesSegDataset needs a data_root to generate the dataset in')
+        if reduce_zero_label:
+            if metainfo is None:
+                metainfo = SHAPES_SEG_METAINFO_NO_BG
+            elif tuple(metainfo.get('classes', ())) != tuple(SHAPES_CLASSES):
+                raise ValueError(f'ShapesSegDataset(reduce_zero_label=True) has the classes '
+                                 f'{SHAPES_CLASSES} (background ignored); metainfo gives '
+                                 f'{metainfo.get("classes")}')
+        ensure_shapes_seg_dataset(data_root, **shapes_cfg)
+        super().__init__(data_root=data_root, reduce_zero_label=reduce_zero_label,
+                         img_suffix=img_suffix, seg_map_suffix=seg_map_suffix,
+                         metainfo=metainfo, **kwargs)
+
+    def get_label_map(self, new_classes=None) -> Optional[dict]:
+        """No remapping under ``reduce_zero_label``: shifting the file's ids by one already gives
+        the shape-only classes (mmseg would otherwise map them a second time)."""
+        if self.reduce_zero_label:
+            return None
+        return super().get_label_map(new_classes)

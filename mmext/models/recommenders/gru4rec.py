@@ -1,0 +1,292 @@
+"""GRU4Rec: session-based recommendation with a GRU over the session's items.
+
+Hidasi, Karatzoglou, Baltrunas, Tikk, "Session-based Recommendations with Recurrent Neural
+Networks", ICLR 2016, and Hidasi & Karatzoglou, "Recurrent Neural Networks with Top-k Gains for
+Session-based Recommendations", CIKM 2018; faithful to the official code's training scheme, which
+Hidasi & Czapp ("The Effect of Third Party Implementations on Reproducibility", RecSys 2023) found
+most third-party versions to break:
+
+* **Session-parallel mini-batches** (ICLR Sec. 3.1.1): each batch slot walks one session; the GRU
+  state of a slot is zeroed exactly when its input is the first event of a session (the batch's
+  ``reset`` mask, recomputed for every batch) and detached after every step: no BPTT.  The state
+  lives in the model between steps, separately for training and evaluation.
+* **Sampled output** (CIKM Sec. 3.2): the scores of a training step are computed only for the
+  batch's targets plus ``n_sample`` extra items shared by the batch, drawn with replacement
+  ∝ ``popularity ** sample_alpha``; never for all items.
+* **Losses**: cross-entropy with the logQ correction, BPR-max with ``bpreg``, TOP1-max
+  (:mod:`.gru4rec_losses`), summed over the batch like the official code.
+* **Embedding modes**: ``'none'`` (one-hot input: the first layer's input weights are looked up
+  per item, as in the ICLR paper), ``'separate'`` (an ``embedding_dim`` item embedding feeding
+  the GRU) and ``'shared'`` (the official ``constrained_embedding``: the output item matrix is
+  also the input embedding).  Dropout on the input embedding and on each layer's output; like
+  the official code, the dropped-out output is the state carried on.
+
+The GRU cell is the paper's (Eqs. 1-4): ``z = σ(W_z x + U_z h)``, ``r = σ(W_r x + U_r h)``,
+``ĥ = tanh(W x + U (r ⊙ h))``, ``h' = (1 - z) h + z ĥ``.  Note the paper's convention: ``z``
+weights the *candidate*.
+"""
+import math
+from typing import Dict, List, Optional, Sequence, Union
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmengine.model import BaseModel
+
+from mmext.registry import DATASETS, MODELS
+from .gru4rec_losses import bpr_max_loss, cross_entropy_logq, top1_max_loss
+
+__all__ = ['GRU4Rec', 'GRU4RecLayer']
+
+_LOSSES = ('cross-entropy', 'bpr-max', 'top1-max')
+_EMBEDDINGS = ('none', 'separate', 'shared')
+
+
+def _uniform_(t: torch.Tensor, fan_in: int, fan_out: int) -> None:
+    """The official initialisation: U(-s, s), s = sqrt(6 / (fan_in + fan_out))."""
+    s = math.sqrt(6.0 / (fan_in + fan_out))
+    with torch.no_grad():
+        t.uniform_(-s, s)
+
+
+class GRU4RecLayer(nn.Module):
+    """One GRU layer of the paper's cell; input either a vector (``in_dim``) or an item id looked
+    up directly in the input weights (``num_ids``: one-hot input without an embedding)."""
+
+    def __init__(self, hidden: int, in_dim: Optional[int] = None,
+                 num_ids: Optional[int] = None) -> None:
+        super().__init__()
+        if (in_dim is None) == (num_ids is None):
+            raise ValueError('GRU4RecLayer takes exactly one of in_dim and num_ids')
+        self.hidden = hidden
+        if in_dim is not None:
+            self.w_x = nn.Parameter(torch.empty(3 * hidden, in_dim))
+            _uniform_(self.w_x, in_dim, hidden)
+        else:  # row i = W @ onehot(i): the one-hot product done as a lookup
+            self.w_x = nn.Parameter(torch.empty(num_ids, 3 * hidden))
+            _uniform_(self.w_x, num_ids, hidden)
+        self.one_hot = num_ids is not None
+        self.b_x = nn.Parameter(torch.zeros(3 * hidden))
+        self.u_rz = nn.Parameter(torch.empty(2 * hidden, hidden))
+        self.u_h = nn.Parameter(torch.empty(hidden, hidden))
+        _uniform_(self.u_rz, hidden, hidden)
+        _uniform_(self.u_h, hidden, hidden)
+
+    def forward(self, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        gx = (F.embedding(x, self.w_x) if self.one_hot else F.linear(x, self.w_x)) + self.b_x
+        xr, xz, xh = gx.split(self.hidden, dim=1)
+        hr, hz = F.linear(h, self.u_rz).split(self.hidden, dim=1)
+        r = torch.sigmoid(xr + hr)
+        z = torch.sigmoid(xz + hz)
+        cand = torch.tanh(xh + F.linear(r * h, self.u_h))
+        return (1 - z) * h + z * cand
+
+
+@MODELS.register_module()
+class GRU4Rec(BaseModel):
+    """GRU4Rec as an mmengine model (see the module docstring).
+
+    Args:
+        num_items: number of items ``n`` (ids ``1..n``, 0 = padding).  Leave ``None`` and give
+            ``dataset`` to take it, and the item popularity, from the training dataset.
+        dataset: config of the training :class:`~mmext.datasets.recsys.SessionDataset` (its
+            loading is cached, so the Runner's own build costs nothing more).
+        hidden_sizes: GRU layer sizes.
+        embedding: ``'none'``, ``'separate'`` or ``'shared'``.
+        embedding_dim: size of the ``'separate'`` embedding.
+        dropout_p_embed, dropout_p_hidden: dropout on the input embedding / each layer's output.
+            As in the official code the dropped-out output is also the state carried to the next
+            step, and with ``embedding='none'`` the first layer's output takes
+            ``dropout_p_embed`` (that layer is the official "GRU embedding").
+        loss: ``'cross-entropy'``, ``'bpr-max'`` or ``'top1-max'``.
+        n_sample: extra negatives per step shared by the batch (0: in-batch negatives only).
+        sample_alpha: extra negatives are drawn ∝ ``popularity ** sample_alpha``.
+        logq: weight of the logQ correction of the cross-entropy (official: 1.0 or 0).
+        bpreg: score regularisation of BPR-max.
+        elu_param: BPR-max/TOP1-max: ``elu(scores, elu_param)`` before the loss (official
+            ``final_act='elu-0.5'``); 0 keeps linear scores.
+        reduction: ``'sum'`` over the batch (official) or ``'mean'``.
+
+    Inputs (from ``SessionDataset`` batches): ``inputs``, ``targets`` (LongTensor[B]), ``reset``,
+    ``valid`` and optionally ``evaluate`` (BoolTensor[B]; ``predict`` scores only those rows).  ``mode='loss'`` returns ``{'loss': ...}``; ``'predict'``
+    returns one dict per busy slot, ``{'scores': FloatTensor[n + 1] (index = item id),
+    'target': item id, 'exclude': tensor([0]), 'invalid': tensor([0])}`` for
+    :class:`mmext.RankingMetric`; ``'tensor'``
+    returns the ``(B, n + 1)`` scores.
+    """
+
+    def __init__(self, num_items: Optional[int] = None, dataset: Optional[dict] = None,
+                 hidden_sizes: Union[int, Sequence[int]] = (100, ), embedding: str = 'none',
+                 embedding_dim: int = 0, dropout_p_embed: float = 0.0,
+                 dropout_p_hidden: float = 0.0, loss: str = 'cross-entropy',
+                 n_sample: int = 2048, sample_alpha: float = 0.5, logq: float = 0.0,
+                 bpreg: float = 1.0, elu_param: float = 0.0, reduction: str = 'sum',
+                 data_preprocessor: Optional[dict] = None,
+                 init_cfg: Optional[dict] = None) -> None:
+        super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        counts = None
+        if dataset is not None:
+            ds = DATASETS.build(dataset) if isinstance(dataset, dict) else dataset
+            if num_items is not None and num_items != ds.num_items:
+                raise ValueError(f'num_items={num_items} but the dataset has {ds.num_items} '
+                                 'items; drop num_items to take it from the dataset')
+            num_items = ds.num_items
+            counts = torch.as_tensor(ds.item_counts, dtype=torch.float64)
+        if num_items is None or num_items < 1:
+            raise ValueError(f'GRU4Rec needs num_items >= 1 or a dataset config, got '
+                             f'num_items={num_items}')
+        if loss not in _LOSSES:
+            raise ValueError(f'loss must be one of {_LOSSES}, got {loss!r}')
+        if embedding not in _EMBEDDINGS:
+            raise ValueError(f'embedding must be one of {_EMBEDDINGS}, got {embedding!r}')
+        if embedding == 'separate' and embedding_dim < 1:
+            raise ValueError("embedding='separate' needs embedding_dim >= 1")
+        hidden_sizes = [hidden_sizes] if isinstance(hidden_sizes, int) else list(hidden_sizes)
+        self.num_items = int(num_items)
+        num_ids = self.num_items + 1
+        self.embedding = embedding
+        self.loss_type, self.n_sample, self.sample_alpha = loss, int(n_sample), sample_alpha
+        self.logq, self.bpreg, self.elu_param, self.reduction = logq, bpreg, elu_param, reduction
+
+        out_dim = hidden_sizes[-1]
+        # Output item matrix and bias (row 0 = padding, never a target or sample).
+        self.item_out = nn.Parameter(torch.empty(num_ids, out_dim))
+        _uniform_(self.item_out, num_ids, out_dim)
+        self.item_bias = nn.Parameter(torch.zeros(num_ids))
+        if embedding == 'separate':
+            self.item_in = nn.Parameter(torch.empty(num_ids, embedding_dim))
+            _uniform_(self.item_in, num_ids, embedding_dim)
+            first = GRU4RecLayer(hidden_sizes[0], in_dim=embedding_dim)
+        elif embedding == 'shared':
+            first = GRU4RecLayer(hidden_sizes[0], in_dim=out_dim)
+        else:
+            first = GRU4RecLayer(hidden_sizes[0], num_ids=num_ids)
+        self.layers = nn.ModuleList([first] + [
+            GRU4RecLayer(h, in_dim=p) for p, h in zip(hidden_sizes[:-1], hidden_sizes[1:])])
+        self.drop_embed = nn.Dropout(dropout_p_embed)
+        self.drop_hidden = nn.Dropout(dropout_p_hidden)
+
+        # Training popularity: the sampling distribution and the logQ correction; a buffer, so a
+        # checkpoint restores it.  Without a dataset: uniform until counts are loaded.
+        if counts is None:
+            counts = torch.ones(num_ids, dtype=torch.float64)
+        if counts.numel() != num_ids:
+            raise ValueError(f'item_counts has {counts.numel()} entries, expected {num_ids}')
+        counts = counts.clone()
+        counts[0] = 0
+        self.register_buffer('item_counts', counts.float())
+        # Per-slot GRU states between steps, kept apart for training and evaluation.
+        self._states: Dict[str, Optional[List[torch.Tensor]]] = {'train': None, 'eval': None}
+
+    # -- recurrent step -------------------------------------------------------------------
+    def _embed(self, items: torch.Tensor) -> torch.Tensor:
+        if self.embedding == 'separate':
+            return self.drop_embed(F.embedding(items, self.item_in))
+        return self.drop_embed(F.embedding(items, self.item_out))  # 'shared'
+
+    def reset_state(self) -> None:
+        """Forget the carried states (the next batch starts from zeros in every slot)."""
+        self._states = {'train': None, 'eval': None}
+
+    def step(self, inputs: torch.Tensor, reset: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """One session-parallel step: zero the states of ``reset`` slots, advance all slots by
+        ``inputs`` and keep the new (detached) states; returns the last layer's output."""
+        key = 'train' if self.training else 'eval'
+        b = inputs.shape[0]
+        states = self._states[key]
+        if states is None or states[0].shape[0] != b:
+            states = [inputs.new_zeros((b, layer.hidden), dtype=self.item_out.dtype)
+                      for layer in self.layers]
+        elif reset is not None and bool(reset.any()):
+            keep = (~reset).to(states[0].dtype).unsqueeze(1)
+            states = [s * keep for s in states]  # exact zeros for new sessions
+        new_states = []
+        if self.embedding == 'none':
+            # The first layer reads the one-hot input; as in the official code its output gets
+            # the "embedding" dropout and later layers the hidden dropout.
+            x = self.drop_embed(self.layers[0](inputs, states[0]))
+            new_states.append(x.detach())
+            start = 1
+        else:
+            x, start = self._embed(inputs), 0
+        for layer, h in zip(self.layers[start:], states[start:]):
+            x = self.drop_hidden(layer(x, h))
+            new_states.append(x.detach())  # no back-propagation through time
+        self._states[key] = new_states
+        return x
+
+    def score(self, hidden: torch.Tensor, items: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Scores of ``items`` (all ids when ``None``) for each row of ``hidden``."""
+        if items is None:
+            return F.linear(hidden, self.item_out, self.item_bias)
+        return F.linear(hidden, self.item_out[items], self.item_bias[items])
+
+    # -- training ---------------------------------------------------------------------------
+    def sample_negatives(self, n: int) -> torch.Tensor:
+        """``n`` item ids drawn with replacement ∝ ``popularity ** sample_alpha``."""
+        weights = self.item_counts.double().pow(self.sample_alpha)
+        weights[0] = 0
+        weights[self.item_counts <= 0] = 0
+        if float(weights.sum()) <= 0:
+            raise ValueError('item popularity is all zero: no item can be sampled')
+        return torch.multinomial(weights.float(), n, replacement=True)
+
+    def _log_q(self, targets: torch.Tensor, samples: torch.Tensor) -> torch.Tensor:
+        """Log sampling probability of each candidate column: in-batch targets come from the data
+        (∝ popularity), extra samples ∝ popularity ** alpha (the official correction)."""
+        p = self.item_counts / self.item_counts.sum()
+        log_p = torch.log(p.clamp_min(1e-12))
+        return torch.cat([log_p[targets], self.sample_alpha * log_p[samples]])
+
+    def loss(self, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        samples = (self.sample_negatives(self.n_sample).to(targets.device) if self.n_sample > 0
+                   else targets.new_zeros(0))
+        candidates = torch.cat([targets, samples])
+        logits = self.score(hidden, candidates)  # (B, B + n_sample): never all items
+        if self.loss_type == 'cross-entropy':
+            return cross_entropy_logq(logits, self._log_q(targets, samples), self.logq,
+                                      self.reduction)
+        if self.elu_param > 0:
+            logits = F.elu(logits, self.elu_param)
+        if self.loss_type == 'bpr-max':
+            return bpr_max_loss(logits, self.bpreg, self.reduction)
+        return top1_max_loss(logits, self.reduction)
+
+    def forward(self, inputs: torch.Tensor, targets: Optional[torch.Tensor] = None,
+                reset: Optional[torch.Tensor] = None, valid: Optional[torch.Tensor] = None,
+                evaluate: Optional[torch.Tensor] = None, mode: str = 'tensor'):
+        if inputs.dim() == 2 and mode == 'predict':
+            # A group of T consecutive steps (evaluation with group_steps): run them in order.
+            outputs = []
+            for t in range(inputs.shape[0]):
+                outputs += self(inputs[t], targets[t], *(None if x is None else x[t]
+                                                         for x in (reset, valid, evaluate)),
+                                mode='predict')
+            return outputs
+        if inputs.dim() != 1:
+            raise ValueError(f'inputs must be a (B,) item-id tensor (or (T, B) for predict), '
+                             f'got {tuple(inputs.shape)}')
+        if bool(((inputs < 0) | (inputs > self.num_items)).any()):
+            raise ValueError(f'input item ids must lie in [0, {self.num_items}], got '
+                             f'{inputs.min().item()}..{inputs.max().item()}')
+        if valid is None:
+            valid = torch.ones_like(inputs, dtype=torch.bool)
+        hidden = self.step(inputs, reset)
+        if mode == 'tensor':
+            return self.score(hidden)
+        if targets is None:
+            raise ValueError(f"mode='{mode}' needs targets")
+        if mode == 'loss':
+            if not bool(valid.any()):
+                return {'loss': hidden.sum() * 0}
+            return {'loss': self.loss(hidden[valid], targets[valid])}
+        if mode == 'predict':
+            # Only held-out targets are scored (leave-one-out splits advance the state through
+            # the history without predicting it).
+            rows = torch.nonzero(valid if evaluate is None else valid & evaluate).flatten()
+            scores = self.score(hidden[rows]).float()
+            pad = torch.zeros(1, dtype=torch.long)
+            # The padding id is 'invalid' (never ranked) and, for exclude_seen, also 'exclude'.
+            return [dict(scores=s, target=int(t), exclude=pad, invalid=pad)
+                    for s, t in zip(scores.cpu(), targets[rows].tolist())]
+        raise ValueError(f"mode must be 'loss', 'predict' or 'tensor', got {mode!r}")

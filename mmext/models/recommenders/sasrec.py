@@ -1,0 +1,331 @@
+"""SASRec: self-attentive sequential recommendation.
+
+Kang & McAuley, "Self-Attentive Sequential Recommendation", ICDM 2018
+(https://arxiv.org/abs/1808.09781; official TensorFlow code: github.com/kang205/SASRec).
+
+A user's item history ``s_1 .. s_L`` (left-padded with item 0) is embedded as
+``E_0 = sqrt(d) * M[s_t] + P_t`` (Sec. III-B, item embedding ``M`` scaled as in the official code,
+learned positions ``P``), passed through ``b`` causal self-attention blocks (Sec. III-C/D, eq. 2-4)
+and a final LayerNorm; the relevance of item ``i`` after step ``t`` is ``r_{i,t} = F_t . M_i``
+(eq. 6, *shared* input/output embedding).  Each block is
+
+* ``norm='pre'`` (default): ``x = x + Drop(MHA(LN(x)))``; ``x = x + Drop(FFN(LN(x)))``;
+* ``norm='query_only'`` (the official code): ``q = LN(x)``; ``x = q + MHA(q, x, x)``;
+  ``x = LN'(x)``; ``x = x + Drop(FFN(x))``: keys and values see the un-normalised input and both
+  residuals start from the normalised tensor.
+
+Attention runs through :func:`torch.nn.functional.scaled_dot_product_attention` with a boolean
+mask that is causal (position ``t`` sees ``j <= t``) and hides padded keys.  Padding is masked
+everywhere: embeddings and every block output are zeroed at padded positions, padded keys are
+never attended to, and padded positions carry no loss.
+
+Training objectives (``loss``):
+
+* ``'bce'`` (the paper, eq. 7): at every position with a target, binary cross-entropy of the
+  positive item against ``num_train_negatives`` sampled negatives, averaged over those positions;
+* ``'ce'``: softmax cross-entropy over all items (padding excluded) at every position with a
+  target, averaged over those positions (Klenitskiy & Vasilev, RecSys 2023 "Turning Dross Into
+  Gold Loss: is BERT4Rec really better than SASRec?" show it is much stronger).
+
+Prediction (``mode='predict'``) scores the history's last position against all items
+(``eval_mode='full'``) or against the target and the negatives the dataset sampled for the user
+(``eval_mode='sampled'``: 100 negatives in the paper and RecBole's ``uni100``), returning the
+``{'scores', 'target', 'exclude'}`` dicts that :class:`mmext.RankingMetric` consumes.
+"""
+import math
+from typing import Dict, List, Optional, Sequence, Union
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmengine.model import BaseModel
+from torch import Tensor
+
+from mmext.registry import DATASETS, MODELS
+
+__all__ = ['SASRec', 'SASRecBlock']
+
+_ACTIVATIONS = {'relu': nn.ReLU, 'gelu': nn.GELU}
+
+
+class SASRecBlock(nn.Module):
+    """One self-attention block: causal multi-head attention and a point-wise feed-forward net.
+
+    Args:
+        embed_dims: Hidden size ``d``.
+        num_heads: Attention heads; must divide ``embed_dims``.
+        ffn_dims: Inner size of the feed-forward net (the paper uses ``d``).
+        dropout: Dropout on the sub-layer outputs (and inside the feed-forward net).
+        attn_dropout: Dropout on the attention weights.
+        act: ``'relu'`` (paper) or ``'gelu'`` (RecBole).
+        norm: ``'pre'`` or ``'query_only'`` (see the module docstring).
+        norm_eps: LayerNorm epsilon (1e-8 in the official code).
+    """
+
+    def __init__(self, embed_dims: int, num_heads: int, ffn_dims: int, dropout: float,
+                 attn_dropout: float, act: str = 'relu', norm: str = 'pre',
+                 norm_eps: float = 1e-8) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.norm = norm
+        self.attn_dropout = attn_dropout
+        self.attn_norm = nn.LayerNorm(embed_dims, eps=norm_eps)
+        self.qkv = nn.Linear(embed_dims, 3 * embed_dims)
+        self.out_proj = nn.Linear(embed_dims, embed_dims)
+        self.ffn_norm = nn.LayerNorm(embed_dims, eps=norm_eps)
+        self.ffn = nn.Sequential(
+            nn.Linear(embed_dims, ffn_dims), _ACTIVATIONS[act](), nn.Dropout(dropout),
+            nn.Linear(ffn_dims, embed_dims))
+        self.drop = nn.Dropout(dropout)
+
+    def _attention(self, query: Tensor, key_value: Tensor, mask: Tensor) -> Tensor:
+        b, length, d = query.shape
+        h = self.num_heads
+        if query is key_value:
+            q, k, v = self.qkv(query).chunk(3, dim=-1)
+        else:  # query-only norm: queries from LN(x), keys/values from x
+            w_q, w_kv = self.qkv.weight.split([d, 2 * d])
+            b_q, b_kv = self.qkv.bias.split([d, 2 * d])
+            q = F.linear(query, w_q, b_q)
+            k, v = F.linear(key_value, w_kv, b_kv).chunk(2, dim=-1)
+        q, k, v = (t.view(b, length, h, d // h).transpose(1, 2) for t in (q, k, v))
+        out = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, dropout_p=self.attn_dropout if self.training else 0.)
+        return self.out_proj(out.transpose(1, 2).reshape(b, length, d))
+
+    def forward(self, x: Tensor, attn_mask: Tensor, keep: Tensor) -> Tensor:
+        """``x``: ``[B, L, d]``; ``attn_mask``: ``[B, 1, L, L]`` bool (True = may attend);
+        ``keep``: ``[B, L, 1]`` float, 0 at padded positions."""
+        if self.norm == 'pre':
+            y = self.attn_norm(x)
+            x = x + self.drop(self._attention(y, y, attn_mask))
+            x = x + self.drop(self.ffn(self.ffn_norm(x)))
+        else:
+            q = self.attn_norm(x)
+            x = q + self.drop(self._attention(q, x, attn_mask))
+            x = self.ffn_norm(x)
+            x = x + self.drop(self.ffn(x))
+        return x * keep
+
+
+@MODELS.register_module()
+class SASRec(BaseModel):
+    """SASRec (Kang & McAuley, ICDM 2018) as an mmengine model.
+
+    Batches are ``dict(inputs=dict(...))`` as built by :func:`mmext.datasets.recsys.
+    sequence_collate`: ``seq`` ``[B, L]`` item ids (0 = padding, most recent item last) and
+
+    * training: ``target`` ``[B, L]`` next item at each position (0 = no loss there) and, for
+      ``loss='bce'``, ``negatives`` ``[B, L, k]`` (or ``[B, L]``) sampled negatives; without them
+      the model draws ``num_train_negatives`` uniformly from items other than the target;
+    * evaluation: ``target`` ``[B]`` held-out item, optional ``seen`` (list of 1-D tensors, items
+      to report as ``exclude``) and, for ``eval_mode='sampled'``, ``negatives`` ``[B, N]``.
+
+    Args:
+        num_items: Number of items ``n``; ids are ``1..n`` and 0 is padding.  Leave ``None``
+            and give ``dataset`` to take it from the training dataset.
+        dataset: Config (or instance) of the training :class:`LeaveOneOutSequenceDataset`; its
+            file is parsed once per process, so the Runner's own build costs little more.
+        max_len: Longest history ``L`` (number of learned positions).
+        embed_dims: Hidden size ``d``. Defaults to 50 (paper, ML-1M).
+        num_blocks: Number of self-attention blocks ``b``. Defaults to 2.
+        num_heads: Attention heads. Defaults to 1 (paper).
+        ffn_dims: Feed-forward inner size; ``None`` means ``embed_dims`` (paper).
+        dropout: Dropout on embeddings and sub-layer outputs. Defaults to 0.2 (paper, ML-1M).
+        attn_dropout: Dropout on attention weights; ``None`` means ``dropout``.
+        act: Feed-forward activation, ``'relu'`` or ``'gelu'``.
+        norm: ``'pre'`` (pre-LN blocks) or ``'query_only'`` (the official code's blocks).
+        norm_eps: LayerNorm epsilon. Defaults to 1e-8 (official code).
+        loss: ``'bce'`` (paper) or ``'ce'`` (full softmax cross-entropy).
+        num_train_negatives: Negatives per position for ``'bce'`` when the batch carries none.
+        eval_mode: ``'full'`` (rank all items) or ``'sampled'`` (target + the batch's negatives).
+        init_std: ``None`` for Xavier-normal weights (official code); a float for
+            ``N(0, init_std)`` as in RecBole.
+    """
+
+    def __init__(self, num_items: Optional[int] = None, dataset: Optional[dict] = None,
+                 max_len: int = 200, embed_dims: int = 50,
+                 num_blocks: int = 2, num_heads: int = 1, ffn_dims: Optional[int] = None,
+                 dropout: float = 0.2, attn_dropout: Optional[float] = None, act: str = 'relu',
+                 norm: str = 'pre', norm_eps: float = 1e-8, loss: str = 'bce',
+                 num_train_negatives: int = 1, eval_mode: str = 'full',
+                 init_std: Optional[float] = None,
+                 data_preprocessor: Optional[Union[dict, nn.Module]] = None,
+                 init_cfg: Optional[dict] = None) -> None:
+        super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        if dataset is not None:  # the item count of the training data decides the table size
+            ds = DATASETS.build(dataset) if isinstance(dataset, dict) else dataset
+            if num_items is not None and num_items != ds.metainfo['num_items']:
+                raise ValueError(f'SASRec: num_items={num_items} but the dataset has '
+                                 f'{ds.metainfo["num_items"]} items; drop num_items to take it '
+                                 'from the dataset')
+            num_items = ds.metainfo['num_items']
+        checks = [
+            (isinstance(num_items, int) and num_items >= 1, f'num_items={num_items!r}: must '
+             'be a positive int, or give a dataset config'),
+            (isinstance(max_len, int) and max_len >= 1, f'max_len={max_len!r}: must be >= 1'),
+            (isinstance(embed_dims, int) and embed_dims >= 1, f'embed_dims={embed_dims!r}'),
+            (isinstance(num_blocks, int) and num_blocks >= 0, f'num_blocks={num_blocks!r}'),
+            (isinstance(num_heads, int) and num_heads >= 1 and embed_dims % num_heads == 0,
+             f'num_heads={num_heads!r} must be >= 1 and divide embed_dims={embed_dims}'),
+            (0. <= dropout < 1., f'dropout={dropout!r}: must be in [0, 1)'),
+            (attn_dropout is None or 0. <= attn_dropout < 1.,
+             f'attn_dropout={attn_dropout!r}: must be in [0, 1)'),
+            (act in _ACTIVATIONS, f'act={act!r}: expected one of {sorted(_ACTIVATIONS)}'),
+            (norm in ('pre', 'query_only'), f"norm={norm!r}: expected 'pre' or 'query_only'"),
+            (loss in ('bce', 'ce'), f"loss={loss!r}: expected 'bce' or 'ce'"),
+            (isinstance(num_train_negatives, int) and num_train_negatives >= 1,
+             f'num_train_negatives={num_train_negatives!r}: must be >= 1'),
+            (eval_mode in ('full', 'sampled'),
+             f"eval_mode={eval_mode!r}: expected 'full' or 'sampled'"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(f'SASRec: {message}')
+        self.num_items = num_items
+        self.max_len = max_len
+        self.embed_dims = embed_dims
+        self.loss_type = loss
+        self.num_train_negatives = num_train_negatives
+        self.eval_mode = eval_mode
+        self.init_std = init_std
+        self.item_embedding = nn.Embedding(num_items + 1, embed_dims, padding_idx=0)
+        self.pos_embedding = nn.Embedding(max_len, embed_dims)
+        self.emb_dropout = nn.Dropout(dropout)
+        self.blocks = nn.ModuleList(
+            SASRecBlock(embed_dims, num_heads, ffn_dims or embed_dims, dropout,
+                        dropout if attn_dropout is None else attn_dropout, act, norm, norm_eps)
+            for _ in range(num_blocks))
+        self.final_norm = nn.LayerNorm(embed_dims, eps=norm_eps)
+        self._reset_parameters()
+
+    def _reset_parameters(self) -> None:
+        for name, p in self.named_parameters():
+            if p.dim() < 2:  # biases 0, LayerNorm weights 1: their constructors' defaults
+                continue
+            if self.init_std is None:
+                nn.init.xavier_normal_(p)
+            else:
+                nn.init.normal_(p, std=self.init_std)
+        with torch.no_grad():
+            self.item_embedding.weight[0].zero_()
+
+    def init_weights(self) -> None:
+        # Our own initialisation is done in __init__; only an explicit init_cfg overrides it.
+        if self.init_cfg:
+            super().init_weights()
+
+    # ------------------------------------------------------------------ encoder
+    def encode(self, seq: Tensor) -> Tensor:
+        """``[B, L]`` item ids (left-padded) -> ``[B, L, d]`` hidden states, 0 at padding."""
+        if seq.dim() != 2:
+            raise ValueError(f'SASRec: seq must be [batch, length], got shape {tuple(seq.shape)}')
+        length = seq.size(1)
+        if length > self.max_len:
+            raise ValueError(f'SASRec: sequence length {length} exceeds max_len={self.max_len} '
+                             '(the number of learned positions)')
+        if seq.numel() and (int(seq.min()) < 0 or int(seq.max()) > self.num_items):
+            raise ValueError(f'SASRec: item ids must be in [0, {self.num_items}], got '
+                             f'[{int(seq.min())}, {int(seq.max())}]')
+        valid = seq > 0
+        keep = valid.unsqueeze(-1).to(self.item_embedding.weight.dtype)
+        # Positions count from the left of a max_len window, so the most recent item always
+        # gets position max_len - 1 whatever the history's length (as in the official code).
+        positions = torch.arange(self.max_len - length, self.max_len, device=seq.device)
+        x = self.item_embedding(seq) * math.sqrt(self.embed_dims) + self.pos_embedding(positions)
+        x = self.emb_dropout(x) * keep
+        causal = torch.ones(length, length, dtype=torch.bool, device=seq.device).tril()
+        # A padded query would see no key at all (softmax over nothing = NaN): let it see
+        # itself; its output is zeroed by `keep` and no valid query ever sees it.
+        eye = torch.eye(length, dtype=torch.bool, device=seq.device)
+        attn_mask = (causal & (valid.unsqueeze(1) | eye)).unsqueeze(1)
+        for block in self.blocks:
+            x = block(x, attn_mask, keep)
+        return self.final_norm(x) * keep
+
+    # ------------------------------------------------------------------ losses
+    def _sample_negatives(self, target: Tensor, k: int) -> Tensor:
+        """Uniform negatives from ``1..n``, redrawn where they hit the position's target."""
+        if self.num_items < 2:
+            raise ValueError('SASRec: negative sampling needs at least 2 items')
+        neg = torch.randint(1, self.num_items + 1, (*target.shape, k), device=target.device)
+        clash = neg == target.unsqueeze(-1)
+        while bool(clash.any()):
+            neg[clash] = torch.randint(1, self.num_items + 1, (int(clash.sum()),),
+                                       device=target.device)
+            clash = neg == target.unsqueeze(-1)
+        return neg
+
+    def loss(self, inputs: Dict[str, Tensor]) -> Dict[str, Tensor]:
+        seq, target = inputs['seq'], inputs.get('target')
+        if target is None or target.shape != seq.shape:
+            raise ValueError('SASRec: training batches need target [B, L] with the shape of seq '
+                             f'{tuple(seq.shape)}, got '
+                             f'{None if target is None else tuple(target.shape)}')
+        hidden = self.encode(seq)
+        has_target = target > 0
+        h = hidden[has_target]  # [P, d]: only positions that carry a loss
+        pos = target[has_target]
+        if h.numel() == 0:
+            raise ValueError('SASRec: the batch has no position with a target (all padding)')
+        if int(pos.max()) > self.num_items:
+            raise ValueError(f'SASRec: target id {int(pos.max())} exceeds num_items='
+                             f'{self.num_items}')
+        if self.loss_type == 'ce':
+            logits = h @ self.item_embedding.weight[1:].t()  # padding is never a class
+            return dict(loss=F.cross_entropy(logits, pos - 1))
+        neg = inputs.get('negatives')
+        if neg is None:
+            neg = self._sample_negatives(pos, self.num_train_negatives)
+        else:
+            neg = neg.unsqueeze(-1) if neg.dim() == 2 else neg
+            if neg.shape[:2] != seq.shape:
+                raise ValueError(f'SASRec: negatives {tuple(neg.shape)} must be [B, L] or '
+                                 f'[B, L, k] matching seq {tuple(seq.shape)}')
+            neg = neg[has_target]
+            if bool((neg <= 0).any()):
+                raise ValueError('SASRec: a position with a target has a padding (0) negative')
+        pos_logit = (h * self.item_embedding(pos)).sum(-1)  # [P]
+        neg_logit = torch.einsum('pd,pkd->pk', h, self.item_embedding(neg))  # [P, k]
+        # -log sigmoid(pos) - sum_k log(1 - sigmoid(neg_k)), averaged over positions (eq. 7).
+        loss = F.softplus(-pos_logit) + F.softplus(neg_logit).sum(-1)
+        return dict(loss=loss.mean())
+
+    # ------------------------------------------------------------------ prediction
+    def predict(self, inputs: Dict[str, Union[Tensor, List[Tensor]]]) -> List[dict]:
+        seq, target = inputs['seq'], inputs['target']
+        last = self.encode(seq)[:, -1]  # left padding: the most recent item is at the end
+        seen: Optional[Sequence[Tensor]] = inputs.get('seen')
+        results = []
+        if self.eval_mode == 'full':
+            scores = last @ self.item_embedding.weight.t()  # [B, n + 1]; index = item id
+            padding = torch.zeros(1, dtype=torch.long)  # id 0 is never a candidate
+            for i in range(seq.size(0)):
+                exclude = (seen[i] if seen is not None else
+                           torch.zeros(0, dtype=torch.long)).detach().cpu()
+                results.append(dict(scores=scores[i].detach().cpu(),
+                                    target=int(target[i]), exclude=exclude,
+                                    invalid=padding))
+            return results
+        neg = inputs.get('negatives')
+        if neg is None:
+            raise ValueError("SASRec: eval_mode='sampled' needs negatives [B, N] in the batch; "
+                             'set num_eval_negatives in the evaluation dataset')
+        candidates = torch.cat([target.view(-1, 1), neg], dim=1)  # target at index 0
+        scores = torch.einsum('bd,bcd->bc', last, self.item_embedding(candidates))
+        empty = torch.zeros(0, dtype=torch.long)
+        return [dict(scores=s.detach().cpu(), target=0, exclude=empty) for s in scores]
+
+    def forward(self, inputs: Dict[str, Union[Tensor, List[Tensor]]],
+                data_samples: Optional[list] = None,
+                mode: str = 'tensor') -> Union[Tensor, Dict[str, Tensor], List[dict]]:
+        if not isinstance(inputs, dict) or 'seq' not in inputs:
+            raise ValueError('SASRec: inputs must be a dict with at least "seq" (build batches '
+                             "with collate_fn=dict(type='mmext.sequence_collate'))")
+        if mode == 'loss':
+            return self.loss(inputs)
+        if mode == 'predict':
+            return self.predict(inputs)
+        if mode == 'tensor':
+            return self.encode(inputs['seq'])
+        raise ValueError(f"SASRec: mode={mode!r}: expected 'loss', 'predict' or 'tensor'")

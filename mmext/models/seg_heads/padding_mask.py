@@ -1,0 +1,44 @@
+"""Padding masks of a batch of images, at a feature map's resolution.
+
+Images of a batch are padded (bottom/right) to one size; attention must not attend to the padded
+cells (DETR, Carion et al., ECCV 2020, Sec. 3.2 and appendix A.3).  mmdet's data pre-processor
+records the padded batch size as ``batch_input_shape``; mmseg's records it per image as
+``pad_shape`` (and pads nothing at test time).
+"""
+from typing import Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = ['batch_input_shape', 'padding_mask']
+
+
+def batch_input_shape(img_metas: Sequence[dict]) -> Tuple[int, int]:
+    """The padded ``(H, W)`` of the batch: ``batch_input_shape`` (mmdet), else the largest
+    ``pad_shape`` (mmseg), else the largest ``img_shape``."""
+    meta = img_metas[0]
+    if 'batch_input_shape' in meta:
+        h, w = meta['batch_input_shape'][:2]
+        return int(h), int(w)
+    key = 'pad_shape' if all(m.get('pad_shape') is not None for m in img_metas) else 'img_shape'
+    try:
+        return (max(int(m[key][0]) for m in img_metas), max(int(m[key][1]) for m in img_metas))
+    except KeyError as err:
+        raise KeyError(f'img_metas need "batch_input_shape", "pad_shape" or "img_shape"; the '
+                       f'first holds {sorted(meta)}') from err
+
+
+def padding_mask(img_metas: Sequence[dict], feat_hw: Tuple[int, int],
+                 device: torch.device) -> Tensor:
+    """``[B, h, w]`` bool, True at cells of the ``feat_hw`` map that cover only padding.
+
+    The image-resolution mask is resized with nearest neighbour (as mmdet does), so a cell is
+    padding when its sampled pixel is.
+    """
+    H, W = batch_input_shape(img_metas)
+    mask = torch.ones(len(img_metas), H, W, device=device)
+    for i, meta in enumerate(img_metas):
+        h, w = meta.get('img_shape', (H, W))[:2]
+        mask[i, :h, :w] = 0
+    return F.interpolate(mask[:, None], size=tuple(feat_hw), mode='nearest')[:, 0].bool()
