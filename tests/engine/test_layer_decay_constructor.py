@@ -29,12 +29,16 @@ def quiet_logger():
 
 
 def classifier(backbone_type='mmext.VisionTransformer', frozen_stages=-1):
+    from mmengine.registry import DefaultScope
     from mmpretrain.registry import MODELS as PRETRAIN_MODELS
     cfg = dict(type='mmpretrain.ImageClassifier',
                backbone=dict(type=backbone_type, arch=copy.deepcopy(ARCH), img_size=32,
                              patch_size=8, frozen_stages=frozen_stages),
                head=dict(type='mmpretrain.LinearClsHead', num_classes=5, in_channels=32))
-    return PRETRAIN_MODELS.build(cfg)
+    # ImageClassifier builds its default (unscoped) data preprocessor in the current scope,
+    # which earlier tests' runners may have left at 'mmext'.
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        return PRETRAIN_MODELS.build(cfg)
 
 
 def per_param(optimizer, model):

@@ -145,3 +145,25 @@ def test_cuda_matches_torch(n, dtype):
     tol = 1e-3 if dtype == torch.float32 else 1e-1
     for a, r_ in zip(xs, rs):
         assert torch.allclose(a.grad.double(), r_.grad, atol=tol, rtol=tol)
+
+
+@pytest.mark.parametrize('backbone', ['VisionTransformer', 'SwinTransformer'])
+def test_backbones_take_fused_layer_norm_from_norm_cfg(backbone):
+    """norm_cfg=dict(type='mmext.FusedLN') swaps every LayerNorm; weights load unchanged."""
+    from mmext.registry import MODELS
+    cfg = dict(type=f'mmext.{backbone}', arch='tiny', img_size=32, patch_size=8) \
+        if backbone == 'VisionTransformer' else dict(type='mmext.SwinTransformer', arch='tiny',
+                                                     out_indices=(0, 1, 2, 3), pad_small_map=True)
+    torch.manual_seed(0)
+    ref = MODELS.build(dict(cfg, norm_cfg=dict(type='LN', eps=1e-6)))
+    fused = MODELS.build(dict(cfg, norm_cfg=dict(type='mmext.FusedLN', eps=1e-6)))
+    assert any(isinstance(m, FusedLayerNorm) for m in fused.modules())
+    assert not any(isinstance(m, torch.nn.LayerNorm) for m in fused.modules())
+    fused.load_state_dict(ref.state_dict())
+    ref.eval()
+    fused.eval()
+    x = torch.randn(2, 3, 64 if backbone == 'SwinTransformer' else 32, 64 if backbone ==
+                    'SwinTransformer' else 32)
+    with torch.no_grad():
+        for a, b in zip(ref(x), fused(x)):
+            assert torch.allclose(a, b, atol=1e-4)
