@@ -29,6 +29,12 @@ template <typename T>
 void solve_block(const T* base, int64_t si, int64_t sj, int64_t nr, int64_t nc,
                  int64_t* col4row) {
   const double inf = std::numeric_limits<double>::infinity();
+  // A contiguous double copy (transposed when solving over columns): the search below reads
+  // every row many times, and this makes the reads unit-stride and conversion-free.
+  std::vector<double> c(nr * nc);
+  for (int64_t i = 0; i < nr; ++i) {
+    for (int64_t j = 0; j < nc; ++j) c[i * nc + j] = static_cast<double>(base[i * si + j * sj]);
+  }
   std::vector<double> u(nr, 0.), v(nc, 0.), shortest(nc);
   std::vector<int64_t> path(nc, -1), row4col(nc, -1), remaining(nc);
   std::vector<char> seen_row(nr), seen_col(nc);
@@ -48,7 +54,7 @@ void solve_block(const T* base, int64_t si, int64_t sj, int64_t nr, int64_t nc,
       int64_t pick = -1;
       for (int64_t k = 0; k < num_remaining; ++k) {
         const int64_t j = remaining[k];
-        const double r = min_val + static_cast<double>(base[i * si + j * sj]) - u[i] - v[j];
+        const double r = min_val + c[i * nc + j] - u[i] - v[j];
         if (r < shortest[j]) {
           path[j] = i;
           shortest[j] = r;
@@ -75,8 +81,8 @@ void solve_block(const T* base, int64_t si, int64_t sj, int64_t nr, int64_t nc,
     for (int64_t r = 0; r < nr; ++r) {
       if (seen_row[r] && r != cur) u[r] += min_val - shortest[col4row[r]];
     }
-    for (int64_t c = 0; c < nc; ++c) {
-      if (seen_col[c]) v[c] -= min_val - shortest[c];
+    for (int64_t j = 0; j < nc; ++j) {
+      if (seen_col[j]) v[j] -= min_val - shortest[j];
     }
     // Flip the augmenting path back to `cur`.
     for (int64_t j = sink;;) {
