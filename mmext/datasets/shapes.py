@@ -173,19 +173,20 @@ class ShapesDetectionGenerator:
             return _rotate(pts, math.radians(rng.uniform(-15, 15))), False
         raise AssertionError(f'no outline for class {name!r}')
 
-    def render(self, rng: np.random.Generator) -> Tuple[np.ndarray, List[Dict[str, Any]]]:
-        """Render one image.
+    def paint(self, rng: np.random.Generator
+              ) -> Tuple[np.ndarray, np.ndarray, List[Tuple[int, np.ndarray, np.ndarray]]]:
+        """Draw one image and keep what every annotation format needs.
 
         Returns:
-            The ``(H, W, 3)`` uint8 RGB image and its objects, each a dict with ``category_id``
-            (1-based), ``bbox`` ``[x, y, w, h]`` (pixel-edge convention, of the full shape),
-            ``area`` (pixels of the full shape) and ``segmentation`` (one polygon).
+            The ``(H, W, 3)`` uint8 RGB image; the ``(H, W)`` owner map (index of the shape
+            seen at each pixel, ``-1`` for background); and per drawn shape, in drawing order,
+            ``(label, outline points in pixel coordinates, full mask)`` (the mask may be empty).
         """
         size = self.img_size
         img = self._background(rng)
-        owner = np.full((size, size), -1, dtype=np.int64)  # index of the shape seen at a pixel
+        owner = np.full((size, size), -1, dtype=np.int64)
         num = 0 if rng.random() < self.empty_prob else int(rng.integers(1, self.max_objects + 1))
-        candidates = []
+        shapes = []
         yy, xx = np.mgrid[0:size, 0:size]
         for k in range(num):
             label = int(rng.integers(len(SHAPES_CLASSES)))
@@ -209,6 +210,7 @@ class ShapesDetectionGenerator:
             else:
                 draw.polygon([(float(x), float(y)) for x, y in pts], fill=255)
             mask = np.asarray(canvas) > 0
+            shapes.append((label, pts, mask))
             if not mask.any():
                 continue
             # Colour: the candidate farthest from the background under the shape.
@@ -222,17 +224,34 @@ class ShapesDetectionGenerator:
                 max(extent / 2, 1))
             img[mask] = colour * shade[mask][:, None]
             owner[mask] = k
+        img += rng.normal(0, rng.uniform(2, 8), size=img.shape)  # sensor-like noise
+        return np.clip(np.round(img), 0, 255).astype(np.uint8), owner, shapes
+
+    def render(self, rng: np.random.Generator) -> Tuple[np.ndarray, List[Dict[str, Any]]]:
+        """Render one image.
+
+        Returns:
+            The ``(H, W, 3)`` uint8 RGB image and its objects, each a dict with ``category_id``
+            (1-based), ``bbox`` ``[x, y, w, h]`` (pixel-edge convention, of the full shape),
+            ``area`` (pixels of the full shape) and ``segmentation`` (one polygon).  Shapes
+            covered by later ones beyond ``min_visible`` of their area are left out.
+        """
+        image, owner, shapes = self.paint(rng)
+        visible = np.bincount(owner[owner >= 0], minlength=max(len(shapes), 1))
+        objects = []
+        for k, (label, pts, mask) in enumerate(shapes):
+            if not mask.any():
+                continue
             ys, xs = np.nonzero(mask)
             x0, y0 = int(xs.min()), int(ys.min())
+            area = float(mask.sum())
+            if visible[k] < self.min_visible * area:
+                continue
             polygon = [round(float(v) + 0.5, 2) for v in pts.reshape(-1)]  # pixel-edge coords
-            candidates.append((k, dict(category_id=label + 1,
-                                       bbox=[float(x0), float(y0), float(xs.max() - x0 + 1),
-                                             float(ys.max() - y0 + 1)],
-                                       area=float(mask.sum()), segmentation=[polygon])))
-        img += rng.normal(0, rng.uniform(2, 8), size=img.shape)  # sensor-like noise
-        image = np.clip(np.round(img), 0, 255).astype(np.uint8)
-        visible = np.bincount(owner[owner >= 0], minlength=max(num, 1))
-        objects = [obj for k, obj in candidates if visible[k] >= self.min_visible * obj['area']]
+            objects.append(dict(category_id=label + 1,
+                                bbox=[float(x0), float(y0), float(xs.max() - x0 + 1),
+                                      float(ys.max() - y0 + 1)],
+                                area=area, segmentation=[polygon]))
         return image, objects
 
     # ------------------------------------------------------------------ writing

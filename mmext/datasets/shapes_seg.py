@@ -29,7 +29,6 @@ Everything is drawn from ``numpy.random.Generator`` streams seeded by ``(seed, s
 """
 import contextlib
 import json
-import math
 import os
 import shutil
 import tempfile
@@ -40,7 +39,7 @@ from typing import Any, Dict, Optional, Tuple, Union
 import numpy as np
 from mmengine.logging import print_log
 from mmseg.datasets import BaseSegDataset
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from mmext.registry import DATASETS
 from .shapes import SHAPES_CLASSES, SHAPES_PALETTE, ShapesDetectionGenerator, _locked
@@ -84,50 +83,12 @@ class ShapesSegmentationGenerator(ShapesDetectionGenerator):
     def render_seg(self, rng: np.random.Generator) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Render one image; returns ``(image HxWx3 uint8, classes HxW uint8, instances HxW
         uint8)`` with the label semantics of the module docstring."""
+        image, owner, shapes = self.paint(rng)
         size = self.img_size
-        img = self._background(rng)
-        owner = np.full((size, size), -1, dtype=np.int64)
-        labels = []
-        num = 0 if rng.random() < self.empty_prob else int(rng.integers(1, self.max_objects + 1))
-        yy, xx = np.mgrid[0:size, 0:size]
-        for k in range(num):
-            label = int(rng.integers(len(SHAPES_CLASSES)))
-            extent = math.exp(rng.uniform(math.log(self.min_object_size),
-                                          math.log(self.max_object_size)))
-            pts, is_circle = self._outline(rng, label, extent)
-            lo, hi = pts.min(axis=0), pts.max(axis=0)
-            span = float((hi - lo).max())
-            if span > size - 2:  # keep every shape inside the image
-                pts, extent = pts * ((size - 2) / span), extent * ((size - 2) / span)
-                lo, hi = pts.min(axis=0), pts.max(axis=0)
-            centre = np.array([rng.uniform(-lo[0], size - 1 - hi[0]),
-                               rng.uniform(-lo[1], size - 1 - hi[1])])
-            canvas = Image.new('L', (size, size), 0)
-            draw = ImageDraw.Draw(canvas)
-            if is_circle:
-                draw.ellipse([centre[0] - extent / 2, centre[1] - extent / 2,
-                              centre[0] + extent / 2, centre[1] + extent / 2], fill=255)
-            else:
-                draw.polygon([(float(x), float(y)) for x, y in pts + centre], fill=255)
-            mask = np.asarray(canvas) > 0
-            labels.append(label)
-            if not mask.any():
-                continue
-            under = img[mask].mean(axis=0)  # colour: the option farthest from what is below
-            options = rng.uniform(0, 255, size=(8, 3))
-            colour = options[np.argmax(np.linalg.norm(options - under, axis=1))]
-            phi = rng.uniform(0, 2 * math.pi)
-            shade = 1 + rng.uniform(0, 0.2) * (
-                (math.cos(phi) * (xx - centre[0]) + math.sin(phi) * (yy - centre[1])) /
-                max(extent / 2, 1))
-            img[mask] = colour * shade[mask][:, None]
-            owner[mask] = k
-        img += rng.normal(0, rng.uniform(2, 8), size=img.shape)
-        image = np.clip(np.round(img), 0, 255).astype(np.uint8)
         classes = np.zeros((size, size), dtype=np.uint8)
         instances = np.zeros((size, size), dtype=np.uint8)
         next_id = 1
-        for k, label in enumerate(labels):
+        for k, (label, _, _) in enumerate(shapes):
             visible = owner == k
             if visible.any():
                 classes[visible] = label + 1
