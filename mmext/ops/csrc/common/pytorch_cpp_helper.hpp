@@ -3,8 +3,6 @@
 #pragma once
 #include <torch/extension.h>
 
-#define MMEXT_CHECK_DEFINED(x) TORCH_CHECK((x).defined(), #x " is undefined")
-#define MMEXT_CHECK_CONTIGUOUS(x) TORCH_CHECK((x).is_contiguous(), #x " must be contiguous")
 #define MMEXT_CHECK_FLOATING(x) \
   TORCH_CHECK((x).is_floating_point(), #x " must be a floating-point tensor, got ", (x).scalar_type())
 #define MMEXT_CHECK_DIM(x, d) \

@@ -29,10 +29,6 @@ class DeviceDispatch<Ret(Args...)> {
     return true;
   }
 
-  bool has(c10::DeviceType device) const {
-    return impls_[static_cast<size_t>(device)] != nullptr;
-  }
-
   Ret operator()(Args... args) const {
     std::optional<c10::Device> device;
     (note_device(device, args), ...);
