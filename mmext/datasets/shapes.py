@@ -28,23 +28,19 @@ Everything is drawn from ``numpy.random.Generator`` streams seeded by ``(seed, s
 so the same parameters give byte-identical files on every run (given the same numpy, Pillow and
 zlib), and the first images of a large set equal those of a small one.
 """
-import contextlib
 import inspect
 import json
 import math
-import os
-import shutil
-import tempfile
-import uuid
+from functools import partial
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 import numpy as np
-from mmengine.logging import print_log
 from PIL import Image, ImageDraw
 
 from mmext.registry import DATASETS
 from .coco import CheckedCocoDataset
+from .generated_dir import META_FILE, ensure_generated
 
 __all__ = [
     'SHAPES_CLASSES', 'SHAPES_PALETTE', 'SHAPES_METAINFO', 'metainfo', 'GENERATOR_VERSION',
@@ -64,9 +60,8 @@ metainfo = SHAPES_METAINFO
 GENERATOR_VERSION = 1
 
 _SPLITS = ('train', 'val')
-_META_FILE = 'meta.json'
 # What ensure_shapes_dataset may replace in an existing root; anything else makes it refuse.
-_OWNED_ENTRIES = {'train', 'val', 'annotations', _META_FILE}
+_OWNED_ENTRIES = {'train', 'val', 'annotations', META_FILE}
 
 
 def _upsample(grid: np.ndarray, size: int) -> np.ndarray:
@@ -282,10 +277,11 @@ class ShapesDetectionGenerator:
                     licenses=[], images=images, annotations=annotations, categories=categories)
 
     def write_dataset(self, root: Union[str, Path], num_train: int, num_val: int,
-                      seed: int) -> None:
-        """Write both splits, their annotation files and ``meta.json`` into ``root``.
+                      seed: int) -> Dict[str, Dict[str, int]]:
+        """Write both splits and their annotation files into ``root``; return the counts.
 
-        Not atomic by itself; :func:`ensure_shapes_dataset` calls it on a temporary directory.
+        Not atomic by itself; :func:`ensure_shapes_dataset` calls it on a temporary directory
+        and writes ``meta.json`` afterwards.
         """
         root = Path(root)
         (root / 'annotations').mkdir(parents=True, exist_ok=True)
@@ -296,54 +292,17 @@ class ShapesDetectionGenerator:
                 json.dump(coco, f)
             counts[split] = dict(images=len(coco['images']),
                                  annotations=len(coco['annotations']))
-        # meta.json is the last file written: its presence marks a complete dataset.
-        with open(root / _META_FILE, 'w') as f:
-            json.dump(_meta(self.params(), num_train, num_val, seed, counts), f, indent=2)
+        return counts
 
 
-def _meta(params: Dict[str, Any], num_train: int, num_val: int, seed: int,
-          counts: Optional[dict] = None) -> Dict[str, Any]:
-    meta: Dict[str, Any] = dict(version=GENERATOR_VERSION, classes=list(SHAPES_CLASSES),
-                                params=dict(params, num_train=num_train, num_val=num_val,
-                                            seed=seed))
-    if counts is not None:
-        meta['counts'] = counts
-    return meta
-
-
-def _is_complete(root: Path, wanted: Dict[str, Any]) -> bool:
-    """Whether ``root`` holds a finished dataset generated with ``wanted`` meta."""
-    try:
-        with open(root / _META_FILE) as f:
-            meta = json.load(f)
-    except (OSError, ValueError):
-        return False
-    if meta.get('version') != wanted['version'] or meta.get('params') != wanted['params']:
-        return False
+def _files_complete(root: Path, num_images: Dict[str, int]) -> bool:
+    """Whether ``root`` holds both annotation files and every image."""
     for split in _SPLITS:
         if not (root / 'annotations' / f'instances_{split}.json').is_file():
             return False
-        expected = wanted['params'][f'num_{split}']
-        if sum(1 for _ in (root / split).glob('*.png')) != expected:
+        if sum(1 for _ in (root / split).glob('*.png')) != num_images[split]:
             return False
     return True
-
-
-@contextlib.contextmanager
-def _locked(root: Path) -> Iterator[None]:
-    """Serialise generation across processes (e.g. distributed ranks) on one machine."""
-    try:
-        import fcntl
-    except ImportError:  # not POSIX: the atomic rename still protects readers
-        yield
-        return
-    lock_path = root.parent / f'.{root.name}.lock'
-    with open(lock_path, 'w') as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def ensure_shapes_dataset(root: Union[str, Path] = 'data/shapes',
@@ -374,43 +333,19 @@ def ensure_shapes_dataset(root: Union[str, Path] = 'data/shapes',
     """
     if num_train < 0 or num_val < 0:
         raise ValueError(f'num_train and num_val must be >= 0, got {num_train}, {num_val}')
-    root = Path(root)
+    num_train, num_val, seed = int(num_train), int(num_val), int(seed)
     generator = ShapesDetectionGenerator(img_size=img_size, **generator_kwargs)
-    wanted = _meta(generator.params(), int(num_train), int(num_val), int(seed))
-    if not force and _is_complete(root, wanted):
-        return root
-    root.parent.mkdir(parents=True, exist_ok=True)
-    with _locked(root):
-        if not force and _is_complete(root, wanted):  # another process finished it meanwhile
-            return root
-        if root.exists():
-            if not root.is_dir():
-                raise FileExistsError(f'{root} exists and is not a directory; cannot write the '
-                                      'shapes dataset there')
-            foreign = sorted(p.name for p in root.iterdir() if p.name not in _OWNED_ENTRIES)
-            if foreign:
-                raise FileExistsError(
-                    f'{root} holds files the shapes generator did not write ({foreign[:5]}); '
-                    'refusing to replace it. Choose another root or empty it.')
-        print_log(f'Generating the shapes dataset in {root} ({num_train} train + {num_val} val '
-                  f'images, {img_size} px, seed {seed})...', logger='current')
-        tmp = Path(tempfile.mkdtemp(prefix=f'.{root.name}.tmp-', dir=root.parent))
-        try:
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it 0700; give it a normal dir's mode
-            generator.write_dataset(tmp, int(num_train), int(num_val), int(seed))
-            if root.exists():
-                old = root.parent / f'.{root.name}.old-{uuid.uuid4().hex[:8]}'
-                os.rename(root, old)
-                os.rename(tmp, root)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.rename(tmp, root)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
-    return root
+    wanted = dict(version=GENERATOR_VERSION, classes=list(SHAPES_CLASSES),
+                  params=dict(generator.params(), num_train=num_train, num_val=num_val,
+                              seed=seed))
+    return ensure_generated(
+        Path(root), wanted,
+        files_complete=partial(_files_complete, num_images=dict(train=num_train, val=num_val)),
+        write=lambda tmp: dict(counts=generator.write_dataset(tmp, num_train, num_val, seed)),
+        owned=_OWNED_ENTRIES,
+        what=f'the shapes dataset ({num_train} train + {num_val} val images, {img_size} px, '
+             f'seed {seed})',
+        force=force)
 
 
 # What `shapes_cfg` may hold: ensure_shapes_dataset's own keywords and the generator's.

@@ -27,22 +27,17 @@ the files.  Two ways to read them (both with mmseg's ``LoadAnnotations``):
 Everything is drawn from ``numpy.random.Generator`` streams seeded by ``(seed, split, index)``
 (a different stream family from the detection set), so the files are byte-identical across runs.
 """
-import contextlib
-import json
-import os
-import shutil
-import tempfile
-import uuid
+from functools import partial
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple, Union
 
 import numpy as np
-from mmengine.logging import print_log
 from mmseg.datasets import BaseSegDataset
 from PIL import Image
 
 from mmext.registry import DATASETS
-from .shapes import SHAPES_CLASSES, SHAPES_PALETTE, ShapesDetectionGenerator, _locked
+from .generated_dir import META_FILE, ensure_generated
+from .shapes import SHAPES_CLASSES, SHAPES_PALETTE, ShapesDetectionGenerator
 
 __all__ = [
     'SHAPES_SEG_CLASSES', 'SHAPES_SEG_METAINFO', 'SHAPES_SEG_METAINFO_NO_BG',
@@ -61,8 +56,7 @@ SHAPES_SEG_METAINFO_NO_BG: Dict[str, Any] = dict(classes=tuple(SHAPES_CLASSES),
 SEG_GENERATOR_VERSION = 1
 _SPLITS = ('train', 'val')
 _DIRS = ('img_dir', 'ann_dir', 'inst_dir')
-_META_FILE = 'meta.json'
-_OWNED_ENTRIES = set(_DIRS) | {_META_FILE}
+_OWNED_ENTRIES = set(_DIRS) | {META_FILE}
 _STREAM = 7  # keeps these images' random streams apart from the detection set's
 
 
@@ -116,32 +110,10 @@ class ShapesSegmentationGenerator(ShapesDetectionGenerator):
         return {c: int(n) for c, n in zip(SHAPES_SEG_CLASSES, counts)}
 
 
-def _seg_meta(params: Dict[str, Any], num_train: int, num_val: int, seed: int,
-              counts: Optional[dict] = None) -> Dict[str, Any]:
-    meta: Dict[str, Any] = dict(version=SEG_GENERATOR_VERSION, kind='segmentation',
-                                classes=list(SHAPES_SEG_CLASSES),
-                                params=dict(params, num_train=num_train, num_val=num_val,
-                                            seed=seed))
-    if counts is not None:
-        meta['pixel_counts'] = counts
-    return meta
-
-
-def _seg_complete(root: Path, wanted: Dict[str, Any]) -> bool:
-    try:
-        with open(root / _META_FILE) as f:
-            meta = json.load(f)
-    except (OSError, ValueError):
-        return False
-    if meta.get('version') != wanted['version'] or meta.get('params') != wanted['params'] or \
-            meta.get('kind') != 'segmentation':
-        return False
-    for split in _SPLITS:
-        expected = wanted['params'][f'num_{split}']
-        for d in _DIRS:
-            if sum(1 for _ in (root / d / split).glob('*.png')) != expected:
-                return False
-    return True
+def _seg_files_complete(root: Path, num_images: Dict[str, int]) -> bool:
+    """Whether ``root`` holds the three PNGs of every image of both splits."""
+    return all(sum(1 for _ in (root / d / split).glob('*.png')) == num_images[split]
+               for split in _SPLITS for d in _DIRS)
 
 
 def ensure_shapes_seg_dataset(root: Union[str, Path] = 'data/shapes_seg',
@@ -169,46 +141,24 @@ def ensure_shapes_seg_dataset(root: Union[str, Path] = 'data/shapes_seg',
     """
     if num_train < 0 or num_val < 0:
         raise ValueError(f'num_train and num_val must be >= 0, got {num_train}, {num_val}')
-    root = Path(root)
+    num_images = dict(train=int(num_train), val=int(num_val))
+    seed = int(seed)
     generator = ShapesSegmentationGenerator(img_size=img_size, **generator_kwargs)
-    wanted = _seg_meta(generator.params(), int(num_train), int(num_val), int(seed))
-    if not force and _seg_complete(root, wanted):
-        return root
-    root.parent.mkdir(parents=True, exist_ok=True)
-    with _locked(root):
-        if not force and _seg_complete(root, wanted):
-            return root
-        if root.exists():
-            if not root.is_dir():
-                raise FileExistsError(f'{root} exists and is not a directory')
-            foreign = sorted(p.name for p in root.iterdir() if p.name not in _OWNED_ENTRIES)
-            if foreign:
-                raise FileExistsError(f'{root} holds files the shapes segmentation generator did '
-                                      f'not write ({foreign[:5]}); refusing to replace it')
-        print_log(f'Generating the shapes segmentation dataset in {root} ({num_train} train + '
-                  f'{num_val} val images, {img_size} px, seed {seed})...', logger='current')
-        tmp = Path(tempfile.mkdtemp(prefix=f'.{root.name}.tmp-', dir=root.parent))
-        try:
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(tmp, 0o777 & ~umask)
-            counts = {split: generator.write_seg_split(tmp, split, n, int(seed))
-                      for split, n in (('train', int(num_train)), ('val', int(num_val)))}
-            with open(tmp / _META_FILE, 'w') as f:  # written last: marks completeness
-                json.dump(_seg_meta(generator.params(), int(num_train), int(num_val), int(seed),
-                                    counts), f, indent=2)
-            if root.exists():
-                old = root.parent / f'.{root.name}.old-{uuid.uuid4().hex[:8]}'
-                os.rename(root, old)
-                os.rename(tmp, root)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.rename(tmp, root)
-        finally:
-            with contextlib.suppress(OSError):
-                if tmp.exists():
-                    shutil.rmtree(tmp, ignore_errors=True)
-    return root
+    wanted = dict(version=SEG_GENERATOR_VERSION, kind='segmentation',
+                  classes=list(SHAPES_SEG_CLASSES),
+                  params=dict(generator.params(), num_train=num_images['train'],
+                              num_val=num_images['val'], seed=seed))
+
+    def write(tmp: Path) -> Dict[str, Any]:
+        return dict(pixel_counts={split: generator.write_seg_split(tmp, split, n, seed)
+                                  for split, n in num_images.items()})
+
+    return ensure_generated(
+        Path(root), wanted, files_complete=partial(_seg_files_complete, num_images=num_images),
+        write=write, owned=_OWNED_ENTRIES,
+        what=f'the shapes segmentation dataset ({num_train} train + {num_val} val images, '
+             f'{img_size} px, seed {seed})',
+        force=force)
 
 
 _SEG_KEYS = {'num_train', 'num_val', 'img_size', 'seed', 'force', 'max_objects',
