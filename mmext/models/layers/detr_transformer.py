@@ -184,6 +184,12 @@ class DetrTransformerDecoderLayer(BaseModule):
         return self.norms[2](self.ffn(query))
 
 
+def _check_num_layers(owner: str, num_layers: int) -> None:
+    # the stacks read embed_dims from their first layer and DETR needs at least one of each
+    if not isinstance(num_layers, int) or num_layers < 1:
+        raise ValueError(f'{owner}: num_layers must be an int >= 1, got {num_layers!r}')
+
+
 @MODELS.register_module()
 class DetrTransformerEncoder(BaseModule):
     """A stack of ``num_layers`` identical-config :class:`DetrTransformerEncoderLayer`.
@@ -201,6 +207,7 @@ class DetrTransformerEncoder(BaseModule):
                  num_cp: int = -1,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
+        _check_num_layers('DetrTransformerEncoder', num_layers)
         if num_cp > num_layers:
             raise ValueError(f'num_cp={num_cp} exceeds num_layers={num_layers}')
         self.num_layers = num_layers
@@ -241,6 +248,7 @@ class DetrTransformerDecoder(BaseModule):
                  return_intermediate: bool = True,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
+        _check_num_layers('DetrTransformerDecoder', num_layers)
         self.num_layers = num_layers
         self.return_intermediate = return_intermediate
         self.layers = ModuleList(

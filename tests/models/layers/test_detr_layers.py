@@ -136,3 +136,11 @@ def test_encoder_checkpointing_keeps_outputs():
             mod.dropout = 0.
     x = torch.randn(2, 10, C)
     torch.testing.assert_close(ckpt(x, None, None), plain(x, None, None))
+
+
+@pytest.mark.parametrize('stack,cfg', [(DetrTransformerEncoder, ENC),
+                                       (DetrTransformerDecoder, DEC)])
+@pytest.mark.parametrize('num_layers', [0, -1, 2.0])
+def test_stacks_reject_bad_num_layers(stack, cfg, num_layers):
+    with pytest.raises(ValueError, match=rf'{stack.__name__}: num_layers must be an int >= 1'):
+        stack(**dict(cfg, num_layers=num_layers))
