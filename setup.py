@@ -47,7 +47,9 @@ def get_extensions() -> list:
                      glob.glob(osp.join(CSRC, 'pytorch', 'cpu', '*.cpp')))
     run_file('mmext', 'ops', 'source_hash.py')['write_header'](osp.join(HERE, CSRC))
     define_macros = []
-    extra_compile_args = {'cxx': ['-std=c++20', '-O3']}
+    # -fopenmp: at::parallel_for in our kernels runs on one thread without it (torch's own
+    # libgomp is the runtime that gets loaded, so there is still a single OpenMP runtime).
+    extra_compile_args = {'cxx': ['-std=c++20', '-O3', '-fopenmp']}
     extension = CppExtension
     if torch.cuda.is_available() or os.getenv('FORCE_CUDA', '0') == '1':
         extension = CUDAExtension
@@ -62,7 +64,8 @@ def get_extensions() -> list:
         sources=sources,
         include_dirs=[osp.join(HERE, CSRC, 'common')],
         define_macros=define_macros,
-        extra_compile_args=extra_compile_args)]
+        extra_compile_args=extra_compile_args,
+        extra_link_args=['-fopenmp'])]
 
 
 def build_ext_cmdclass() -> dict:

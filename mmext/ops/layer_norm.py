@@ -58,6 +58,8 @@ class _FusedLayerNormFunction(torch.autograd.Function):
         dx, dweight, dbias = load_ext('_ext', _FUNCS).layer_norm_bwd(
             dy.contiguous(), s, mean, rstd, weight,
             None if dprenorm is None else dprenorm.contiguous())
+        if ctx.has_bias and weight is None:  # the kernels reduce dbias only next to dweight
+            dbias = dy.sum(0)
         return (dx, dweight if weight is not None else None,
                 dbias if ctx.has_bias else None, dx if ctx.has_residual else None,
                 dx.sum(0) if ctx.has_pre_bias else None, None, None)
@@ -90,12 +92,21 @@ def fused_layer_norm(x: Tensor, normalized_shape: Union[int, Sequence[int]],
     n = 1
     for d in shape:
         n *= d
-    flat = (lambda t: None if t is None else t.reshape(-1))
-    rows = (lambda t: None if t is None else t.reshape(-1, n).contiguous())
-    y, s = _FusedLayerNormFunction.apply(rows(x), flat(weight), flat(bias), rows(residual),
-                                         flat(pre_bias), float(eps), return_prenorm)
-    y = y.view(x.shape)
-    return (y, s.view(x.shape)) if return_prenorm else y
+    two_d = x.dim() == 2 and len(shape) == 1  # rows already; skip the reshapes (~1 us each)
+    flat = (lambda t: t if t is None or t.dim() == 1 else t.reshape(-1))
+    rows = (lambda t: t if t is None or two_d else t.reshape(-1, n))
+    args = (rows(x).contiguous(), flat(weight), flat(bias), rows(residual), flat(pre_bias),
+            float(eps), return_prenorm)
+    if torch.is_grad_enabled() and any(t is not None and t.requires_grad
+                                       for t in (x, weight, bias, residual, pre_bias)):
+        y, s = _FusedLayerNormFunction.apply(*args)
+    else:  # inference: skip the autograd.Function overhead
+        y, _, _, s = load_ext('_ext', _FUNCS).layer_norm_fwd(args[0], args[3], args[4], args[1],
+                                                             args[2], args[5], return_prenorm)
+    if not two_d:
+        y = y.view(x.shape)
+        s = s.view(x.shape) if return_prenorm else s
+    return (y, s) if return_prenorm else y
 
 
 @MODELS.register_module(name=['FusedLN', 'FusedLayerNorm'])

@@ -74,6 +74,19 @@ def test_gradcheck_float64_with_residual_and_bias():
     assert torch.autograd.gradcheck(lambda x: fused_layer_norm(x, 9), args[:1])
 
 
+@pytest.mark.parametrize('affine', ['weight', 'bias'])
+def test_gradcheck_weight_or_bias_alone(affine):
+    """Either affine tensor may be absent; the other still gets its gradient."""
+    g = torch.Generator().manual_seed(3)
+    x, p = (torch.randn(*s, generator=g, dtype=torch.float64, requires_grad=True)
+            for s in [(5, 7), (7, )])
+    if affine == 'weight':
+        fn = (lambda x, w: fused_layer_norm(x, 7, w, None))
+    else:
+        fn = (lambda x, b: fused_layer_norm(x, 7, None, b))
+    assert torch.autograd.gradcheck(fn, (x, p))
+
+
 @pytest.mark.parametrize('dtype', [torch.float32, torch.float16])
 def test_residual_and_bias_fused(dtype):
     x, w, b = _inputs(8, 768, dtype, seed=3)
