@@ -6,7 +6,11 @@ machine drift hits both alike (median of ``--repeats`` runs):
 * ``head``    forward + targets + loss + backward (what a training step spends in the head);
 * ``loss``    ``loss_by_feat`` + backward from fixed head outputs (targets and loss assembly,
               everything but the convs);
-* ``targets`` ``get_targets`` alone.
+* ``targets`` ``get_targets`` alone;
+* ``convs``   forward + backward of the head's outputs without targets or loss: the work any
+              FCOS head must do.  mmdet's head step divided by it is the largest speed-up a head
+              with these convolutions can reach on this machine (printed as the ceiling, with the
+              convolutions' GFLOP and the throughput they ran at).
 
 The losses of the two heads are compared first; the script exits with status 1 if they differ.
 
@@ -89,6 +93,13 @@ def build_heads(args: argparse.Namespace, device: torch.device) -> Tuple[MMDetFC
     return ref.to(device).train(), ours.to(device).train()
 
 
+def conv_flops(head: torch.nn.Module, feats: List[torch.Tensor]) -> float:
+    """Multiply-adds x 2 of one forward of every Conv2d of the head over all levels."""
+    per_position = sum(2 * m.in_channels * m.out_channels * m.kernel_size[0] * m.kernel_size[1]
+                       // m.groups for m in head.modules() if isinstance(m, torch.nn.Conv2d))
+    return float(per_position * sum(f.shape[0] * f.shape[2] * f.shape[3] for f in feats))
+
+
 def time_pair(fns: Dict[str, Callable[[], object]], repeats: int,
               device: torch.device) -> Dict[str, Tuple[float, float]]:
     """Median wall and process-CPU seconds of each function, called alternately."""
@@ -125,6 +136,10 @@ def main() -> int:
         sum(losses.values()).backward()
         return losses
 
+    def conv_step(head) -> None:
+        head.zero_grad(set_to_none=True)
+        sum(t.sum() for lvls in head(feats) for t in lvls).backward()
+
     points = ours.prior_generator.grid_priors([f.shape[-2:] for f in feats], device=device)
 
     # 1. the values agree
@@ -160,6 +175,9 @@ def main() -> int:
         rows.append(('head (fwd+targets+loss+bwd)',
                      time_pair({n: (lambda h=h: head_step(h)) for n, h in heads.items()},
                                args.repeats, device)))
+        rows.append(('convs (fwd + bwd, no loss)',
+                     time_pair({n: (lambda h=h: conv_step(h)) for n, h in heads.items()},
+                               args.repeats, device)))
     rows.append(('loss_by_feat + bwd',
                  time_pair({n: (lambda h=h: loss_step(h)) for n, h in heads.items()},
                            args.fast_repeats, device)))
@@ -176,6 +194,13 @@ def main() -> int:
         print(f'{label:<30}{ref_w * 1e3:>10.1f}{our_w * 1e3:>10.1f}{ref_w / our_w:>7.2f}x'
               f'  |{ref_c * 1e3:>10.1f}{our_c * 1e3:>10.1f}{ref_c / our_c:>7.2f}x')
     print('ratio = mmdet / mmext (> 1: mmext is faster)')
+    if not args.skip_head:
+        times = dict(rows)
+        conv_wall = min(w for w, _ in times['convs (fwd + bwd, no loss)'].values())
+        gflop = 3 * conv_flops(ours, feats) / 1e9  # forward, input grad and weight grad
+        print(f'convolutions: {gflop:.0f} GFLOP per step (fwd + bwd), run at '
+              f'{gflop / conv_wall:.0f} GFLOP/s; ceiling for any head with these convolutions: '
+              f'mmdet head step / convs = {times["head (fwd+targets+loss+bwd)"]["mmdet"][0] / conv_wall:.2f}x')
     return 0
 
 
