@@ -3,6 +3,8 @@
     bash tools/benchmark/setup_recbole_env.sh          # once: RecBole in its own venv
     python tools/benchmark/bench_recbole.py --models sasrec gru4rec --epochs 8   # time + quality
     python tools/benchmark/bench_recbole.py --models sasrec gru4rec --steps 3    # time only
+    python tools/benchmark/bench_recbole.py --models sasrec --epochs 6 --train-stride 10 \
+        --eval-every-epoch          # + quality after every epoch, best-validation-epoch test
 
 ``--steps K`` (for slow, shared machines) times calls of K RecBole optimiser steps against calls
 covering the same fraction of our epoch, and scales both to seconds per epoch; no quality.
@@ -31,7 +33,10 @@ scale in ours, post-LN BERT blocks with an input LayerNorm in RecBole's).
 
 Quality: after the last epoch, HR@10 (= Recall@10 with one held-out item), NDCG@10 and MRR@10 on
 the validation and test users, full ranking over all items, seen items not excluded (RecBole's
-protocol for sequential models).
+protocol for sequential models).  With ``--eval-every-epoch`` both sides are evaluated after every
+epoch (outside the timed training) and the report adds each side's test numbers at its own best
+validation NDCG@10 epoch (the usual model-selection protocol); ``--json`` keeps the curves.
+RecBole runs with ``reproducibility=True``: for a given seed its curve is deterministic.
 """
 import argparse
 import json
@@ -214,7 +219,9 @@ class OursSASRec:
         torch.manual_seed(args.seed)
         self.model = SASRec(num_items=self.train_set.metainfo['num_items'],
                             max_len=args.max_len, embed_dims=64, num_blocks=2, num_heads=2,
-                            ffn_dims=256, dropout=args.dropout, act='gelu', norm='pre',
+                            ffn_dims=256,
+                            dropout=args.dropout if args.ours_dropout is None else
+                            args.ours_dropout, act='gelu', norm='pre',
                             norm_eps=1e-12, loss='ce', init_std=0.02)
         self.optim = torch.optim.Adam(self.model.parameters(), lr=args.lr)
         self.rng = np.random.default_rng(args.seed)
@@ -304,7 +311,7 @@ class OursFromConfig:
                 obj.set_epoch(self.epoch)
         total = 0.
         for data in loader:
-            total += float(self.model.train_step(data, self.optim)['loss'])
+            total += float(self.model.train_step(data, self.optim)['loss'].detach())
         self.epoch += 1
         self.last = dict(loss=total)
 
@@ -379,28 +386,55 @@ def run_pair(args, name: str, python: str, work: str, data_kw: dict, dataset: st
     walls = {'recbole': [], 'mmext': []}
     cpus = {'recbole': [], 'mmext': []}
 
+    # quality after every epoch (outside the timed training), for the best-validation epoch
+    history = {'recbole': [], 'mmext': []}
+
+    def evaluate(side: str) -> None:
+        fn = ref.ask if side == 'recbole' else ours.evaluate
+        history[side].append({split: fn(split) for split in ('valid', 'test')})
+
     def ref_epoch():
         ref.train_epoch()
         walls['recbole'].append(ref.last['wall'])
         cpus['recbole'].append(ref.last['cpu'])
+        if args.eval_every_epoch:
+            evaluate('recbole')
 
     def our_epoch():
         wall, cpu = time.perf_counter(), time.process_time()
         ours.train_epoch()
         walls['mmext'].append(time.perf_counter() - wall)
         cpus['mmext'].append(time.process_time() - cpu)
+        if args.eval_every_epoch:
+            evaluate('mmext')
+        msg = ''
+        if args.eval_every_epoch:
+            msg = ' | val/test ndcg@10 recbole {:.4f}/{:.4f} mmext {:.4f}/{:.4f}'.format(
+                *(history[s][-1][sp]['ndcg@10'] for s in ('recbole', 'mmext')
+                  for sp in ('valid', 'test')))
         print(f'  epoch {len(walls["mmext"])}: recbole {walls["recbole"][-1]:.1f} s '
-              f'(loss {ref.last["loss"]:.1f}), mmext {walls["mmext"][-1]:.1f} s '
-              f'(loss {ours.last["loss"]:.1f})', flush=True)
+              f'(cpu {cpus["recbole"][-1]:.1f}, loss {ref.last["loss"]:.1f}), mmext '
+              f'{walls["mmext"][-1]:.1f} s (cpu {cpus["mmext"][-1]:.1f}, loss '
+              f'{ours.last["loss"]:.1f}){msg}', flush=True)
 
     interleaved({'recbole': ref_epoch, 'mmext': our_epoch}, repeats=args.epochs - 1, warmup=1)
-    quality = {side: {split: fn(split) for split in ('valid', 'test')}
-               for side, fn in (('recbole', ref.ask), ('mmext', ours.evaluate))}
+    if not args.eval_every_epoch:
+        for side in history:
+            evaluate(side)
+    quality = {side: history[side][-1] for side in history}
     ref.close()
     # the first (warm-up) epoch is trained but not timed
     times = {side: dict(wall=float(np.median(walls[side][1:])),
-                        cpu=float(np.median(cpus[side][1:]))) for side in walls}
-    return dict(model=name, info=info, times=times, quality=quality)
+                        cpu=float(np.median(cpus[side][1:])),
+                        cpu_epochs=cpus[side], wall_epochs=walls[side]) for side in walls}
+    result = dict(model=name, info=info, times=times, quality=quality)
+    if args.eval_every_epoch:
+        # the usual protocol: each side's test numbers at its own best validation NDCG@10
+        best = {side: max(range(len(h)), key=lambda e: h[e]['valid']['ndcg@10'])
+                for side, h in history.items()}
+        result.update(history=history, best_epoch={s: e + 1 for s, e in best.items()},
+                      best_quality={s: history[s][e] for s, e in best.items()})
+    return result
 
 
 def run_steps(args, name: str, ref: 'RecBoleProcess', ours, info: dict) -> dict:
@@ -459,6 +493,14 @@ def report(result: dict) -> str:
         for m in ('ndcg@10', 'recall@10', 'mrr@10'):
             r, o = q['recbole'][split][m], q['mmext'][split][m]
             lines.append(f'| {split} {m} | {r:.4f} | {o:.4f} | {o / r if r else float("nan"):.3f} |')
+    if 'best_quality' in result:
+        b, e = result['best_quality'], result['best_epoch']
+        lines.append(f"| best-validation epoch | {e['recbole']} | {e['mmext']} | |")
+        for split in ('valid', 'test'):
+            for m in ('ndcg@10', 'recall@10', 'mrr@10'):
+                r, o = b['recbole'][split][m], b['mmext'][split][m]
+                lines.append(f'| best-val epoch: {split} {m} | {r:.4f} | {o:.4f} | '
+                             f'{o / r if r else float("nan"):.3f} |')
     return '\n'.join(lines)
 
 
@@ -478,8 +520,16 @@ def main() -> None:
     parser.add_argument('--batch-targets', type=int, default=2048,
                         help="RecBole's train_batch_size (targets per step on both sides)")
     parser.add_argument('--lr', type=float, default=1e-3)
-    parser.add_argument('--dropout', type=float, default=0.5)
+    parser.add_argument('--dropout', type=float, default=0.5,
+                        help="SASRec's dropout (RecBole's hidden and attention dropout)")
+    parser.add_argument('--ours-dropout', type=float, default=None,
+                        help="our SASRec's dropout when it should differ from RecBole's: one "
+                        'forward per window shares a dropout mask among its targets, where '
+                        'RecBole draws one per prefix (default: --dropout)')
     parser.add_argument('--seed', type=int, default=2020)
+    parser.add_argument('--eval-every-epoch', action='store_true',
+                        help='evaluate both sides after every epoch (untimed) and also report '
+                        "each side's test numbers at its best validation NDCG@10 epoch")
     parser.add_argument('--recbole-python', default=None,
                         help='python of the RecBole venv (default: set it up / reuse it with '
                         'tools/benchmark/setup_recbole_env.sh)')
@@ -504,7 +554,12 @@ def main() -> None:
             name = {'sasrec': 'SASRec', 'gru4rec': 'GRU4Rec'}[model]
             what = (f'{args.repeats} timed calls of {args.steps} RecBole steps' if args.steps
                     else f'{args.epochs} epochs')
-            print(f'== {name}, {what}, {args.threads} thread(s) per side', flush=True)
+            print(f'== {name}, {what}, {args.threads} thread(s) per side, seed {args.seed}, '
+                  f'max_len {args.max_len}', flush=True)
+            if model == 'sasrec':
+                print(f'   dropout: RecBole {args.dropout}, mmext '
+                      f'{args.dropout if args.ours_dropout is None else args.ours_dropout}; '
+                      f'mmext train_stride {args.train_stride}', flush=True)
             result = run_pair(args, name, python, work, data_kw, dataset)
             print(report(result), flush=True)
             results.append(result)

@@ -12,7 +12,10 @@ and a final LayerNorm; the relevance of item ``i`` after step ``t`` is ``r_{i,t}
 * ``norm='pre'`` (default): ``x = x + Drop(MHA(LN(x)))``; ``x = x + Drop(FFN(LN(x)))``;
 * ``norm='query_only'`` (the official code): ``q = LN(x)``; ``x = q + MHA(q, x, x)``;
   ``x = LN'(x)``; ``x = x + Drop(FFN(x))``: keys and values see the un-normalised input and both
-  residuals start from the normalised tensor.
+  residuals start from the normalised tensor;
+* ``norm='post'`` (the BERT layout RecBole uses): ``x = LN(x + Drop(MHA(x)))``;
+  ``x = LN'(x + Drop(FFN(x)))``; the input is then ``E_0 = Drop(LN(M[s_t] + P_t))`` (no
+  ``sqrt(d)`` scale, a LayerNorm on the embedding sum) and there is no final LayerNorm.
 
 Attention runs through :func:`torch.nn.functional.scaled_dot_product_attention` with a boolean
 mask that is causal (position ``t`` sees ``j <= t``) and hides padded keys.  Padding is masked
@@ -46,6 +49,7 @@ from mmext.registry import DATASETS, MODELS
 __all__ = ['SASRec', 'SASRecBlock']
 
 _ACTIVATIONS = {'relu': nn.ReLU, 'gelu': nn.GELU}
+_NORMS = ('pre', 'query_only', 'post')
 
 
 class SASRecBlock(nn.Module):
@@ -55,16 +59,18 @@ class SASRecBlock(nn.Module):
         embed_dims: Hidden size ``d``.
         num_heads: Attention heads; must divide ``embed_dims``.
         ffn_dims: Inner size of the feed-forward net (the paper uses ``d``).
-        dropout: Dropout on the sub-layer outputs (and inside the feed-forward net).
+        dropout: Dropout on the sub-layer outputs.
         attn_dropout: Dropout on the attention weights.
+        ffn_dropout: Dropout after the feed-forward net's activation (``dropout`` in the
+            official code; RecBole has none there: 0).
         act: ``'relu'`` (paper) or ``'gelu'`` (RecBole).
-        norm: ``'pre'`` or ``'query_only'`` (see the module docstring).
+        norm: ``'pre'``, ``'query_only'`` or ``'post'`` (see the module docstring).
         norm_eps: LayerNorm epsilon (1e-8 in the official code).
     """
 
     def __init__(self, embed_dims: int, num_heads: int, ffn_dims: int, dropout: float,
                  attn_dropout: float, act: str = 'relu', norm: str = 'pre',
-                 norm_eps: float = 1e-8) -> None:
+                 norm_eps: float = 1e-8, ffn_dropout: Optional[float] = None) -> None:
         super().__init__()
         self.num_heads = num_heads
         self.norm = norm
@@ -74,7 +80,8 @@ class SASRecBlock(nn.Module):
         self.out_proj = nn.Linear(embed_dims, embed_dims)
         self.ffn_norm = nn.LayerNorm(embed_dims, eps=norm_eps)
         self.ffn = nn.Sequential(
-            nn.Linear(embed_dims, ffn_dims), _ACTIVATIONS[act](), nn.Dropout(dropout),
+            nn.Linear(embed_dims, ffn_dims), _ACTIVATIONS[act](),
+            nn.Dropout(dropout if ffn_dropout is None else ffn_dropout),
             nn.Linear(ffn_dims, embed_dims))
         self.drop = nn.Dropout(dropout)
 
@@ -100,6 +107,9 @@ class SASRecBlock(nn.Module):
             y = self.attn_norm(x)
             x = x + self.drop(self._attention(y, y, attn_mask))
             x = x + self.drop(self.ffn(self.ffn_norm(x)))
+        elif self.norm == 'post':
+            x = self.attn_norm(x + self.drop(self._attention(x, x, attn_mask)))
+            x = self.ffn_norm(x + self.drop(self.ffn(x)))
         else:
             q = self.attn_norm(x)
             x = q + self.drop(self._attention(q, x, attn_mask))
@@ -133,8 +143,11 @@ class SASRec(BaseModel):
         ffn_dims: Feed-forward inner size; ``None`` means ``embed_dims`` (paper).
         dropout: Dropout on embeddings and sub-layer outputs. Defaults to 0.2 (paper, ML-1M).
         attn_dropout: Dropout on attention weights; ``None`` means ``dropout``.
+        ffn_dropout: Dropout inside the feed-forward net, after its activation; ``None`` means
+            ``dropout`` (official code); RecBole's blocks have none there (0).
         act: Feed-forward activation, ``'relu'`` or ``'gelu'``.
-        norm: ``'pre'`` (pre-LN blocks) or ``'query_only'`` (the official code's blocks).
+        norm: ``'pre'`` (pre-LN blocks), ``'query_only'`` (the official code's blocks) or
+            ``'post'`` (RecBole's post-LN blocks with an input LayerNorm).
         norm_eps: LayerNorm epsilon. Defaults to 1e-8 (official code).
         loss: ``'bce'`` (paper) or ``'ce'`` (full softmax cross-entropy).
         num_train_negatives: Negatives per position for ``'bce'`` when the batch carries none.
@@ -146,7 +159,8 @@ class SASRec(BaseModel):
     def __init__(self, num_items: Optional[int] = None, dataset: Optional[dict] = None,
                  max_len: int = 200, embed_dims: int = 50,
                  num_blocks: int = 2, num_heads: int = 1, ffn_dims: Optional[int] = None,
-                 dropout: float = 0.2, attn_dropout: Optional[float] = None, act: str = 'relu',
+                 dropout: float = 0.2, attn_dropout: Optional[float] = None,
+                 ffn_dropout: Optional[float] = None, act: str = 'relu',
                  norm: str = 'pre', norm_eps: float = 1e-8, loss: str = 'bce',
                  num_train_negatives: int = 1, eval_mode: str = 'full',
                  init_std: Optional[float] = None,
@@ -171,8 +185,10 @@ class SASRec(BaseModel):
             (0. <= dropout < 1., f'dropout={dropout!r}: must be in [0, 1)'),
             (attn_dropout is None or 0. <= attn_dropout < 1.,
              f'attn_dropout={attn_dropout!r}: must be in [0, 1)'),
+            (ffn_dropout is None or 0. <= ffn_dropout < 1.,
+             f'ffn_dropout={ffn_dropout!r}: must be in [0, 1)'),
             (act in _ACTIVATIONS, f'act={act!r}: expected one of {sorted(_ACTIVATIONS)}'),
-            (norm in ('pre', 'query_only'), f"norm={norm!r}: expected 'pre' or 'query_only'"),
+            (norm in _NORMS, f'norm={norm!r}: expected one of {_NORMS}'),
             (loss in ('bce', 'ce'), f"loss={loss!r}: expected 'bce' or 'ce'"),
             (isinstance(num_train_negatives, int) and num_train_negatives >= 1,
              f'num_train_negatives={num_train_negatives!r}: must be >= 1'),
@@ -194,9 +210,15 @@ class SASRec(BaseModel):
         self.emb_dropout = nn.Dropout(dropout)
         self.blocks = nn.ModuleList(
             SASRecBlock(embed_dims, num_heads, ffn_dims or embed_dims, dropout,
-                        dropout if attn_dropout is None else attn_dropout, act, norm, norm_eps)
+                        dropout if attn_dropout is None else attn_dropout, act, norm, norm_eps,
+                        ffn_dropout)
             for _ in range(num_blocks))
-        self.final_norm = nn.LayerNorm(embed_dims, eps=norm_eps)
+        self.norm = norm
+        # post-LN blocks end normalised; the other layouts need a final LayerNorm
+        if norm == 'post':
+            self.input_norm = nn.LayerNorm(embed_dims, eps=norm_eps)
+        else:
+            self.final_norm = nn.LayerNorm(embed_dims, eps=norm_eps)
         self._reset_parameters()
 
     def _reset_parameters(self) -> None:
@@ -232,7 +254,11 @@ class SASRec(BaseModel):
         # Positions count from the left of a max_len window, so the most recent item always
         # gets position max_len - 1 whatever the history's length (as in the official code).
         positions = torch.arange(self.max_len - length, self.max_len, device=seq.device)
-        x = self.item_embedding(seq) * math.sqrt(self.embed_dims) + self.pos_embedding(positions)
+        if self.norm == 'post':
+            x = self.input_norm(self.item_embedding(seq) + self.pos_embedding(positions))
+        else:
+            x = (self.item_embedding(seq) * math.sqrt(self.embed_dims) +
+                 self.pos_embedding(positions))
         x = self.emb_dropout(x) * keep
         causal = torch.ones(length, length, dtype=torch.bool, device=seq.device).tril()
         # A padded query would see no key at all (softmax over nothing = NaN): let it see
@@ -241,6 +267,8 @@ class SASRec(BaseModel):
         attn_mask = (causal & (valid.unsqueeze(1) | eye)).unsqueeze(1)
         for block in self.blocks:
             x = block(x, attn_mask, keep)
+        if self.norm == 'post':
+            return x
         return self.final_norm(x) * keep
 
     # ------------------------------------------------------------------ losses

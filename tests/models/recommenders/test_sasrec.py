@@ -42,7 +42,7 @@ def test_registered_and_builds_from_config():
     assert torch.all(model.item_embedding.weight[0] == 0)
 
 
-@pytest.mark.parametrize('norm', ['pre', 'query_only'])
+@pytest.mark.parametrize('norm', ['pre', 'query_only', 'post'])
 def test_causal_future_items_do_not_change_earlier_outputs(norm):
     model = make_model(norm=norm)
     seq = random_seqs(batch=3, min_len=L)  # full rows: every position valid
@@ -56,7 +56,7 @@ def test_causal_future_items_do_not_change_earlier_outputs(norm):
             assert not torch.allclose(out[:, t], base[:, t])
 
 
-@pytest.mark.parametrize('norm', ['pre', 'query_only'])
+@pytest.mark.parametrize('norm', ['pre', 'query_only', 'post'])
 def test_padding_is_masked_everywhere(norm):
     model = make_model(norm=norm)
     seq = random_seqs(batch=5, seed=1)
@@ -96,6 +96,64 @@ def test_padding_keys_do_not_influence_valid_positions():
 def _hand_hidden(model, seq):
     with torch.no_grad():
         return model.encode(seq)
+
+
+def _hand_post_ln_encode(model, seq):
+    """RecBole's (BERT) layout written out with plain tensor ops: input LayerNorm of item +
+    position embeddings, then per block LN(x + MHA(x)) and LN(x + FFN(x)), no final norm."""
+    def ln(x, mod):
+        mu = x.mean(-1, keepdim=True)
+        var = ((x - mu) ** 2).mean(-1, keepdim=True)
+        return (x - mu) / torch.sqrt(var + mod.eps) * mod.weight + mod.bias
+
+    length, d = seq.size(1), model.embed_dims
+    valid = seq > 0
+    pos = model.pos_embedding.weight[L - length:]
+    x = ln(model.item_embedding.weight[seq] + pos, model.input_norm)
+    x = x * valid[..., None]
+    for blk in model.blocks:
+        h = blk.num_heads
+        q, k, v = (x @ blk.qkv.weight.t() + blk.qkv.bias).chunk(3, dim=-1)
+        q, k, v = (t.view(*x.shape[:2], h, d // h).transpose(1, 2) for t in (q, k, v))
+        scores = q @ k.transpose(-1, -2) / math.sqrt(d // h)
+        allowed = torch.ones(length, length, dtype=torch.bool).tril() & valid[:, None, None, :]
+        allowed = allowed | torch.eye(length, dtype=torch.bool)
+        attn = scores.masked_fill(~allowed, float('-inf')).softmax(-1) @ v
+        attn = attn.transpose(1, 2).reshape(*x.shape) @ blk.out_proj.weight.t() + \
+            blk.out_proj.bias
+        x = ln(x + attn, blk.attn_norm)
+        lin1, lin2 = blk.ffn[0], blk.ffn[3]
+        ffn = torch.nn.functional.gelu(x @ lin1.weight.t() + lin1.bias) @ lin2.weight.t() + \
+            lin2.bias
+        x = ln(x + ffn, blk.ffn_norm) * valid[..., None]
+    return x
+
+
+def test_post_ln_layout_matches_hand_computation():
+    model = make_model(norm='post', act='gelu', ffn_dims=24, init_std=0.3)
+    assert not hasattr(model, 'final_norm') and hasattr(model, 'input_norm')
+    with torch.no_grad():  # non-trivial LayerNorm affine parameters
+        for mod in model.modules():
+            if isinstance(mod, torch.nn.LayerNorm):
+                mod.weight.uniform_(0.5, 1.5)
+                mod.bias.uniform_(-0.2, 0.2)
+    seq = random_seqs(batch=4, seed=11)
+    with torch.no_grad():
+        torch.testing.assert_close(model.encode(seq), _hand_post_ln_encode(model, seq),
+                                   atol=1e-5, rtol=0)
+
+
+def test_ffn_dropout_is_separate_from_dropout():
+    official = make_model(dropout=0.3)
+    assert official.blocks[0].ffn[2].p == 0.3  # None: the official code's inner dropout
+    recbole = make_model(dropout=0.3, ffn_dropout=0.0).train()
+    assert recbole.blocks[0].ffn[2].p == 0.0 and recbole.blocks[0].drop.p == 0.3
+    # with the sub-layer dropouts at 0, ffn_dropout=0 makes training-mode outputs deterministic
+    det = make_model(dropout=0.0, attn_dropout=0.0, ffn_dropout=0.0).train()
+    seq = random_seqs(batch=2, seed=12)
+    torch.testing.assert_close(det.encode(seq), det.encode(seq), atol=0, rtol=0)
+    noisy = make_model(dropout=0.0, attn_dropout=0.0, ffn_dropout=0.5).train()
+    assert not torch.allclose(noisy.encode(seq), noisy.encode(seq))
 
 
 def test_bce_loss_matches_hand_computation():
@@ -178,7 +236,8 @@ def test_predict_full_and_sampled():
 @pytest.mark.parametrize('kwargs, match', [
     (dict(num_items=0), 'num_items'),
     (dict(embed_dims=10, num_heads=3), 'num_heads=3'),
-    (dict(norm='post'), "norm='post'"),
+    (dict(norm='sandwich'), "norm='sandwich'"),
+    (dict(ffn_dropout=-0.1), 'ffn_dropout'),
     (dict(loss='bpr'), "loss='bpr'"),
     (dict(eval_mode='uni100'), 'eval_mode'),
     (dict(dropout=1.0), 'dropout'),
