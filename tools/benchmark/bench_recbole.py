@@ -220,8 +220,7 @@ class OursSASRec:
         self.model = SASRec(num_items=self.train_set.metainfo['num_items'],
                             max_len=args.max_len, embed_dims=64, num_blocks=2, num_heads=2,
                             ffn_dims=256,
-                            dropout=args.dropout if args.ours_dropout is None else
-                            args.ours_dropout, act='gelu', norm='pre',
+                            dropout=args.ours_dropout, act='gelu', norm='pre',
                             norm_eps=1e-12, loss='ce', init_std=0.02)
         self.optim = torch.optim.Adam(self.model.parameters(), lr=args.lr)
         self.rng = np.random.default_rng(args.seed)
@@ -535,6 +534,8 @@ def main() -> None:
                         'tools/benchmark/setup_recbole_env.sh)')
     parser.add_argument('--json', help='also write the results here')
     args = parser.parse_args()
+    if args.ours_dropout is None:
+        args.ours_dropout = args.dropout
 
     here = osp.dirname(osp.abspath(__file__))
     sys.path.insert(0, here)  # timing.py
@@ -557,8 +558,7 @@ def main() -> None:
             print(f'== {name}, {what}, {args.threads} thread(s) per side, seed {args.seed}, '
                   f'max_len {args.max_len}', flush=True)
             if model == 'sasrec':
-                print(f'   dropout: RecBole {args.dropout}, mmext '
-                      f'{args.dropout if args.ours_dropout is None else args.ours_dropout}; '
+                print(f'   dropout: RecBole {args.dropout}, mmext {args.ours_dropout}; '
                       f'mmext train_stride {args.train_stride}', flush=True)
             result = run_pair(args, name, python, work, data_kw, dataset)
             print(report(result), flush=True)
