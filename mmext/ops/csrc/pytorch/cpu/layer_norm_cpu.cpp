@@ -598,6 +598,21 @@ std::vector<Tensor> layer_norm_fwd_cpu(const Tensor& x, const OptTensor& residua
   return {y, mean, rstd, prenorm};
 }
 
+// Calls body(r0, r1, dw, db) for each of num_chunks equal chunks of the M rows, in parallel;
+// chunk c owns the partial rows dw = parts[0, c] and db = parts[1, c] of parts [2, chunks, N]
+// (both null when parts is).
+template <typename Acc, typename Body>
+void for_each_row_chunk(int64_t M, int64_t num_chunks, int64_t N, Acc* parts, const Body& body) {
+  const int64_t rows_per_chunk = (M + num_chunks - 1) / num_chunks;
+  at::parallel_for(0, num_chunks, 1, [&](int64_t c_begin, int64_t c_end) {
+    for (int64_t c = c_begin; c < c_end; ++c) {
+      const int64_t r0 = std::min(M, c * rows_per_chunk);
+      body(r0, std::min(M, r0 + rows_per_chunk), parts != nullptr ? parts + c * N : nullptr,
+           parts != nullptr ? parts + (num_chunks + c) * N : nullptr);
+    }
+  });
+}
+
 // dx for rows of type T; dweight/dbias partials per chunk of rows into parts [2, chunks, N]
 // (undefined without weight).
 template <typename T>
@@ -606,7 +621,6 @@ void backward_impl(const Tensor& dy, const Tensor& s, const Tensor& mean, const 
                    int64_t num_chunks) {
   using acc_t = at::opmath_type<T>;
   const int64_t M = s.size(0), N = s.size(1);
-  const int64_t rows_per_chunk = (M + num_chunks - 1) / num_chunks;
   acc_t* parts_p = parts.defined() ? parts.data_ptr<acc_t>() : nullptr;
   if constexpr (!std::is_same_v<T, double>) {
     if (use_simd()) {
@@ -614,15 +628,10 @@ void backward_impl(const Tensor& dy, const Tensor& s, const Tensor& mean, const 
       const BwdArgs<T> args{dy.data_ptr<T>(), s.data_ptr<T>(), mean.data_ptr<double>(),
                             rstd.data_ptr<double>(), w.data_ptr<float>(),
                             ptr_or_null<T>(dprenorm), dx.data_ptr<T>(), N};
-      at::parallel_for(0, num_chunks, 1, [&](int64_t c_begin, int64_t c_end) {
+      for_each_row_chunk(M, num_chunks, N, parts_p,
+                         [&](int64_t r0, int64_t r1, float* dw, float* db) {
         std::unique_ptr<float[]> buf(std::is_same_v<T, float> ? nullptr : new float[N]);
-        for (int64_t c = c_begin; c < c_end; ++c) {
-          float* dw = parts_p != nullptr ? parts_p + c * N : nullptr;
-          float* db = parts_p != nullptr ? parts_p + (num_chunks + c) * N : nullptr;
-          const int64_t r0 = std::min(M, c * rows_per_chunk);
-          const int64_t r1 = std::min(M, r0 + rows_per_chunk);
-          mmext_ln_simd::backward_rows<T>(args, r0, r1, dw, db, buf.get());
-        }
+        mmext_ln_simd::backward_rows<T>(args, r0, r1, dw, db, buf.get());
       });
       return;
     }
@@ -634,14 +643,8 @@ void backward_impl(const Tensor& dy, const Tensor& s, const Tensor& mean, const 
   const T* wp = ptr_or_null<T>(weight);
   const T* dpp = ptr_or_null<T>(dprenorm);
   T* dxp = dx.data_ptr<T>();
-  at::parallel_for(0, num_chunks, 1, [&](int64_t c_begin, int64_t c_end) {
-    for (int64_t c = c_begin; c < c_end; ++c) {
-      acc_t* dw = parts_p != nullptr ? parts_p + c * N : nullptr;
-      acc_t* db = parts_p != nullptr ? parts_p + (num_chunks + c) * N : nullptr;
-      const int64_t r0 = std::min(M, c * rows_per_chunk);
-      const int64_t r1 = std::min(M, r0 + rows_per_chunk);
-      scalar_backward_rows<T>(dyp, sp, mp, rp, wp, dpp, dxp, dw, db, r0, r1, N);
-    }
+  for_each_row_chunk(M, num_chunks, N, parts_p, [&](int64_t r0, int64_t r1, acc_t* dw, acc_t* db) {
+    scalar_backward_rows<T>(dyp, sp, mp, rp, wp, dpp, dxp, dw, db, r0, r1, N);
   });
 }
 
