@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 import torch
 from scipy.optimize import linear_sum_assignment
+from lsa_problems import KINDS, random_lsa_batches
 
 from mmext.ops import compiled_linear_sum_assignment
 from mmext.utils.ext_loader import ext_built
@@ -28,28 +29,10 @@ def _check(cost: torch.Tensor, num_rows: torch.Tensor, num_cols: torch.Tensor) -
             assert abs(total - ref) <= 1e-9 * max(1.0, np.abs(sub).sum()), (b, total, ref)
 
 
-KINDS = ['float', 'int_ties', 'tiny_range', 'large_float64']
-
-
 @pytest.mark.parametrize('kind', KINDS)
 def test_random_batches_are_optimal(kind):
     """4 kinds x 12 batches x 64 images: 3072 problems, with 0/1 rows or columns, Q > G, Q < G."""
-    g = torch.Generator().manual_seed(100 + KINDS.index(kind))
-    for _ in range(12):
-        B = 64
-        R, C = (int(torch.randint(1, 13, (1, ), generator=g)) for _ in range(2))
-        if kind == 'float':
-            cost = torch.randn(B, R, C, generator=g)
-        elif kind == 'int_ties':  # many optimal matchings
-            cost = torch.randint(0, 3, (B, R, C), generator=g).float()
-        elif kind == 'tiny_range':  # differences near float32 resolution
-            cost = 1 + torch.randint(0, 5, (B, R, C), generator=g).float() * 1e-7
-        else:
-            cost = torch.rand(B, R, C, generator=g, dtype=torch.float64) * 1e6
-        num_rows = torch.randint(0, R + 1, (B, ), generator=g)
-        num_cols = torch.randint(0, C + 1, (B, ), generator=g)
-        num_rows[:4] = torch.tensor([R, R, 1, 1]).clamp(max=R)
-        num_cols[:4] = torch.tensor([0, 1, C, 1]).clamp(max=C)
+    for cost, num_rows, num_cols in random_lsa_batches(kind, seed=100 + KINDS.index(kind)):
         _check(cost, num_rows, num_cols)
 
 

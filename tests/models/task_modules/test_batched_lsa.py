@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 import torch
 from scipy.optimize import linear_sum_assignment
+from lsa_problems import KINDS, random_lsa_batches
 
 from mmext.models.task_modules.assigners import batched_linear_sum_assignment
 
@@ -27,31 +28,11 @@ def _check_batch(cost: torch.Tensor, num_preds, num_gts) -> int:
     return cost.shape[0]
 
 
-KINDS = ['float', 'int_ties', 'tiny_range', 'large_float']
-
-
 @pytest.mark.parametrize('kind', KINDS)
 def test_random_batches_match_scipy(kind):
     """4 kinds x 12 batches x 64 images = 3072 random problems."""
-    g = torch.Generator().manual_seed(KINDS.index(kind))
-    checked = 0
-    for _ in range(12):
-        B, Q, G = 64, int(torch.randint(1, 13, (1, ), generator=g)), \
-            int(torch.randint(1, 13, (1, ), generator=g))
-        if kind == 'float':
-            cost = torch.randn(B, Q, G, generator=g)
-        elif kind == 'int_ties':  # few distinct values: many optimal matchings
-            cost = torch.randint(0, 3, (B, Q, G), generator=g).float()
-        elif kind == 'tiny_range':  # differences near float32 resolution
-            cost = 1 + torch.randint(0, 5, (B, Q, G), generator=g).float() * 1e-7
-        else:
-            cost = torch.rand(B, Q, G, generator=g, dtype=torch.float64) * 1e6
-        # Per-image sizes cover 0/1 targets, 1 query, Q > G and Q < G in one batch.
-        num_preds = torch.randint(0, Q + 1, (B, ), generator=g)
-        num_gts = torch.randint(0, G + 1, (B, ), generator=g)
-        num_preds[:4] = torch.tensor([Q, Q, 1, 1]).clamp(max=Q)
-        num_gts[:4] = torch.tensor([0, 1, G, 1]).clamp(max=G)
-        checked += _check_batch(cost, num_preds, num_gts)
+    checked = sum(_check_batch(cost, num_preds, num_gts)
+                  for cost, num_preds, num_gts in random_lsa_batches(kind, seed=KINDS.index(kind)))
     assert checked == 768
 
 
