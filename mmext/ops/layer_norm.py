@@ -57,9 +57,8 @@ class _FusedLayerNormFunction(torch.autograd.Function):
             dprenorm = None
         dx, dweight, dbias = load_ext('_ext', _FUNCS).layer_norm_bwd(
             dy.contiguous(), s, mean, rstd, weight,
-            None if dprenorm is None else dprenorm.contiguous())
-        if ctx.has_bias and weight is None:  # the kernels reduce dbias only next to dweight
-            dbias = dy.sum(0)
+            None if dprenorm is None else dprenorm.contiguous(),
+            weight is not None or ctx.has_bias)
         return (dx, dweight if weight is not None else None,
                 dbias if ctx.has_bias else None, dx if ctx.has_residual else None,
                 dx.sum(0) if ctx.has_pre_bias else None, None, None)

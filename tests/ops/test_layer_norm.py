@@ -5,7 +5,7 @@ import torch.nn.functional as F
 from mmcv.cnn import build_norm_layer
 
 from mmext.ops import FusedLayerNorm, fused_layer_norm
-from mmext.utils.ext_loader import ext_available, ext_built
+from mmext.utils.ext_loader import ext_available, ext_built, load_ext
 
 pytestmark = pytest.mark.skipif(not ext_built(), reason='mmext was built without ops')
 
@@ -85,6 +85,25 @@ def test_gradcheck_weight_or_bias_alone(affine):
     else:
         fn = (lambda x, b: fused_layer_norm(x, 7, None, b))
     assert torch.autograd.gradcheck(fn, (x, p))
+
+
+@pytest.mark.parametrize('device', ['cpu', pytest.param('cuda', marks=pytest.mark.cuda)])
+@pytest.mark.parametrize('with_weight', [True, False])
+def test_backward_op_reduces_parameter_grads_on_request(device, with_weight):
+    """``param_grads`` alone decides whether the op reduces dweight = sum(dy * xhat) and
+    dbias = sum(dy): a bias without a weight gets its gradient from the kernel too."""
+    ext = load_ext('_ext', ('layer_norm_fwd', 'layer_norm_bwd'))
+    x, w, _ = _inputs(33, 19, torch.float64, device=device)
+    w = w if with_weight else None
+    dy = torch.randn_like(x)
+    _, mean, rstd, _ = ext.layer_norm_fwd(x, None, None, w, None, 1e-5, False)
+    xhat = F.layer_norm(x, (19, ), eps=1e-5)
+    dx, dweight, dbias = ext.layer_norm_bwd(dy, x, mean, rstd, w, None, True)
+    assert torch.allclose(dweight, (dy * xhat).sum(0), atol=1e-10)
+    assert torch.allclose(dbias, dy.sum(0), atol=1e-10)
+    dx_only = ext.layer_norm_bwd(dy, x, mean, rstd, w, None, False)
+    assert dx_only[1] is None and dx_only[2] is None
+    assert torch.equal(dx_only[0], dx)
 
 
 @pytest.mark.parametrize('dtype', [torch.float32, torch.float16])

@@ -12,8 +12,8 @@ MMEXT_DECLARE_DISPATCH(layer_norm_fwd,
                        std::vector<at::Tensor>(const at::Tensor&, const OptTensor&,
                                                const OptTensor&, const OptTensor&,
                                                const OptTensor&, double, bool))
-// {dx, dweight, dbias} from (dy, s, mean, rstd, weight, dprenorm).
+// {dx, dweight, dbias} from (dy, s, mean, rstd, weight, dprenorm, param_grads).
 MMEXT_DECLARE_DISPATCH(layer_norm_bwd,
                        std::vector<at::Tensor>(const at::Tensor&, const at::Tensor&,
                                                const at::Tensor&, const at::Tensor&,
-                                               const OptTensor&, const OptTensor&))
+                                               const OptTensor&, const OptTensor&, bool))

@@ -15,7 +15,8 @@ MMEXT_DEFINE_DISPATCH(layer_norm_fwd,
                                           const OptTensor&, const OptTensor&, double, bool))
 MMEXT_DEFINE_DISPATCH(layer_norm_bwd,
                       std::vector<Tensor>(const Tensor&, const Tensor&, const Tensor&,
-                                          const Tensor&, const OptTensor&, const OptTensor&))
+                                          const Tensor&, const OptTensor&, const OptTensor&,
+                                          bool))
 
 namespace {
 
@@ -59,10 +60,11 @@ std::vector<Tensor> layer_norm_fwd(const Tensor& x, const OptTensor& residual,
 
 // dy: [M, N]; s: the normalised input (prenorm, or x when nothing was added); mean, rstd from
 // the forward; dprenorm: gradient arriving at the prenorm output, added to dx.
-// Returns {dx, dweight, dbias} (dweight/dbias undefined without weight).
+// Returns {dx, dweight, dbias}; dweight = sum(dy * xhat) and dbias = sum(dy) over rows are
+// reduced when param_grads (the caller has a weight or a bias to train), else undefined.
 std::vector<Tensor> layer_norm_bwd(const Tensor& dy, const Tensor& s, const Tensor& mean,
                                    const Tensor& rstd, const OptTensor& weight,
-                                   const OptTensor& dprenorm) {
+                                   const OptTensor& dprenorm, bool param_grads) {
   MMEXT_CHECK_DIM(s, 2);
   TORCH_CHECK(dy.sizes() == s.sizes(), "dy must have the input's shape ", s.sizes(), ", got ",
               dy.sizes());
@@ -75,5 +77,6 @@ std::vector<Tensor> layer_norm_bwd(const Tensor& dy, const Tensor& s, const Tens
     MMEXT_CHECK_SAME_DTYPE((*dprenorm), s);
   }
   return layer_norm_bwd_dispatch()(dy.contiguous(), s.contiguous(), mean.contiguous(),
-                                   rstd.contiguous(), contiguous(weight), contiguous(dprenorm));
+                                   rstd.contiguous(), contiguous(weight), contiguous(dprenorm),
+                                   param_grads);
 }

@@ -18,7 +18,7 @@ std::vector<Tensor> layer_norm_fwd(const Tensor& x, const std::optional<Tensor>&
                                    bool keep_prenorm);
 std::vector<Tensor> layer_norm_bwd(const Tensor& dy, const Tensor& s, const Tensor& mean,
                                    const Tensor& rstd, const std::optional<Tensor>& weight,
-                                   const std::optional<Tensor>& dprenorm);
+                                   const std::optional<Tensor>& dprenorm, bool param_grads);
 
 #include "source_hash.h"  // MMEXT_SOURCE_HASH, written by setup.py
 
@@ -41,7 +41,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "fused (x + pre_bias + residual) -> LayerNorm; returns [y, mean, rstd, prenorm]",
         py::arg("x"), py::arg("residual"), py::arg("pre_bias"), py::arg("weight"),
         py::arg("bias"), py::arg("eps"), py::arg("keep_prenorm"));
-  m.def("layer_norm_bwd", &layer_norm_bwd, "LayerNorm backward; returns [dx, dweight, dbias]",
+  m.def("layer_norm_bwd", &layer_norm_bwd,
+        "LayerNorm backward; returns [dx, dweight, dbias] (the last two only with param_grads)",
         py::arg("dy"), py::arg("s"), py::arg("mean"), py::arg("rstd"), py::arg("weight"),
-        py::arg("dprenorm"));
+        py::arg("dprenorm"), py::arg("param_grads"));
 }

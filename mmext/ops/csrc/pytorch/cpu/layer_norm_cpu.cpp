@@ -614,7 +614,7 @@ void for_each_row_chunk(int64_t M, int64_t num_chunks, int64_t N, Acc* parts, co
 }
 
 // dx for rows of type T; dweight/dbias partials per chunk of rows into parts [2, chunks, N]
-// (undefined without weight).
+// (undefined without param_grads).
 template <typename T>
 void backward_impl(const Tensor& dy, const Tensor& s, const Tensor& mean, const Tensor& rstd,
                    const OptTensor& weight, const OptTensor& dprenorm, Tensor& dx, Tensor& parts,
@@ -650,12 +650,12 @@ void backward_impl(const Tensor& dy, const Tensor& s, const Tensor& mean, const 
 
 std::vector<Tensor> layer_norm_bwd_cpu(const Tensor& dy, const Tensor& s, const Tensor& mean,
                                        const Tensor& rstd, const OptTensor& weight,
-                                       const OptTensor& dprenorm) {
+                                       const OptTensor& dprenorm, bool param_grads) {
   const int64_t M = s.size(0), N = s.size(1);
   Tensor dx = at::empty_like(s);
   Tensor dweight, dbias;
   if (M == 0 || N == 0) {
-    if (given(weight)) {
+    if (param_grads) {
       dweight = at::zeros({N}, s.options());
       dbias = at::zeros({N}, s.options());
     }
@@ -667,7 +667,7 @@ std::vector<Tensor> layer_norm_bwd_cpu(const Tensor& dy, const Tensor& s, const 
   const int64_t num_chunks =
       std::max<int64_t>(1, std::min<int64_t>((M + grain - 1) / grain, 2 * at::get_num_threads()));
   Tensor parts;  // [2, num_chunks, N]: dweight partials, then dbias partials
-  if (given(weight)) {
+  if (param_grads) {
     parts = at::zeros({2, num_chunks, N},
                       s.options().dtype(s.scalar_type() == at::kDouble ? at::kDouble : at::kFloat));
   }

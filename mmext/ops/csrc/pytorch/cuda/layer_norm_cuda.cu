@@ -74,7 +74,7 @@ std::vector<Tensor> layer_norm_fwd_cuda(const Tensor& x, const OptTensor& residu
 
 std::vector<Tensor> layer_norm_bwd_cuda(const Tensor& dy, const Tensor& s, const Tensor& mean,
                                         const Tensor& rstd, const OptTensor& weight,
-                                        const OptTensor& dprenorm) {
+                                        const OptTensor& dprenorm, bool param_grads) {
   const c10::cuda::CUDAGuard guard(s.device());
   const int64_t m = s.size(0), n = s.size(1);
   Tensor dx = at::empty_like(s);
@@ -93,7 +93,7 @@ std::vector<Tensor> layer_norm_bwd_cuda(const Tensor& dy, const Tensor& s, const
           dx.data_ptr<scalar_t>(), n, vec);
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     }
-    if (given(weight)) {
+    if (param_grads) {
       Tensor dw = at::zeros({n}, mean.options());
       Tensor db = at::zeros({n}, mean.options());
       if (m > 0 && n > 0) {
