@@ -408,9 +408,11 @@ def run_pair(args, name: str, python: str, work: str, data_kw: dict, dataset: st
             evaluate('mmext')
         msg = ''
         if args.eval_every_epoch:
-            msg = ' | val/test ndcg@10 recbole {:.4f}/{:.4f} mmext {:.4f}/{:.4f}'.format(
-                *(history[s][-1][sp]['ndcg@10'] for s in ('recbole', 'mmext')
-                  for sp in ('valid', 'test')))
+            # recall too, so that an interrupted long run still leaves both target metrics
+            msg = (' | val/test ndcg@10 recbole {:.4f}/{:.4f} mmext {:.4f}/{:.4f}'
+                   ' | recall@10 recbole {:.4f}/{:.4f} mmext {:.4f}/{:.4f}').format(
+                *(history[s][-1][sp][m] for m in ('ndcg@10', 'recall@10')
+                  for s in ('recbole', 'mmext') for sp in ('valid', 'test')))
         print(f'  epoch {len(walls["mmext"])}: recbole {walls["recbole"][-1]:.1f} s '
               f'(cpu {cpus["recbole"][-1]:.1f}, loss {ref.last["loss"]:.1f}), mmext '
               f'{walls["mmext"][-1]:.1f} s (cpu {cpus["mmext"][-1]:.1f}, loss '
