@@ -37,6 +37,14 @@ protocol for sequential models).  With ``--eval-every-epoch`` both sides are eva
 epoch (outside the timed training) and the report adds each side's test numbers at its own best
 validation NDCG@10 epoch (the usual model-selection protocol); ``--json`` keeps the curves.
 RecBole runs with ``reproducibility=True``: for a given seed its curve is deterministic.
+
+Paired comparison: both sides also return each evaluated user's rank of the held-out item
+(RecBole's from its own full-sort scoring code, checked against its NDCG@10), and the report
+adds mmext − RecBole over the users both sides evaluate, each user's metric averaged over the
+late epochs, with its standard error across users: the sampling noise of 943 held-out events.
+``--holdout-shift K`` removes every user's last K interactions before the split (both sides read
+the one written file), so a gap that belongs to particular held-out events moves from
+validation to test with ``K=1``, and one that belongs to the validation role stays.
 """
 import argparse
 import json
@@ -79,6 +87,21 @@ def recbole_worker(spec: dict) -> None:
                valid_events=len(valid_data._dataset), test_events=len(test_data._dataset),
                params=sum(p.numel() for p in model.parameters()),
                steps_per_epoch=len(train_data)))
+    @torch.no_grad()
+    def event_ranks(data) -> dict:
+        """``{user token: [greater, ties]}``: the candidates RecBole's full-sort evaluation
+        scores above / level with each user's held-out item (its own scoring code)."""
+        model.eval()
+        uid, ranks = config['USER_ID_FIELD'], {}
+        for batched in data:
+            interaction, scores, pos_u, pos_i = trainer._full_sort_batch_eval(batched)
+            target = scores[pos_u, pos_i][:, None]
+            greater = (scores[pos_u] > target).sum(1).tolist()
+            ties = ((scores[pos_u] == target).sum(1) - 1).tolist()
+            users = dataset.id2token(uid, interaction[uid][pos_u].cpu().numpy())
+            ranks.update({str(u): [g, t] for u, g, t in zip(users, greater, ties)})
+        return ranks
+
     epoch = 0
     batches = None
     for line in sys.stdin:
@@ -106,9 +129,10 @@ def recbole_worker(spec: dict) -> None:
             reply(dict(loss=float(loss), wall=time.perf_counter() - wall,
                        cpu=time.process_time() - cpu))
         elif cmd in ('valid', 'test'):
-            result = trainer.evaluate(valid_data if cmd == 'valid' else test_data,
-                                      load_best_model=False)
-            reply({k.lower(): float(v) for k, v in result.items()})
+            data = valid_data if cmd == 'valid' else test_data
+            result = trainer.evaluate(data, load_best_model=False)
+            reply(dict({k.lower(): float(v) for k, v in result.items()},
+                       ranks=event_ranks(data)))
         elif cmd == 'quit':
             break
         else:
@@ -205,12 +229,14 @@ class OursSASRec:
         import torch
 
         from mmext.datasets.recsys import LeaveOneOutSequenceDataset
+        from mmext.datasets.recsys.sequence_dataset import leave_one_out_sequences
         from mmext.models.recommenders import SASRec
         self.np, self.torch = np, torch
         self.train_set = LeaveOneOutSequenceDataset(split='train', train_windows='all',
                                                     train_stride=args.train_stride, **data_kw)
         self.val_set = LeaveOneOutSequenceDataset(split='val', **data_kw)
         self.test_set = LeaveOneOutSequenceDataset(split='test', **data_kw)
+        self.users = leave_one_out_sequences(data_kw['ann_file'])['users']  # raw tokens
         self.num_targets = sum(int((self.train_set[i]['target'] > 0).sum())
                                for i in range(len(self.train_set)))
         # as many targets per step as RecBole's batch of prefixes: same steps per epoch
@@ -267,8 +293,10 @@ class OursSASRec:
             for batch in self._batches(ds, range(len(ds)), 512):
                 metric.process(None, self.model(**batch, mode='predict'))
         out = metric.compute_metrics(metric.results)
+        users = [self.users[info['user']] for info in ds.data_list]
         return {'recall@10': out['recall@10'], 'hit@10': out['recall@10'],
-                'ndcg@10': out['ndcg@10'], 'mrr@10': out['mrr@10']}
+                'ndcg@10': out['ndcg@10'], 'mrr@10': out['mrr@10'],
+                'ranks': {u: list(map(int, r)) for u, r in zip(users, metric.results)}}
 
 
 class OursFromConfig:
@@ -391,6 +419,9 @@ def run_pair(args, name: str, python: str, work: str, data_kw: dict, dataset: st
     def evaluate(side: str) -> None:
         fn = ref.ask if side == 'recbole' else ours.evaluate
         history[side].append({split: fn(split) for split in ('valid', 'test')})
+        if side == 'recbole' and 'ranks' in history[side][-1]['valid']:
+            for split, out in history[side][-1].items():
+                check_ranks(out, split)
 
     def ref_epoch():
         ref.train_epoch()
@@ -435,7 +466,49 @@ def run_pair(args, name: str, python: str, work: str, data_kw: dict, dataset: st
                 for side, h in history.items()}
         result.update(history=history, best_epoch={s: e + 1 for s, e in best.items()},
                       best_quality={s: history[s][e] for s, e in best.items()})
+    if all('ranks' in history[side][-1]['valid'] for side in history):
+        n = len(history['mmext'])
+        result['paired'] = {
+            f'epochs {first + 1}-{n}': {f'{split} {metric}@10': paired_difference(
+                history, split, metric, range(first, n))
+                for split in ('valid', 'test') for metric in ('ndcg', 'recall')}
+            for first in sorted({n - 1, n // 3})}
     return result
+
+
+def check_ranks(out: dict, split: str) -> None:
+    """The per-user ranks the RecBole worker returns must give back RecBole's own NDCG@10."""
+    import numpy as np
+
+    from mmext.evaluation.metrics.ranking import ranking_metric_values
+    ranks = np.asarray(list(out['ranks'].values()))
+    ndcg = ranking_metric_values(ranks[:, 0], ranks[:, 1], 'ndcg', 10, 'optimistic').mean()
+    if abs(ndcg - out['ndcg@10']) > 1e-4:
+        raise AssertionError(f'RecBole {split}: NDCG@10 from per-user ranks {ndcg:.5f} != '
+                             f"its evaluator's {out['ndcg@10']:.5f}")
+
+
+def paired_difference(history: dict, split: str, metric: str, epochs: range) -> dict:
+    """mmext − RecBole on the users both sides evaluate: each user's metric@10 averaged over
+    ``epochs``, then the mean difference and its standard error across users.  Users are the
+    sampling unit (one held-out event each); a user's epochs are not independent draws, so
+    the epoch average enters as one number per user."""
+    import numpy as np
+
+    from mmext.evaluation.metrics.ranking import ranking_metric_values
+    users = sorted(set(history['mmext'][epochs[0]][split]['ranks']) &
+                   set(history['recbole'][epochs[0]][split]['ranks']))
+    per_user = {}
+    for side in ('mmext', 'recbole'):
+        values = []
+        for e in epochs:
+            r = np.asarray([history[side][e][split]['ranks'][u] for u in users])
+            values.append(ranking_metric_values(r[:, 0], r[:, 1], metric, 10, 'average'))
+        per_user[side] = np.mean(values, axis=0)
+    diff = per_user['mmext'] - per_user['recbole']
+    return dict(users=len(users), mmext=float(per_user['mmext'].mean()),
+                recbole=float(per_user['recbole'].mean()), diff=float(diff.mean()),
+                se=float(diff.std(ddof=1) / np.sqrt(len(users))))
 
 
 def run_steps(args, name: str, ref: 'RecBoleProcess', ours, info: dict) -> dict:
@@ -502,6 +575,14 @@ def report(result: dict) -> str:
                 r, o = b['recbole'][split][m], b['mmext'][split][m]
                 lines.append(f'| best-val epoch: {split} {m} | {r:.4f} | {o:.4f} | '
                              f'{o / r if r else float("nan"):.3f} |')
+    for epochs, rows in result.get('paired', {}).items():
+        lines.append(f'paired over the users both sides evaluate, each user averaged over '
+                     f'{epochs}: mmext − RecBole ± standard error across users')
+        lines += ['| | users | RecBole | mmext | difference ± SE | difference / SE |',
+                  '|---|---|---|---|---|---|']
+        for name, p in rows.items():
+            lines.append(f"| {name} | {p['users']} | {p['recbole']:.4f} | {p['mmext']:.4f} | "
+                         f"{p['diff']:+.4f} ± {p['se']:.4f} | {p['diff'] / p['se']:+.2f} |")
     return '\n'.join(lines)
 
 
@@ -534,10 +615,16 @@ def main() -> None:
     parser.add_argument('--recbole-python', default=None,
                         help='python of the RecBole venv (default: set it up / reuse it with '
                         'tools/benchmark/setup_recbole_env.sh)')
+    parser.add_argument('--holdout-shift', type=int, default=0, metavar='K',
+                        help="drop every user's last K interactions before the split, so "
+                        'that validation and test fall K positions earlier')
     parser.add_argument('--json', help='also write the results here')
     args = parser.parse_args()
     if args.ours_dropout is None:
         args.ours_dropout = args.dropout
+    if args.holdout_shift and args.models != ['sasrec']:
+        parser.error('--holdout-shift is implemented for --models sasrec only (our GRU4Rec '
+                     'reads its split from its config)')
 
     here = osp.dirname(osp.abspath(__file__))
     sys.path.insert(0, here)  # timing.py
@@ -548,11 +635,18 @@ def main() -> None:
     from mmext.datasets.recsys import ml100k_path
     from mmext.datasets.recsys.sequence_dataset import leave_one_out_sequences
     raw = leave_one_out_sequences(ml100k_path())
+    sequences = raw['sequences']
+    if args.holdout_shift:
+        # each user's last K interactions are removed: validation and test move K positions
+        # back in every history (a check that a gap between them follows the events, not the
+        # role of the split)
+        sequences = [s[:-args.holdout_shift] for s in sequences]
     results = []
     with tempfile.TemporaryDirectory(prefix='bench_recbole_') as work:
         dataset = 'mmext-ml100k-loo'
-        write_recbole_split(work, dataset, raw['users'], raw['sequences'])
-        data_kw = dict(ann_file=ml100k_path(), max_len=args.max_len)
+        # both sides read this one file
+        path = write_recbole_split(work, dataset, raw['users'], sequences)
+        data_kw = dict(ann_file=path, max_len=args.max_len)
         for model in args.models:
             name = {'sasrec': 'SASRec', 'gru4rec': 'GRU4Rec'}[model]
             what = (f'{args.repeats} timed calls of {args.steps} RecBole steps' if args.steps
