@@ -87,6 +87,7 @@ def recbole_worker(spec: dict) -> None:
                valid_events=len(valid_data._dataset), test_events=len(test_data._dataset),
                params=sum(p.numel() for p in model.parameters()),
                steps_per_epoch=len(train_data)))
+
     @torch.no_grad()
     def event_ranks(data) -> dict:
         """``{user token: [greater, ties]}``: the candidates RecBole's full-sort evaluation
