@@ -230,14 +230,12 @@ class OursSASRec:
         import torch
 
         from mmext.datasets.recsys import LeaveOneOutSequenceDataset
-        from mmext.datasets.recsys.sequence_dataset import leave_one_out_sequences
         from mmext.models.recommenders import SASRec
         self.np, self.torch = np, torch
         self.train_set = LeaveOneOutSequenceDataset(split='train', train_windows='all',
                                                     train_stride=args.train_stride, **data_kw)
         self.val_set = LeaveOneOutSequenceDataset(split='val', **data_kw)
         self.test_set = LeaveOneOutSequenceDataset(split='test', **data_kw)
-        self.users = leave_one_out_sequences(data_kw['ann_file'])['users']  # raw tokens
         self.num_targets = sum(int((self.train_set[i]['target'] > 0).sum())
                                for i in range(len(self.train_set)))
         # as many targets per step as RecBole's batch of prefixes: same steps per epoch
@@ -294,7 +292,8 @@ class OursSASRec:
             for batch in self._batches(ds, range(len(ds)), 512):
                 metric.process(None, self.model(**batch, mode='predict'))
         out = metric.compute_metrics(metric.results)
-        users = [self.users[info['user']] for info in ds.data_list]
+        tokens = ds.metainfo['user_map']['tokens']  # sample 'user' u is the (u+1)-th token
+        users = [tokens[info['user']] for info in ds.data_list]
         return {'recall@10': out['recall@10'], 'hit@10': out['recall@10'],
                 'ndcg@10': out['ndcg@10'], 'mrr@10': out['mrr@10'],
                 'ranks': {u: list(map(int, r)) for u, r in zip(users, metric.results)}}
