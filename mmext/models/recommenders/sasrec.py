@@ -154,6 +154,11 @@ class SASRec(BaseModel):
         eval_mode: ``'full'`` (rank all items) or ``'sampled'`` (target + the batch's negatives).
         init_std: ``None`` for Xavier-normal weights (official code); a float for
             ``N(0, init_std)`` as in RecBole.
+        position_origin: Where position 0 is. ``'right'`` (official code): positions count
+            back from the most recent item, which always gets ``max_len - 1``. ``'left'``
+            (RecBole): the oldest item of the (truncated) history gets 0, so a history shorter
+            than ``max_len`` ends at position ``length - 1``. Both agree on full-length
+            histories.
     """
 
     def __init__(self, num_items: Optional[int] = None, dataset: Optional[dict] = None,
@@ -163,7 +168,7 @@ class SASRec(BaseModel):
                  ffn_dropout: Optional[float] = None, act: str = 'relu',
                  norm: str = 'pre', norm_eps: float = 1e-8, loss: str = 'bce',
                  num_train_negatives: int = 1, eval_mode: str = 'full',
-                 init_std: Optional[float] = None,
+                 init_std: Optional[float] = None, position_origin: str = 'right',
                  data_preprocessor: Optional[Union[dict, nn.Module]] = None,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
@@ -194,6 +199,8 @@ class SASRec(BaseModel):
              f'num_train_negatives={num_train_negatives!r}: must be >= 1'),
             (eval_mode in ('full', 'sampled'),
              f"eval_mode={eval_mode!r}: expected 'full' or 'sampled'"),
+            (position_origin in ('right', 'left'),
+             f"position_origin={position_origin!r}: expected 'right' or 'left'"),
         ]
         for ok, message in checks:
             if not ok:
@@ -205,6 +212,7 @@ class SASRec(BaseModel):
         self.num_train_negatives = num_train_negatives
         self.eval_mode = eval_mode
         self.init_std = init_std
+        self.position_origin = position_origin
         self.item_embedding = nn.Embedding(num_items + 1, embed_dims, padding_idx=0)
         self.pos_embedding = nn.Embedding(max_len, embed_dims)
         self.emb_dropout = nn.Dropout(dropout)
@@ -251,9 +259,12 @@ class SASRec(BaseModel):
                              f'[{int(seq.min())}, {int(seq.max())}]')
         valid = seq > 0
         keep = valid.unsqueeze(-1).to(self.item_embedding.weight.dtype)
-        # Positions count from the left of a max_len window, so the most recent item always
-        # gets position max_len - 1 whatever the history's length (as in the official code).
-        positions = torch.arange(self.max_len - length, self.max_len, device=seq.device)
+        if self.position_origin == 'right':
+            # the most recent item always gets max_len - 1, whatever the history's length
+            positions = torch.arange(self.max_len - length, self.max_len, device=seq.device)
+        else:
+            # histories are left-padded: the first real item of each row gets 0
+            positions = (valid.long().cumsum(1) - 1).clamp_(min=0)
         if self.norm == 'post':
             x = self.input_norm(self.item_embedding(seq) + self.pos_embedding(positions))
         else:

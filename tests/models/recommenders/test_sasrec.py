@@ -143,6 +143,25 @@ def test_post_ln_layout_matches_hand_computation():
                                    atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize('norm', ['pre', 'post'])
+def test_position_origin_left_is_right_with_shifted_positions(norm):
+    """``'left'`` gives the oldest item of a short history position 0 (RecBole); ``'right'``
+    gives the newest ``max_len - 1`` (official code). Moving the learned position rows so
+    that ``'right'`` reads what ``'left'`` reads must give the same outputs."""
+    left = make_model(norm=norm, position_origin='left')
+    seq = torch.zeros(1, L, dtype=torch.long)
+    n = 3
+    seq[0, L - n:] = torch.tensor([4, 9, 2])
+    right = make_model(norm=norm, position_origin='right')
+    with torch.no_grad():
+        right.pos_embedding.weight[L - n:] = left.pos_embedding.weight[:n]
+        torch.testing.assert_close(right.encode(seq), left.encode(seq), atol=1e-6, rtol=0)
+        full = random_seqs(batch=3, seed=5, min_len=L)  # full histories: both conventions agree
+        torch.testing.assert_close(make_model(norm=norm, position_origin='right').encode(full),
+                                   left.encode(full), atol=0, rtol=0)
+        assert not torch.allclose(make_model(norm=norm).encode(seq), left.encode(seq))
+
+
 def test_ffn_dropout_is_separate_from_dropout():
     official = make_model(dropout=0.3)
     assert official.blocks[0].ffn[2].p == 0.3  # None: the official code's inner dropout
@@ -242,6 +261,7 @@ def test_predict_full_and_sampled():
     (dict(eval_mode='uni100'), 'eval_mode'),
     (dict(dropout=1.0), 'dropout'),
     (dict(act='swish'), 'act'),
+    (dict(position_origin='middle'), 'position_origin'),
 ])
 def test_bad_config_raises(kwargs, match):
     cfg = dict(num_items=N_ITEMS, max_len=L, embed_dims=D)
