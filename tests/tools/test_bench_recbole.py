@@ -65,3 +65,32 @@ def test_check_ranks_rejects_ranks_that_do_not_reproduce_the_metric():
     bench_recbole.check_ranks(good, 'valid')
     with pytest.raises(AssertionError, match='NDCG@10 from per-user ranks'):
         bench_recbole.check_ranks(dict(good, **{'ndcg@10': 0.4}), 'valid')
+
+
+def test_recorded_recbole_replays_only_a_matching_run(tmp_path):
+    import argparse
+    import json
+    args = dict(models=['sasrec'], max_len=50, batch_targets=2048, lr=1e-3, dropout=0.5,
+                seed=2020, holdout_shift=0, epochs=2)
+    epochs = [{split: {'ndcg@10': 0.01 * (e + 1), 'split': split} for split in ('valid', 'test')}
+              for e in range(3)]
+    saved = dict(args=args, results=[dict(
+        model='SASRec', info=dict(recbole=dict(train_targets=7)),
+        times=dict(recbole=dict(cpu_epochs=[3., 2., 1.], wall_epochs=[6., 5., 4.])),
+        history=dict(recbole=epochs, mmext=[]))])
+    path = tmp_path / 'run.json'
+    path.write_text(json.dumps(saved))
+    ref = bench_recbole.RecordedRecBole(str(path), argparse.Namespace(**args), 'SASRec')
+    assert ref.info == dict(train_targets=7)
+    for e in range(2):
+        ref.train_epoch()
+        assert ref.last['cpu'] == 3. - e and ref.last['wall'] == 6. - e
+        assert ref.ask('test') == epochs[e]['test']
+    with pytest.raises(ValueError, match=r"other RecBole settings .*'seed': \(2020, 2021\)"):
+        bench_recbole.RecordedRecBole(str(path), argparse.Namespace(**dict(args, seed=2021)),
+                                      'SASRec')
+    with pytest.raises(ValueError, match='3 recorded epochs, 4 asked for'):
+        bench_recbole.RecordedRecBole(str(path), argparse.Namespace(**dict(args, epochs=4)),
+                                      'SASRec')
+    with pytest.raises(ValueError, match='no per-epoch GRU4Rec history'):
+        bench_recbole.RecordedRecBole(str(path), argparse.Namespace(**args), 'GRU4Rec')

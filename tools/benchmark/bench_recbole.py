@@ -45,6 +45,14 @@ late epochs, with its standard error across users: the sampling noise of 943 hel
 ``--holdout-shift K`` removes every user's last K interactions before the split (both sides read
 the one written file), so a gap that belongs to particular held-out events moves from
 validation to test with ``K=1``, and one that belongs to the validation role stays.
+
+Variants of ours: ``--ours-model '{"norm": "post", ...}'`` overrides our SASRec's arguments
+(``'{"norm": "post", "ffn_dropout": 0, "position_origin": "left"}'`` is RecBole's model exactly,
+see tests/models/recommenders/test_sasrec_recbole_parity.py).  Since RecBole's curve is
+deterministic per seed, ``--reuse-recbole FILE`` replays RecBole's side (per-epoch results,
+per-user ranks and times) from an earlier ``--json`` of this script instead of training it
+again (about 200 CPU s per SASRec epoch); the script refuses a file whose RecBole settings
+(seed, epochs, split, hyper-parameters) differ from this run's.
 """
 import argparse
 import json
@@ -181,6 +189,50 @@ class RecBoleProcess:
         self.proc.wait(timeout=60)
 
 
+# RecBole settings that decide its curve; a replayed run must have been made with the same ones
+_RECBOLE_ARGS = ('models', 'max_len', 'batch_targets', 'lr', 'dropout', 'seed', 'holdout_shift')
+
+
+class RecordedRecBole:
+    """RecBole's side replayed from an earlier ``--json`` of this script (``--reuse-recbole``):
+    the same interface as :class:`RecBoleProcess`, answering from the recorded epochs."""
+
+    def __init__(self, path: str, args, name: str) -> None:
+        with open(path) as f:
+            saved = json.load(f)
+        old = saved['args']
+        old.setdefault('holdout_shift', 0)  # files from before --holdout-shift existed
+        diff = {k: (old.get(k), getattr(args, k)) for k in _RECBOLE_ARGS
+                if old.get(k) != getattr(args, k)}
+        if diff:
+            raise ValueError(f'--reuse-recbole {path}: recorded with other RecBole settings '
+                             f'(recorded, now): {diff}')
+        result = next((r for r in saved['results'] if r['model'] == name), None)
+        if result is None or 'history' not in result:
+            raise ValueError(f'--reuse-recbole {path}: no per-epoch {name} history (record it '
+                             'with --eval-every-epoch)')
+        self.history = result['history']['recbole']
+        if len(self.history) < args.epochs:
+            raise ValueError(f'--reuse-recbole {path}: {len(self.history)} recorded epochs, '
+                             f'{args.epochs} asked for')
+        self.times = result['times']['recbole']
+        self.info = result['info']['recbole']
+        self.epoch = 0
+        self.last: dict = {}
+
+    def train_epoch(self) -> None:
+        e = self.epoch
+        self.epoch += 1
+        self.last = dict(wall=self.times['wall_epochs'][e], cpu=self.times['cpu_epochs'][e],
+                         loss=float('nan'))
+
+    def ask(self, split: str) -> dict:
+        return self.history[self.epoch - 1][split]
+
+    def close(self) -> None:
+        pass
+
+
 # ---------------------------------------------------------------------------------------------
 # mmext side
 # ---------------------------------------------------------------------------------------------
@@ -242,11 +294,12 @@ class OursSASRec:
         self.batch_size = max(1, round(args.batch_targets * len(self.train_set) /
                                        self.num_targets))
         torch.manual_seed(args.seed)
-        self.model = SASRec(num_items=self.train_set.metainfo['num_items'],
-                            max_len=args.max_len, embed_dims=64, num_blocks=2, num_heads=2,
-                            ffn_dims=256,
-                            dropout=args.ours_dropout, act='gelu', norm='pre',
-                            norm_eps=1e-12, loss='ce', init_std=0.02)
+        kwargs = dict(num_items=self.train_set.metainfo['num_items'], max_len=args.max_len,
+                      embed_dims=64, num_blocks=2, num_heads=2, ffn_dims=256,
+                      dropout=args.ours_dropout, act='gelu', norm='pre', norm_eps=1e-12,
+                      loss='ce', init_std=0.02)
+        kwargs.update(getattr(args, 'ours_model', None) or {})
+        self.model = SASRec(**kwargs)
         self.optim = torch.optim.Adam(self.model.parameters(), lr=args.lr)
         self.rng = np.random.default_rng(args.seed)
         self.last: dict = {}
@@ -374,9 +427,12 @@ def run_pair(args, name: str, python: str, work: str, data_kw: dict, dataset: st
     from timing import interleaved
 
     torch.set_num_threads(args.threads)
-    ref = RecBoleProcess(python, dict(model=name, dataset=dataset, threads=args.threads,
-                                      config=dict(recbole_config(args, name),
-                                                  data_path=work)), cwd=work)
+    if args.reuse_recbole:
+        ref = RecordedRecBole(args.reuse_recbole, args, name)
+    else:
+        ref = RecBoleProcess(python, dict(model=name, dataset=dataset, threads=args.threads,
+                                          config=dict(recbole_config(args, name),
+                                                      data_path=work)), cwd=work)
     if name == 'SASRec':
         ours = OursSASRec(args, data_kw)
         # Same split: the same training targets per epoch and the same evaluated users.
@@ -460,6 +516,8 @@ def run_pair(args, name: str, python: str, work: str, data_kw: dict, dataset: st
                         cpu=float(np.median(cpus[side][1:])),
                         cpu_epochs=cpus[side], wall_epochs=walls[side]) for side in walls}
     result = dict(model=name, info=info, times=times, quality=quality)
+    if args.reuse_recbole:
+        result['recbole_replayed_from'] = args.reuse_recbole
     if args.eval_every_epoch:
         # the usual protocol: each side's test numbers at its own best validation NDCG@10
         best = {side: max(range(len(h)), key=lambda e: h[e]['valid']['ndcg@10'])
@@ -558,8 +616,11 @@ def report(result: dict) -> str:
         return '\n'.join(lines)
     t, q = result['times'], result['quality']
     lines = [f"{result['model']}: seconds per epoch (median of epochs 2..N) and quality after "
-             f"the last epoch",
-             '| | RecBole 1.2.1 | mmext | mmext / RecBole |', '|---|---|---|---|']
+             f"the last epoch"]
+    if 'recbole_replayed_from' in result:
+        lines.append(f"(RecBole's side replayed from {result['recbole_replayed_from']}: its "
+                     'times come from that run)')
+    lines += ['| | RecBole 1.2.1 | mmext | mmext / RecBole |', '|---|---|---|---|']
     for key in ('wall', 'cpu'):
         lines.append(f"| {key} s/epoch | {t['recbole'][key]:.2f} | {t['mmext'][key]:.2f} | "
                      f"{t['mmext'][key] / t['recbole'][key]:.3f} |")
@@ -618,8 +679,20 @@ def main() -> None:
     parser.add_argument('--holdout-shift', type=int, default=0, metavar='K',
                         help="drop every user's last K interactions before the split, so "
                         'that validation and test fall K positions earlier')
+    parser.add_argument('--ours-model', type=json.loads, default=None, metavar='JSON',
+                        help='override arguments of our SASRec, e.g. \'{"norm": "post", '
+                        '"ffn_dropout": 0, "position_origin": "left"}\' (RecBole\'s model)')
+    parser.add_argument('--reuse-recbole', metavar='FILE', default=None,
+                        help="replay RecBole's side from an earlier --json of this script "
+                        '(made with --eval-every-epoch and the same RecBole settings) instead '
+                        'of training it again')
     parser.add_argument('--json', help='also write the results here')
     args = parser.parse_args()
+    if args.ours_model is not None and not isinstance(args.ours_model, dict):
+        parser.error(f'--ours-model must be a JSON object, got {args.ours_model!r}')
+    if args.reuse_recbole and (args.steps or not args.eval_every_epoch):
+        parser.error('--reuse-recbole replays per-epoch results: use it with '
+                     '--eval-every-epoch and without --steps')
     if args.ours_dropout is None:
         args.ours_dropout = args.dropout
     if args.holdout_shift and args.models != ['sasrec']:
@@ -628,7 +701,7 @@ def main() -> None:
 
     here = osp.dirname(osp.abspath(__file__))
     sys.path.insert(0, here)  # timing.py
-    python = args.recbole_python or subprocess.run(
+    python = None if args.reuse_recbole else args.recbole_python or subprocess.run(
         ['bash', osp.join(here, 'setup_recbole_env.sh')], check=True, capture_output=True,
         text=True).stdout.strip().splitlines()[-1]
 
