@@ -23,10 +23,14 @@ the few held-out items never seen in training, which mmext drops and counts; bot
 printed).
 
 Same work per epoch: RecBole trains on every prefix of each training sequence (one target per
-sample, ``MAX_ITEM_LIST_LENGTH`` items of history); ours on non-overlapping windows of
-``max_len`` (every target once, loss at every position).  The batch size of ours is set so that
-one step holds about as many targets as RecBole's ``train_batch_size``, hence the same number of
-optimiser steps per epoch.  Hyper-parameters are RecBole's defaults for SASRec (hidden 64, 2
+sample, ``MAX_ITEM_LIST_LENGTH`` items of history).  Ours trains on windows of ``max_len`` that
+end every ``--train-stride`` targets and take the loss on their ``--train-stride`` newest
+positions (default ``max_len``: non-overlapping windows, a loss at every position), so every
+target is trained once per epoch either way; ``--train-stride 1`` is RecBole's per-prefix
+scheme (one loss position per window, which our model computes in about half a full forward
+pass: see ``SASRec.encode``).  The batch size of ours is set so that one step holds about as
+many targets as RecBole's ``train_batch_size``, hence the same number of optimiser steps per
+epoch.  Hyper-parameters are RecBole's defaults for SASRec (hidden 64, 2
 layers, 2 heads, inner 256, dropout 0.5, GELU, N(0, 0.02) init, CE loss, Adam 1e-3); what
 differs by design is listed in docs/components/sasrec.md (pre-LN blocks and sqrt(d) embedding
 scale in ours, post-LN BERT blocks with an input LayerNorm in RecBole's).

@@ -86,33 +86,40 @@ class SASRecBlock(nn.Module):
         self.drop = nn.Dropout(dropout)
 
     def _attention(self, query: Tensor, key_value: Tensor, mask: Tensor) -> Tensor:
+        """``query`` ``[B, Lq, d]`` attends to ``key_value`` ``[B, L, d]`` (``Lq <= L``: the
+        queries are the last ``Lq`` positions)."""
         b, length, d = query.shape
         h = self.num_heads
         if query is key_value:
             q, k, v = self.qkv(query).chunk(3, dim=-1)
-        else:  # query-only norm: queries from LN(x), keys/values from x
+        else:  # queries from another tensor (LN(x)) or only the newest positions
             w_q, w_kv = self.qkv.weight.split([d, 2 * d])
             b_q, b_kv = self.qkv.bias.split([d, 2 * d])
             q = F.linear(query, w_q, b_q)
             k, v = F.linear(key_value, w_kv, b_kv).chunk(2, dim=-1)
-        q, k, v = (t.view(b, length, h, d // h).transpose(1, 2) for t in (q, k, v))
+        q = q.view(b, length, h, d // h).transpose(1, 2)
+        k, v = (t.view(b, -1, h, d // h).transpose(1, 2) for t in (k, v))
         out = F.scaled_dot_product_attention(
             q, k, v, attn_mask=mask, dropout_p=self.attn_dropout if self.training else 0.)
         return self.out_proj(out.transpose(1, 2).reshape(b, length, d))
 
-    def forward(self, x: Tensor, attn_mask: Tensor, keep: Tensor) -> Tensor:
+    def forward(self, x: Tensor, attn_mask: Tensor, keep: Tensor, first: int = 0) -> Tensor:
         """``x``: ``[B, L, d]``; ``attn_mask``: ``[B, 1, L, L]`` bool (True = may attend);
-        ``keep``: ``[B, L, 1]`` float, 0 at padded positions."""
+        ``keep``: ``[B, L, 1]`` float, 0 at padded positions.  Returns ``[B, L - first, d]``:
+        only positions ``first..L-1`` are computed as queries (all ``L`` stay keys), which is
+        exact, since nothing later in the block mixes positions."""
+        mask, keep = attn_mask[:, :, first:], keep[:, first:]
         if self.norm == 'pre':
             y = self.attn_norm(x)
-            x = x + self.drop(self._attention(y, y, attn_mask))
+            x = x[:, first:] + self.drop(self._attention(y[:, first:] if first else y, y, mask))
             x = x + self.drop(self.ffn(self.ffn_norm(x)))
         elif self.norm == 'post':
-            x = self.attn_norm(x + self.drop(self._attention(x, x, attn_mask)))
+            q = x[:, first:] if first else x
+            x = self.attn_norm(q + self.drop(self._attention(q, x, mask)))
             x = self.ffn_norm(x + self.drop(self.ffn(x)))
         else:
-            q = self.attn_norm(x)
-            x = q + self.drop(self._attention(q, x, attn_mask))
+            q = self.attn_norm(x[:, first:])
+            x = q + self.drop(self._attention(q, x, mask))
             x = self.ffn_norm(x)
             x = x + self.drop(self.ffn(x))
         return x * keep
@@ -246,8 +253,11 @@ class SASRec(BaseModel):
             super().init_weights()
 
     # ------------------------------------------------------------------ encoder
-    def encode(self, seq: Tensor) -> Tensor:
-        """``[B, L]`` item ids (left-padded) -> ``[B, L, d]`` hidden states, 0 at padding."""
+    def encode(self, seq: Tensor, first: int = 0) -> Tensor:
+        """``[B, L]`` item ids (left-padded) -> ``[B, L - first, d]`` hidden states of positions
+        ``first..L-1``, 0 at padding.  Earlier positions are still computed in every block but
+        the last, where they are only keys: outputs that take no loss or score cost nothing
+        there (with one loss position per history, about half of the forward pass)."""
         if seq.dim() != 2:
             raise ValueError(f'SASRec: seq must be [batch, length], got shape {tuple(seq.shape)}')
         length = seq.size(1)
@@ -276,11 +286,15 @@ class SASRec(BaseModel):
         # itself; its output is zeroed by `keep` and no valid query ever sees it.
         eye = torch.eye(length, dtype=torch.bool, device=seq.device)
         attn_mask = (causal & (valid.unsqueeze(1) | eye)).unsqueeze(1)
-        for block in self.blocks:
-            x = block(x, attn_mask, keep)
+        if not 0 <= first < length:
+            raise ValueError(f'SASRec: first={first} must be in [0, {length})')
+        for i, block in enumerate(self.blocks):
+            x = block(x, attn_mask, keep, first if i == len(self.blocks) - 1 else 0)
+        if not self.blocks:
+            x = x[:, first:]
         if self.norm == 'post':
             return x
-        return self.final_norm(x) * keep
+        return self.final_norm(x) * keep[:, first:]
 
     # ------------------------------------------------------------------ losses
     def _sample_negatives(self, target: Tensor, k: int) -> Tensor:
@@ -301,9 +315,11 @@ class SASRec(BaseModel):
             raise ValueError('SASRec: training batches need target [B, L] with the shape of seq '
                              f'{tuple(seq.shape)}, got '
                              f'{None if target is None else tuple(target.shape)}')
-        hidden = self.encode(seq)
         has_target = target > 0
-        h = hidden[has_target]  # [P, d]: only positions that carry a loss
+        # windows carry their loss on the newest positions: older ones are only keys
+        columns = has_target.any(0).nonzero()
+        first = int(columns[0]) if len(columns) else 0
+        h = self.encode(seq, first)[has_target[:, first:]]  # [P, d]: positions with a loss
         pos = target[has_target]
         if h.numel() == 0:
             raise ValueError('SASRec: the batch has no position with a target (all padding)')
@@ -333,7 +349,7 @@ class SASRec(BaseModel):
     # ------------------------------------------------------------------ prediction
     def predict(self, inputs: Dict[str, Union[Tensor, List[Tensor]]]) -> List[dict]:
         seq, target = inputs['seq'], inputs['target']
-        last = self.encode(seq)[:, -1]  # left padding: the most recent item is at the end
+        last = self.encode(seq, seq.size(1) - 1)[:, -1]  # left padding: newest item last
         seen: Optional[Sequence[Tensor]] = inputs.get('seen')
         results = []
         if self.eval_mode == 'full':

@@ -162,6 +162,39 @@ def test_position_origin_left_is_right_with_shifted_positions(norm):
         assert not torch.allclose(make_model(norm=norm).encode(seq), left.encode(seq))
 
 
+@pytest.mark.parametrize('norm', ['pre', 'query_only', 'post'])
+def test_newest_positions_only_in_the_last_block_is_exact(norm):
+    """``encode(seq, first)`` computes positions before ``first`` only as keys in the last
+    block; the loss uses it for windows whose targets are the newest positions. Outputs,
+    the loss and every gradient must equal those of the full computation."""
+    model = make_model(norm=norm, loss='ce', init_std=0.3)
+    seq = random_seqs(batch=5, seed=21)
+    with torch.no_grad():
+        full = model.encode(seq)
+        for first in (1, L - 3, L - 1):
+            torch.testing.assert_close(model.encode(seq, first), full[:, first:], atol=1e-6,
+                                       rtol=0)
+    target = torch.zeros_like(seq)
+    target[:, L - 3:] = torch.randint(1, N_ITEMS + 1, (5, 3))
+    target[seq == 0] = 0
+    target[0, -1] = 4  # some row keeps a target even if its history is short
+    seq[0, -1] = 7
+    loss = model(dict(seq=seq, target=target), mode='loss')['loss']
+    grads = torch.autograd.grad(loss, list(model.parameters()), allow_unused=True)
+    hidden = model.encode(seq)[target > 0]
+    ref = torch.nn.functional.cross_entropy(hidden @ model.item_embedding.weight[1:].t(),
+                                            target[target > 0] - 1)
+    ref_grads = torch.autograd.grad(ref, list(model.parameters()), allow_unused=True)
+    torch.testing.assert_close(loss, ref, atol=1e-6, rtol=0)
+    for (name, _), g, r in zip(model.named_parameters(), grads, ref_grads):
+        if r is None:
+            assert g is None or not g.any(), name
+        else:
+            torch.testing.assert_close(g, r, atol=1e-6, rtol=0, msg=name)
+    with pytest.raises(ValueError, match='first=8'):
+        model.encode(seq, L)
+
+
 def test_ffn_dropout_is_separate_from_dropout():
     official = make_model(dropout=0.3)
     assert official.blocks[0].ffn[2].p == 0.3  # None: the official code's inner dropout
