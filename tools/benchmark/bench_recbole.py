@@ -302,7 +302,7 @@ class OursSASRec:
                       embed_dims=64, num_blocks=2, num_heads=2, ffn_dims=256,
                       dropout=args.ours_dropout, act='gelu', norm='pre', norm_eps=1e-12,
                       loss='ce', init_std=0.02)
-        kwargs.update(getattr(args, 'ours_model', None) or {})
+        kwargs.update(args.ours_model or {})
         self.model = SASRec(**kwargs)
         self.optim = torch.optim.Adam(self.model.parameters(), lr=args.lr)
         self.rng = np.random.default_rng(args.seed)
