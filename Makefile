@@ -6,10 +6,22 @@ PYTEST_ARGS ?=
 DEMO_DIR ?= work_dirs/fcos_demo
 DEMO_CONFIG ?= configs/fcos/fcos_r18_fpn_shapes-128_demo.py
 
-.PHONY: setup test test-slow test-all demo demo-compare clean-venv
+.PHONY: setup setup-core lint test test-slow test-all demo demo-compare clean-venv
 
 setup:
 	bash tools/setup_env.sh
+
+# The lean core only (torch, mmengine, mmext with its ops): the recommenders, no vision stack.
+setup-core:
+	bash tools/setup_env.sh --core
+
+# OpenMMLab's lint set (setup.cfg, pyproject.toml); CI runs it before the tests.
+LINT_PATHS := mmext tools tests configs projects setup.py
+lint: setup
+	$(VENV)/bin/flake8 $(LINT_PATHS)
+	$(VENV)/bin/isort --check-only --diff $(LINT_PATHS)
+	$(VENV)/bin/yapf --diff --recursive $(LINT_PATHS)
+	$(VENV)/bin/codespell $(LINT_PATHS) docs README.md
 
 # pytest exits 5 when it collects nothing: that is a broken suite, not a pass.
 test: setup

@@ -76,6 +76,17 @@ def build_ext_cmdclass() -> dict:
     return {'build_ext': BuildExtension}
 
 
+MMCV = 'mmcv>=2.0.0rc4,<2.2.0'  # mmdet 3.3 and mmseg 1.2 assert mmcv < 2.2
+EXTRAS = {
+    # Vision parts, each with its toolbox: a missing one is named when a config builds its part.
+    'det': [MMCV, 'mmdet>=3.0.0,<3.4.0', 'scipy', 'pycocotools', 'matplotlib'],
+    # MaskFormer's panoptic fusion and mmseg's own MaskFormer use mmdet too.
+    'seg': [MMCV, 'mmsegmentation>=1.0.0,<1.3.0', 'mmdet>=3.0.0,<3.4.0', 'scipy', 'ftfy', 'regex'],
+    'pretrain': [MMCV, 'mmpretrain>=1.0.0,<1.3.0', 'scikit-learn'],
+    'tests': ['pytest', 'pytest-timeout', 'hypothesis'],
+}
+EXTRAS['all'] = sorted({r for k in ('det', 'seg', 'pretrain') for r in EXTRAS[k]})
+
 setup(
     name='mmext',
     version=version(),
@@ -86,21 +97,9 @@ setup(
     python_requires='>=3.9',
     packages=find_packages(include=['mmext', 'mmext.*']),
     include_package_data=True,
-    install_requires=[
-        'torch>=2.1',
-        'mmengine>=0.10.0,<1.0.0',
-        'mmcv>=2.0.0rc4,<2.2.0',
-        'numpy',
-        'scipy',
-        'pycocotools',
-        'matplotlib',
-    ],
-    extras_require={
-        'det': ['mmdet>=3.0.0,<3.4.0'],
-        'seg': ['mmsegmentation>=1.0.0,<1.3.0', 'ftfy', 'regex'],
-        'pretrain': ['mmpretrain>=1.0.0,<1.3.0'],
-        'tests': ['pytest', 'pytest-timeout', 'hypothesis'],
-    },
+    # The lean core: recommenders, their data and metrics, the engine and the compiled ops.
+    install_requires=['torch>=2.1', 'mmengine>=0.10.0,<1.0.0', 'numpy'],
+    extras_require=EXTRAS,
     license='Apache License 2.0',
     ext_modules=get_extensions(),
     cmdclass=build_ext_cmdclass(),

@@ -10,12 +10,17 @@ with theirs).  Each node below hangs off the mmengine root, next to the toolboxe
   imports ``mmext.registry`` by itself when it meets the ``mmext.`` prefix).
 
 An unknown type raises :class:`UnknownTypeError`, a ``KeyError`` that names the registry, the scope
-and the closest registered names.  ``locations`` make every lookup import the modules that register
-into a node, so building from a config never depends on what the caller imported first.
+and the closest registered names.  Each node lists its *areas*, the modules that register into it
+with the install extra they need; a lookup imports them (core first) until the name is found, so
+building from a config never depends on what the caller imported first, and a recommender config
+never imports the vision toolboxes.
 """
 import copy
 import difflib
-from typing import Any, Dict, Iterator, List, Optional, Type
+import importlib
+import re
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Type
 
 from mmengine.registry import DATA_SAMPLERS as MMENGINE_DATA_SAMPLERS
 from mmengine.registry import DATASETS as MMENGINE_DATASETS
@@ -44,7 +49,7 @@ from mmengine.registry import \
 from mmengine.registry import Registry
 
 __all__ = [
-    'UnknownTypeError', 'MMExtRegistry', 'RUNNERS', 'RUNNER_CONSTRUCTORS', 'LOOPS', 'HOOKS',
+    'UnknownTypeError', 'MissingExtraError', 'MMExtRegistry', 'RUNNERS', 'RUNNER_CONSTRUCTORS', 'LOOPS', 'HOOKS',
     'LOG_PROCESSORS', 'DATASETS', 'DATA_SAMPLERS', 'TRANSFORMS', 'FUNCTIONS', 'MODELS',
     'MODEL_WRAPPERS', 'WEIGHT_INITIALIZERS', 'OPTIMIZERS', 'OPTIM_WRAPPERS',
     'OPTIM_WRAPPER_CONSTRUCTORS', 'PARAM_SCHEDULERS', 'METRICS', 'EVALUATOR', 'TASK_UTILS',
@@ -59,8 +64,24 @@ class UnknownTypeError(KeyError):
         return str(self.args[0])
 
 
+class MissingExtraError(UnknownTypeError, ImportError):
+    """A config names an mmext component whose toolbox (an install extra) is not installed."""
+
+
+# An area is a module that registers into a node, with the install extra its imports need
+# (``None``: the lean core, torch + mmengine).  What each extra brings is in setup.py.
+Area = Tuple[str, Optional[str]]
+TOOLBOXES = ('mmcv', 'mmdet', 'mmseg', 'mmpretrain')
+
+
 class MMExtRegistry(Registry):
-    """A :class:`Registry` whose failed lookups say what was meant.
+    """A :class:`Registry` that imports its areas lazily and says what was meant when a lookup fails.
+
+    mmengine's ``locations`` are imported all at once on the first lookup.  Here a lookup imports
+    the node's areas one at a time, core first, and stops as soon as the name is known -- here or,
+    for an unscoped name, in an ancestor (``OptimWrapper``) -- so building ``SASRec`` never
+    imports mmdet.  An area whose toolbox is not installed is remembered, not raised: a name that
+    it defines fails with :class:`MissingExtraError`, naming the extra to install.
 
     mmengine's ``Registry.get`` returns ``None`` and ``build_from_cfg`` then raises a ``KeyError``
     that only says the name is missing.  Here the error lists the nearest names reachable from
@@ -68,10 +89,52 @@ class MMExtRegistry(Registry):
     (``mmdet.FCOSHead``), so a typo or a forgotten scope prefix is a one-glance fix.
     """
 
+    def __init__(self, name: str, parent: Registry, areas: Sequence[Area] = ()) -> None:
+        super().__init__(name, parent=parent, scope='mmext', locations=[m for m, _ in areas])
+        self.areas = list(areas)
+        self._pending = list(areas)
+        self._missing: Dict[str, Tuple[Optional[str], ImportError]] = {}
+        self._in_get = False
+
+    def _import_areas(self, until: Optional[str] = None, ancestors: bool = True) -> None:
+        """Import pending areas in order; with ``until``, stop once that name is known here (or,
+        with ``ancestors``, in an ancestor)."""
+        while self._pending:
+            if until is not None and self._known(until, ancestors):
+                return
+            module, extra = self._pending.pop(0)
+            try:
+                importlib.import_module(module)
+            except ImportError as e:
+                if extra is None or (e.name or '').split('.')[0] not in TOOLBOXES:
+                    raise  # a core area must import, and other import errors are real bugs
+                self._missing[module] = (extra, e)
+
+    def _known(self, name: str, ancestors: bool) -> bool:
+        node: Optional[Registry] = self
+        while node is not None:
+            if name in node.module_dict:
+                return True
+            node = node.parent if ancestors else None
+        return False
+
+    def import_from_location(self) -> None:
+        """Import every area; a missing extra is remembered, not raised.  ``Registry.get`` calls
+        this first thing: there our own :meth:`get` has already imported what the key needs."""
+        if not self._in_get:
+            self._import_areas()
+
     def get(self, key: str) -> Optional[Type]:
-        obj = super().get(key)
+        scope, real_key = self.split_scope_key(key)
+        if scope in (None, self.scope):
+            self._import_areas(until=real_key, ancestors=scope is None)
+        self._in_get = True
+        try:
+            obj = super().get(key)
+        finally:
+            self._in_get = False
         if obj is None:
-            raise UnknownTypeError(self._unknown_message(key))
+            raise self._missing_extra(real_key) or UnknownTypeError(self._unknown_message(key))
         return obj
 
     def __contains__(self, key: str) -> bool:
@@ -80,6 +143,19 @@ class MMExtRegistry(Registry):
             return super().get(key) is not None
         except Exception:
             return False
+
+    def _missing_extra(self, name: str) -> Optional[MissingExtraError]:
+        """The error for ``name`` when an area that could not be imported defines it."""
+        pattern = re.compile(rf'^class {re.escape(name)}\b|register_module\(name=.{re.escape(name)}.',
+                             re.MULTILINE)
+        for module, (extra, error) in self._missing.items():
+            for path in _source_files(module):
+                if pattern.search(path.read_text(encoding='utf-8')):
+                    return MissingExtraError(
+                        f"'{name}' ({path.relative_to(Path(__file__).parent.parent)}) needs "
+                        f"{error.name}, which is not installed: pip install 'mmext[{extra}]' "
+                        "(or 'mmext[all]').")
+        return None
 
     def _reachable_names(self) -> Iterator[str]:
         node: Optional[Registry] = self
@@ -92,6 +168,7 @@ class MMExtRegistry(Registry):
                 yield from (f'{scope}.{name}' for name in child.module_dict)
 
     def _unknown_message(self, key: str) -> str:
+        self._import_areas()  # every name we could suggest
         scope, real_key = self.split_scope_key(key)
         names = sorted(set(self._reachable_names()))
         close: List[str] = difflib.get_close_matches(key, names, n=5, cutoff=0.6)
@@ -101,10 +178,22 @@ class MMExtRegistry(Registry):
         hint = (f' Did you mean: {", ".join(repr(c) for c in close[:5])}?' if close else
                 f' {len(names)} names are reachable from this node; none is close.')
         where = f"scope '{scope}' requested" if scope else f"default scope '{self.scope}'"
+        missing = ''
+        if self._missing:
+            missing = (' Not searched, for want of their toolbox: ' +
+                       ', '.join(f'{m} ([{x}])' for m, (x, _) in self._missing.items()) + '.')
         return (f"'{key}' is not in the {self.scope}::{self.name} registry ({where}).{hint} "
                 "If it lives in another package, import it through "
                 "custom_imports=dict(imports=[...], allow_failed_imports=False) and prefix "
-                "the scope, e.g. 'mmdet.ResNet'.")
+                f"the scope, e.g. 'mmdet.ResNet'.{missing}")
+
+
+def _source_files(module: str) -> List[Path]:
+    """The ``.py`` files of ``module`` (a module or a package), found without importing it."""
+    path = Path(__file__).parent.joinpath(*module.split('.')[1:])
+    if path.is_dir():
+        return sorted(path.rglob('*.py'))
+    return [path.with_suffix('.py')] if path.with_suffix('.py').exists() else []
 
 
 def build_with_fallback(registry: Registry, cfg: Dict[str, Any],
@@ -133,38 +222,51 @@ def build_with_fallback(registry: Registry, cfg: Dict[str, Any],
     return registry.build(cfg)
 
 
-def _node(name: str, parent: Registry, *locations: str) -> MMExtRegistry:
-    return MMExtRegistry(name, parent=parent, scope='mmext', locations=list(locations))
+def _node(name: str, parent: Registry, *areas: Area) -> MMExtRegistry:
+    return MMExtRegistry(name, parent=parent, areas=areas)
 
+
+# The areas, core first.  tests/test_registry.py checks that they cover every module that
+# registers into a node and that each imports with its extra alone.
+ENGINE = [('mmext.engine', None)]
+DATA = [('mmext.datasets.recsys', None), ('mmext.datasets.digits', None),
+        ('mmext.datasets.digits_captions', None), ('mmext.datasets.coco', 'det'),
+        ('mmext.datasets.shapes', 'det'), ('mmext.datasets.shapes_seg', 'seg')]
+MODEL = [('mmext.models.recommenders', None), ('mmext.models.multimodal', None),
+         ('mmext.models.losses', None), ('mmext.models.layers', None), ('mmext.ops', None),
+         ('mmext.models.backbones', 'pretrain'), ('mmext.models.layers.detr_transformer', 'det'),
+         ('mmext.models.dense_heads', 'det'), ('mmext.models.detectors', 'det'),
+         ('mmext.models.seg_heads', 'seg')]
+TASK = [('mmext.models.multimodal', None), ('mmext.models.task_modules', 'det')]
 
 # Training and evaluation machinery.
-RUNNERS = _node('runner', MMENGINE_RUNNERS, 'mmext.engine')
-RUNNER_CONSTRUCTORS = _node('runner constructor', MMENGINE_RUNNER_CONSTRUCTORS, 'mmext.engine')
-LOOPS = _node('loop', MMENGINE_LOOPS, 'mmext.engine')
-HOOKS = _node('hook', MMENGINE_HOOKS, 'mmext.engine')
-LOG_PROCESSORS = _node('log_processor', MMENGINE_LOG_PROCESSORS, 'mmext.engine')
+RUNNERS = _node('runner', MMENGINE_RUNNERS, *ENGINE)
+RUNNER_CONSTRUCTORS = _node('runner constructor', MMENGINE_RUNNER_CONSTRUCTORS, *ENGINE)
+LOOPS = _node('loop', MMENGINE_LOOPS, *ENGINE)
+HOOKS = _node('hook', MMENGINE_HOOKS, *ENGINE)
+LOG_PROCESSORS = _node('log_processor', MMENGINE_LOG_PROCESSORS, *ENGINE)
 
 # Data.
-DATASETS = _node('dataset', MMENGINE_DATASETS, 'mmext.datasets')
-DATA_SAMPLERS = _node('data sampler', MMENGINE_DATA_SAMPLERS, 'mmext.datasets')
-TRANSFORMS = _node('transform', MMENGINE_TRANSFORMS, 'mmext.datasets')
-FUNCTIONS = _node('function', MMENGINE_FUNCTIONS, 'mmext.datasets')
+DATASETS = _node('dataset', MMENGINE_DATASETS, *DATA)
+DATA_SAMPLERS = _node('data sampler', MMENGINE_DATA_SAMPLERS, *DATA)
+TRANSFORMS = _node('transform', MMENGINE_TRANSFORMS, *DATA)
+FUNCTIONS = _node('function', MMENGINE_FUNCTIONS, *DATA)
 
 # Models.
-MODELS = _node('model', MMENGINE_MODELS, 'mmext.models')
-MODEL_WRAPPERS = _node('model_wrapper', MMENGINE_MODEL_WRAPPERS, 'mmext.models')
-WEIGHT_INITIALIZERS = _node('weight initializer', MMENGINE_WEIGHT_INITIALIZERS, 'mmext.models')
-TASK_UTILS = _node('task util', MMENGINE_TASK_UTILS, 'mmext.models')
+MODELS = _node('model', MMENGINE_MODELS, *MODEL)
+MODEL_WRAPPERS = _node('model_wrapper', MMENGINE_MODEL_WRAPPERS, *ENGINE)
+WEIGHT_INITIALIZERS = _node('weight initializer', MMENGINE_WEIGHT_INITIALIZERS)
+TASK_UTILS = _node('task util', MMENGINE_TASK_UTILS, *TASK)
 
 # Optimisation.
-OPTIMIZERS = _node('optimizer', MMENGINE_OPTIMIZERS, 'mmext.engine')
-OPTIM_WRAPPERS = _node('optim_wrapper', MMENGINE_OPTIM_WRAPPERS, 'mmext.engine')
+OPTIMIZERS = _node('optimizer', MMENGINE_OPTIMIZERS, *ENGINE)
+OPTIM_WRAPPERS = _node('optim_wrapper', MMENGINE_OPTIM_WRAPPERS, *ENGINE)
 OPTIM_WRAPPER_CONSTRUCTORS = _node('optimizer constructor', MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS,
-                                   'mmext.engine')
-PARAM_SCHEDULERS = _node('parameter scheduler', MMENGINE_PARAM_SCHEDULERS, 'mmext.engine')
+                                   *ENGINE)
+PARAM_SCHEDULERS = _node('parameter scheduler', MMENGINE_PARAM_SCHEDULERS, *ENGINE)
 
 # Evaluation and visualisation.
-METRICS = _node('metric', MMENGINE_METRICS, 'mmext.evaluation')
-EVALUATOR = _node('evaluator', MMENGINE_EVALUATOR, 'mmext.evaluation')
-VISUALIZERS = _node('visualizer', MMENGINE_VISUALIZERS, 'mmext.visualization')
-VISBACKENDS = _node('vis_backend', MMENGINE_VISBACKENDS, 'mmext.visualization')
+METRICS = _node('metric', MMENGINE_METRICS, ('mmext.evaluation', None))
+EVALUATOR = _node('evaluator', MMENGINE_EVALUATOR, ('mmext.evaluation', None))
+VISUALIZERS = _node('visualizer', MMENGINE_VISUALIZERS)
+VISBACKENDS = _node('vis_backend', MMENGINE_VISBACKENDS)

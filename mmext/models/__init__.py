@@ -1,4 +1,3 @@
-"""mmext models; importing this package registers them in ``mmext.registry.MODELS``."""
-from . import (backbones, dense_heads, detectors, layers, losses, multimodal,  # noqa: F401
-               recommenders, seg_heads, task_modules)
-from .dense_heads import *  # noqa: F401,F403
+"""mmext models.  Nothing is imported here: the registry imports each area (recommenders,
+backbones, heads, ...) when a config first names one of its types, so the recommenders never
+pull in the vision toolboxes.  Import a subpackage directly to use its classes."""

@@ -10,19 +10,19 @@ __all__ = ['register_all_modules']
 def register_all_modules(init_default_scope: bool = True) -> None:
     """Import every mmext module that registers into :mod:`mmext.registry`.
 
-    Lookups import them lazily through the registries' ``locations`` too; calling this up front
-    makes them visible to code that lists a registry's content.
+    Lookups import them lazily through the registries' areas too; calling this up front makes
+    them visible to code that lists a registry's content.  Areas whose toolbox is not installed
+    are skipped (a lookup of one of their names says which extra to install).
 
     Args:
         init_default_scope: also make ``mmext`` the current default scope, so unprefixed types in
             a config resolve in mmext first (then in mmengine).  Switching away from another
             current scope warns.
     """
-    import mmext.datasets  # noqa: F401
-    import mmext.engine  # noqa: F401
-    import mmext.evaluation  # noqa: F401
-    import mmext.models  # noqa: F401
-    import mmext.visualization  # noqa: F401
+    from mmext import registry
+    for node in registry.__all__:
+        if isinstance(getattr(registry, node), registry.MMExtRegistry):
+            getattr(registry, node).import_from_location()
 
     if not init_default_scope:
         return

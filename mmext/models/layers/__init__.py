@@ -1,9 +1,17 @@
 """Building blocks shared by mmext's models (positional encodings, Transformer layers, the
-fused LayerNorm that ``norm_cfg=dict(type='mmext.FusedLN')`` builds)."""
+fused LayerNorm that ``norm_cfg=dict(type='mmext.FusedLN')`` builds).
+
+The DETR Transformer layers build on mmcv's bricks and are imported when first used.
+"""
 from mmext.ops.layer_norm import FusedLayerNorm
-from .detr_transformer import (DetrAttention, DetrTransformerDecoder, DetrTransformerDecoderLayer,
-                               DetrTransformerEncoder, DetrTransformerEncoderLayer)
+from mmext.utils.lazy_exports import lazy_exports
 from .positional_encoding import SinePositionalEncoding
+
+__getattr__ = lazy_exports(__name__, {
+    name: '.detr_transformer'
+    for name in ('DetrAttention', 'DetrTransformerEncoderLayer', 'DetrTransformerDecoderLayer',
+                 'DetrTransformerEncoder', 'DetrTransformerDecoder')
+})
 
 __all__ = [
     'FusedLayerNorm', 'SinePositionalEncoding', 'DetrAttention', 'DetrTransformerEncoderLayer',
