@@ -54,7 +54,9 @@ if [[ ! -x "$VENV/bin/python" ]]; then
     mkdir -p "$(dirname "$VENV")"
     "$PY" -m venv "$VENV"
 fi
-PIP=("$VENV/bin/python" -m pip install --disable-pip-version-check -q)
+# requirements/constraints.txt on every pip call, as in tools/setup_env.sh (setuptools < 81).
+PIP=("$VENV/bin/python" -m pip install --disable-pip-version-check -q
+     -c "$ROOT/requirements/constraints.txt")
 log "installing RecBole's runtime dependencies: ${DEPS[*]}"
 "${PIP[@]}" "${DEPS[@]}"
 log "installing ${PKGS[*]} (--no-deps)"
