@@ -124,23 +124,28 @@ class MMExtRegistry(Registry):
         if not self._in_get:
             self._import_areas()
 
-    def get(self, key: str) -> Optional[Type]:
+    def _lookup(self, key: str) -> Optional[Type]:
+        """mmengine's lookup, after importing only the areas up to the one that has ``key``."""
         scope, real_key = self.split_scope_key(key)
         if scope in (None, self.scope):
             self._import_areas(until=real_key, ancestors=scope is None)
         self._in_get = True
         try:
-            obj = super().get(key)
+            return super().get(key)
         finally:
             self._in_get = False
+
+    def get(self, key: str) -> Optional[Type]:
+        obj = self._lookup(key)
         if obj is None:
+            real_key = self.split_scope_key(key)[1]
             raise self._missing_extra(real_key) or UnknownTypeError(self._unknown_message(key))
         return obj
 
     def __contains__(self, key: str) -> bool:
         # mmengine implements `in` through `get`; keep it a pure membership test.
         try:
-            return super().get(key) is not None
+            return self._lookup(key) is not None
         except Exception:
             return False
 
