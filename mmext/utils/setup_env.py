@@ -22,7 +22,6 @@ def register_all_modules(init_default_scope: bool = True) -> None:
     import mmext.engine  # noqa: F401
     import mmext.evaluation  # noqa: F401
     import mmext.models  # noqa: F401
-    import mmext.visualization  # noqa: F401
 
     if not init_default_scope:
         return
