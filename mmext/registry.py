@@ -238,11 +238,12 @@ DATA = [('mmext.datasets.recsys', None), ('mmext.datasets.digits', None),
         ('mmext.datasets.digits_captions', None), ('mmext.datasets.coco', 'det'),
         ('mmext.datasets.shapes', 'det'), ('mmext.datasets.shapes_seg', 'seg')]
 MODEL = [('mmext.models.recommenders', None), ('mmext.models.multimodal', None),
-         ('mmext.models.losses', None), ('mmext.models.layers', None), ('mmext.ops', None),
+         ('mmext.models.losses', None), ('mmext.models.text_encoders', None),
+         ('mmext.models.layers', None), ('mmext.ops', None),
          ('mmext.models.backbones', 'pretrain'), ('mmext.models.layers.detr_transformer', 'det'),
          ('mmext.models.dense_heads', 'det'), ('mmext.models.detectors', 'det'),
          ('mmext.models.seg_heads', 'seg')]
-TASK = [('mmext.models.multimodal', None), ('mmext.models.task_modules', 'det')]
+TASK = [('mmext.models.text_encoders', None), ('mmext.models.task_modules', 'det')]
 
 # Training and evaluation machinery.
 RUNNERS = _node('runner', MMENGINE_RUNNERS, *ENGINE)

@@ -5,7 +5,7 @@ import pytest
 import torch.nn as nn
 
 from mmext.engine.hooks import ITCAlphaWarmupHook
-from mmext.models.multimodal import ITCLoss
+from mmext.models.losses import ITCLoss
 
 
 def _runner(iters_per_epoch=4):

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from mmpretrain.models.heads import ITCHead as MMPretrainITCHead
 from mmpretrain.structures import DataSample
 
-from mmext.models.multimodal import ITCLoss
+from mmext.models.losses import ITCLoss
 from timing import interleaved  # tools/benchmark/timing.py
 
 

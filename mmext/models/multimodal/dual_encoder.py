@@ -2,13 +2,13 @@
 
 The unimodal half of ALBEF (Li et al., NeurIPS 2021, Sec. 3.1-3.3): an image encoder (e.g.
 ``mmext.VisionTransformer`` pooled at its class token) and a text encoder (e.g.
-:class:`TextTransformer`), each followed by a linear projection to a shared ``embed_dim`` space
-and L2 normalisation, optionally with momentum copies of all four (``theta_m <- m theta_m +
-(1-m) theta``, m = 0.995) whose features are the ITC keys, queue entries and distillation
-targets.  No fusion encoder / ITM / MLM: retrieval and zero-shot classification are done with
-the cosine similarity of the two projections, as in CLIP (Radford et al., ICML 2021, Sec. 3.1.2):
-a class is embedded as the normalised mean of its prompts' embeddings (prompt ensembling) and an
-image is assigned the class of highest similarity.
+:class:`~mmext.models.text_encoders.TextTransformer`), each followed by a linear projection to a
+shared ``embed_dim`` space and L2 normalisation, optionally with momentum copies of all four
+(``theta_m <- m theta_m + (1-m) theta``, m = 0.995) whose features are the ITC keys, queue
+entries and distillation targets.  No fusion encoder / ITM / MLM: retrieval and zero-shot
+classification are done with the cosine similarity of the two projections, as in CLIP (Radford et
+al., ICML 2021, Sec. 3.1.2): a class is embedded as the normalised mean of its prompts'
+embeddings (prompt ensembling) and an image is assigned the class of highest similarity.
 
 Data samples carry the caption in ``text`` (a string) and, for idx-based ITC targets, the key
 named by ``idx_key`` (``image_id``, or ``gt_label`` to make every same-class pair a positive).
@@ -22,8 +22,7 @@ from mmengine.model import BaseModel
 from torch import Tensor
 
 from mmext.registry import MODELS, TASK_UTILS
-from .clip_loss import CLIPLoss
-from .itc_loss import ITCLoss
+from ..losses import CLIPLoss, ITCLoss
 from .momentum import MomentumPairs, make_momentum_copy
 
 __all__ = ['DualEncoderITC']

@@ -38,10 +38,11 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from mmengine.dist import get_dist_info
 from torch import Tensor
 
 from mmext.registry import MODELS
-from .dist_gather import gather_features, gather_no_grad, get_dist_info
+from ..utils import gather_features, gather_no_grad
 from .feature_queue import FeatureQueue
 
 __all__ = ['ITCLoss']

@@ -15,23 +15,19 @@ Why the sum is right under DDP: DistributedDataParallel *averages* parameter gra
 (each ``L_r`` scaled so that this holds), the gradient of ``L`` with respect to the features
 ``f_r`` computed on rank ``r`` is ``sum_r' dL_r'/df_r / W``.  Rank ``r`` receives
 ``sum_r' dL_r'/df_r`` from the all-reduce; DDP's division by ``W`` then gives exactly
-``dL/dtheta``.  See :mod:`mmext.models.multimodal.clip_loss` for the full derivation.
+``dL/dtheta``.  See :mod:`mmext.models.losses.clip_loss` for the full derivation.
+
+Rank and world size come from :func:`mmengine.dist.get_dist_info` (the default process group;
+``(0, 1)`` without one), so every gather here is the identity outside distributed training.
 """
 from typing import List, Tuple
 
 import torch
 import torch.distributed as torch_dist
+from mmengine.dist import get_dist_info
 from torch import Tensor
 
-__all__ = ['get_dist_info', 'gather_no_grad', 'AllGatherWithGrad', 'gather_features',
-           'ScaleGrad']
-
-
-def get_dist_info() -> Tuple[int, int]:
-    """``(rank, world_size)`` of the default process group, ``(0, 1)`` without one."""
-    if torch_dist.is_available() and torch_dist.is_initialized():
-        return torch_dist.get_rank(), torch_dist.get_world_size()
-    return 0, 1
+__all__ = ['gather_no_grad', 'AllGatherWithGrad', 'gather_features', 'ScaleGrad']
 
 
 def _all_sizes(x: Tensor, world_size: int) -> List[int]:

@@ -1,7 +1,7 @@
 """Shared by the DDP tests of the contrastive losses: one toy dual encoder, one set of scenarios,
 run either in a single process on the global batch or on W gloo ranks under DDP.
 
-Not collected by pytest (no ``test_`` prefix); ``tests/models/multimodal/test_ddp_contrastive.py``
+Not collected by pytest (no ``test_`` prefix); ``tests/models/losses/test_ddp_contrastive.py``
 spawns :func:`worker` and compares with :func:`run_scenarios` run in the parent.
 """
 import math
@@ -11,12 +11,12 @@ from typing import Dict, List
 import torch
 import torch.distributed as dist
 import torch.nn as nn
+from mmengine.dist import get_dist_info
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from mmext.models.multimodal.clip_loss import CLIPLoss
-from mmext.models.multimodal.dist_gather import gather_features, get_dist_info
-from mmext.models.multimodal.itc_loss import ITCLoss
-from mmext.models.multimodal.momentum import MomentumPairs, make_momentum_copy
+from mmext.models.losses import CLIPLoss, ITCLoss
+from mmext.models.multimodal import MomentumPairs, make_momentum_copy
+from mmext.models.utils import gather_features
 
 GLOBAL_BATCH = 7
 SPLIT = (4, 3)  # rows per rank: deliberately unequal (the last batch of an epoch)

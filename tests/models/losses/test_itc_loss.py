@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from mmpretrain.models.heads import ITCHead as MMPretrainITCHead
 from mmpretrain.structures import DataSample
 
-from mmext.models.multimodal.itc_loss import ITCLoss
+from mmext.models.losses import CLIPLoss, ITCLoss
 
 
 def _unit(*shape, seed=0):
@@ -257,7 +257,6 @@ def test_queue_not_multiple_of_batch_where_mmpretrain_asserts():
 @pytest.mark.cuda
 def test_cuda_matches_cpu():
     """ITCLoss (soft targets, idx, queue) and CLIPLoss on CUDA give the CPU loss and gradients."""
-    from mmext.models.multimodal import CLIPLoss
     img, txt, img_m, txt_m = _inputs()
     idx = torch.tensor([3, 1, 3, 0, 7])
     for make in (lambda: ITCLoss(8, queue_size=7, alpha=0.4), lambda: CLIPLoss()):

@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mmext.models.multimodal.clip_loss import CLIPLoss
+from mmext.models.losses import CLIPLoss
 
 
 def clip_reference(img, txt, t):

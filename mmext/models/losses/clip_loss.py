@@ -20,8 +20,8 @@ gradient equals the gradient of the single-process loss ``L`` on the concatenate
     too small while the logit scale's is right.  The ratio between the two is the real error
     (open_clip issue #616 sees the same factor from the other side: its gradients *with*
     ``gather_with_grad`` are ``W`` times those without, before DDP averages them).  We scale
-    the gradient of the local slice by ``W`` (:class:`ScaleGrad`), which makes it exact with no
-    extra communication.
+    the gradient of the local slice by ``W`` (:class:`~mmext.models.utils.ScaleGrad`), which
+    makes it exact with no extra communication.
 
 * ``local_loss=True`` (rank ``r`` computes only its ``n_r`` rows against all ``N`` columns):
   the rank's loss is ``(W / N) * sum of its rows`` so that the ranks' mean is ``L``; the gathered
@@ -36,10 +36,11 @@ from typing import Optional
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from mmengine.dist import get_dist_info
 from torch import Tensor
 
 from mmext.registry import MODELS
-from .dist_gather import ScaleGrad, gather_features, get_dist_info
+from ..utils import ScaleGrad, gather_features
 
 __all__ = ['CLIPLoss']
 

@@ -1,64 +1,10 @@
-"""Tokenizer, text transformer, momentum pairs, feature queue and the dual encoder itself."""
+"""DualEncoderITC: ITC loss with momentum copies and queue, prediction, CLIP loss; and the import
+paths from before its parts moved to their own packages."""
 import pytest
 import torch
-import torch.nn as nn
 from mmengine.structures import BaseDataElement
 
-from mmext.models.multimodal import (DualEncoderITC, FeatureQueue, MomentumPairs,
-                                     TextTransformer, WordTokenizer, make_momentum_copy)
-
-
-def test_word_tokenizer():
-    tok = WordTokenizer(corpus=['a handwritten seven', 'the digit 7!'], max_length=5)
-    assert tok.words[:3] == ('[PAD]', '[CLS]', '[UNK]')
-    ids, mask = tok(['The DIGIT 7', 'a handwritten seven and more words'])
-    assert ids.shape == (2, 5) and ids[0, 0] == tok.CLS
-    assert tok.decode(ids[0].tolist()) == 'the digit 7'
-    assert mask[0].tolist() == [True, True, True, True, False]
-    assert mask[1].all()  # truncated to max_length
-    assert tok(['an eight'])[0][0, 1:3].tolist() == [tok.UNK, tok.UNK]
-    with pytest.raises(ValueError, match='vocab or a corpus'):
-        WordTokenizer()
-    with pytest.raises(TypeError, match='list of texts'):
-        tok('a seven')
-
-
-def test_text_transformer_ignores_padding():
-    torch.manual_seed(0)
-    enc = TextTransformer(vocab_size=10, max_length=8, embed_dims=16, num_layers=2,
-                          num_heads=2).eval()
-    ids = torch.tensor([[1, 4, 5, 0, 0, 0, 0, 0]])
-    short = enc(ids[:, :3], ids[:, :3] != 0)
-    long = enc(ids, ids != 0)
-    torch.testing.assert_close(short, long, atol=1e-5, rtol=1e-5)
-    with pytest.raises(ValueError, match='TextTransformer expects'):
-        enc(torch.zeros(1, 9, dtype=torch.long))
-
-
-def test_momentum_pairs_ema_formula():
-    online = nn.Linear(3, 2)
-    ema = make_momentum_copy(online)
-    assert not any(p.requires_grad for p in ema.parameters())
-    pairs = MomentumPairs([(online, ema)], momentum=0.9)
-    with torch.no_grad():
-        online.weight.add_(1.0)
-    before = ema.weight.clone()
-    pairs.update()
-    torch.testing.assert_close(ema.weight, 0.9 * before + 0.1 * online.weight)
-    pairs.copy_params()
-    torch.testing.assert_close(ema.weight, online.weight)
-    with pytest.raises(ValueError, match='momentum'):
-        MomentumPairs([(online, ema)], momentum=1.5)
-
-
-def test_feature_queue_errors():
-    q = FeatureQueue(4, dict(image=3))
-    with pytest.raises(KeyError, match='fields'):
-        q.enqueue(dict(text=torch.zeros(2, 3)))
-    with pytest.raises(ValueError, match=r'expects shape \(2, 3\)'):
-        q.enqueue(dict(image=torch.zeros(2, 5)))
-    with pytest.raises(ValueError, match='size'):
-        FeatureQueue(0, dict(image=3))
+from mmext.models.multimodal import DualEncoderITC
 
 
 def _model(loss=None, momentum=0.995):
@@ -108,3 +54,27 @@ def test_dual_encoder_with_clip_loss_has_no_momentum():
     loss = model(torch.randn(3, 1, 16, 16), _samples(3), mode='loss')['loss_itc']
     loss.backward()
     assert model.loss_itc.logit_scale.grad is not None
+
+
+def test_old_import_paths_still_work():
+    """``mmext.models.multimodal`` re-exports the parts that moved out of it (same objects)."""
+    import mmext.models.losses as losses
+    import mmext.models.multimodal as old
+    import mmext.models.text_encoders as text_encoders
+    import mmext.models.utils as model_utils
+    for name in ('CLIPLoss', 'ITCLoss', 'FeatureQueue'):
+        assert getattr(old, name) is getattr(losses, name)
+    for name in ('TextTransformer', 'WordTokenizer'):
+        assert getattr(old, name) is getattr(text_encoders, name)
+    for name in ('AllGatherWithGrad', 'ScaleGrad', 'gather_features', 'gather_no_grad'):
+        assert getattr(old, name) is getattr(model_utils, name)
+
+
+def test_registry_names_unchanged():
+    from mmext.models.losses import CLIPLoss, ITCLoss
+    from mmext.models.text_encoders import TextTransformer, WordTokenizer
+    from mmext.registry import MODELS, TASK_UTILS
+    for name, cls in (('ITCLoss', ITCLoss), ('CLIPLoss', CLIPLoss),
+                      ('DualEncoderITC', DualEncoderITC), ('TextTransformer', TextTransformer)):
+        assert MODELS.get(f'mmext.{name}') is cls
+    assert TASK_UTILS.get('mmext.WordTokenizer') is WordTokenizer

@@ -10,9 +10,10 @@ from mmengine.dataset import pseudo_collate
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import DefaultScope
 
-from mmext.models.multimodal import DualEncoderITC, ITCLoss
+from mmext.models.losses import ITCLoss
+from mmext.models.multimodal import DualEncoderITC
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[2]
 HAS_TRANSFORMERS = importlib.util.find_spec('transformers') is not None
 
 

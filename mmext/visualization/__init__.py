@@ -1,1 +1,0 @@
-"""Visualisers registered in the mmext scope (filled in as components land)."""
