@@ -33,7 +33,7 @@ import json
 import math
 from functools import partial
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, FrozenSet, Iterable, List, Optional, Tuple, Union
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -44,7 +44,8 @@ from .generated_dir import META_FILE, ensure_generated
 
 __all__ = [
     'SHAPES_CLASSES', 'SHAPES_PALETTE', 'SHAPES_METAINFO', 'metainfo', 'GENERATOR_VERSION',
-    'ShapesDetectionGenerator', 'ensure_shapes_dataset', 'ShapesCocoDataset'
+    'ShapesDetectionGenerator', 'ensure_shapes_dataset', 'ShapesCocoDataset', 'shapes_cfg_keys',
+    'check_shapes_cfg'
 ]
 
 #: Class names; COCO category ids are their 1-based positions.
@@ -348,10 +349,31 @@ def ensure_shapes_dataset(root: Union[str, Path] = 'data/shapes',
         force=force)
 
 
-# What `shapes_cfg` may hold: ensure_shapes_dataset's own keywords and the generator's.
-_ENSURE_KEYS = ({*inspect.signature(ensure_shapes_dataset).parameters,
-                 *inspect.signature(ShapesDetectionGenerator).parameters}
-                - {'root', 'generator_kwargs'})
+def shapes_cfg_keys(ensure: Callable[..., Any], generator: type,
+                    unused: Iterable[str] = ()) -> FrozenSet[str]:
+    """What a dataset's ``shapes_cfg`` may hold: the named keywords of its ``ensure`` function and
+    of its generator class, except ``root`` (the dataset's ``data_root``) and ``unused``."""
+    named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    keys = {name for fn in (ensure, generator)
+            for name, p in inspect.signature(fn).parameters.items() if p.kind in named}
+    return frozenset(keys - {'root', *unused})
+
+
+def check_shapes_cfg(dataset: str, shapes_cfg: Optional[Dict[str, Any]], data_root: Any,
+                     allowed: FrozenSet[str]) -> Dict[str, Any]:
+    """A copy of ``shapes_cfg`` (``None``: empty) once its keys are among ``allowed`` and there is
+    a ``data_root`` to generate the dataset in; ``ValueError`` naming ``dataset`` otherwise."""
+    shapes_cfg = dict(shapes_cfg or {})
+    unknown = sorted(set(shapes_cfg) - allowed)
+    if unknown:
+        raise ValueError(f'{dataset}: unknown shapes_cfg key(s) {unknown}; allowed: '
+                         f'{sorted(allowed)}')
+    if not data_root:
+        raise ValueError(f'{dataset} needs a data_root to generate the dataset in')
+    return shapes_cfg
+
+
+_ENSURE_KEYS = shapes_cfg_keys(ensure_shapes_dataset, ShapesDetectionGenerator)
 
 
 @DATASETS.register_module()
@@ -382,12 +404,6 @@ class ShapesCocoDataset(CheckedCocoDataset):
 
     def __init__(self, *args: Any, data_root: str = 'data/shapes',
                  shapes_cfg: Optional[Dict[str, Any]] = None, **kwargs: Any) -> None:
-        shapes_cfg = dict(shapes_cfg or {})
-        unknown = sorted(set(shapes_cfg) - _ENSURE_KEYS)
-        if unknown:
-            raise ValueError(f'ShapesCocoDataset: unknown shapes_cfg key(s) {unknown}; '
-                             f'allowed: {sorted(_ENSURE_KEYS)}')
-        if not data_root:
-            raise ValueError('ShapesCocoDataset needs a data_root to generate the dataset in')
+        shapes_cfg = check_shapes_cfg('ShapesCocoDataset', shapes_cfg, data_root, _ENSURE_KEYS)
         ensure_shapes_dataset(data_root, **shapes_cfg)
         super().__init__(*args, data_root=data_root, **kwargs)

@@ -37,7 +37,8 @@ from PIL import Image
 
 from mmext.registry import DATASETS
 from .generated_dir import META_FILE, ensure_generated
-from .shapes import SHAPES_CLASSES, SHAPES_PALETTE, ShapesDetectionGenerator
+from .shapes import (SHAPES_CLASSES, SHAPES_PALETTE, ShapesDetectionGenerator, check_shapes_cfg,
+                     shapes_cfg_keys)
 
 __all__ = [
     'SHAPES_SEG_CLASSES', 'SHAPES_SEG_METAINFO', 'SHAPES_SEG_METAINFO_NO_BG',
@@ -161,8 +162,9 @@ def ensure_shapes_seg_dataset(root: Union[str, Path] = 'data/shapes_seg',
         force=force)
 
 
-_SEG_KEYS = {'num_train', 'num_val', 'img_size', 'seed', 'force', 'max_objects',
-             'min_object_size', 'max_object_size', 'empty_prob'}
+# min_visible is unused here: every visible pixel is labelled
+_SEG_KEYS = shapes_cfg_keys(ensure_shapes_seg_dataset, ShapesDetectionGenerator,
+                            unused=('min_visible', ))
 
 
 @DATASETS.register_module()
@@ -197,13 +199,7 @@ class ShapesSegDataset(BaseSegDataset):
                  seg_map_suffix: str = '.png',
                  metainfo: Optional[dict] = None,
                  **kwargs: Any) -> None:
-        shapes_cfg = dict(shapes_cfg or {})
-        unknown = sorted(set(shapes_cfg) - _SEG_KEYS)
-        if unknown:
-            raise ValueError(f'ShapesSegDataset: unknown shapes_cfg key(s) {unknown}; allowed: '
-                             f'{sorted(_SEG_KEYS)}')
-        if not data_root:
-            raise ValueError('ShapesSegDataset needs a data_root to generate the dataset in')
+        shapes_cfg = check_shapes_cfg('ShapesSegDataset', shapes_cfg, data_root, _SEG_KEYS)
         if reduce_zero_label:
             if metainfo is None:
                 metainfo = SHAPES_SEG_METAINFO_NO_BG

@@ -119,3 +119,24 @@ def test_bad_config_keys(small):
     with pytest.raises(ValueError, match='reduce_zero_label=True'):
         ShapesSegDataset(data_root=str(small), shapes_cfg=SMALL, reduce_zero_label=True,
                          metainfo=dict(classes=SHAPES_SEG_CLASSES))
+
+
+def test_shapes_cfg_checks_are_shared_with_the_detection_dataset(tmp_path):
+    """Both shapes datasets check ``shapes_cfg`` with one helper: the keys of their ``ensure``
+    function and generator (the segmentation set has no use for ``min_visible``), and the same
+    errors, raised before anything is generated."""
+    from mmext.datasets import shapes, shapes_seg
+    from mmext.datasets.shapes import ShapesCocoDataset
+    assert shapes_seg._SEG_KEYS == {'num_train', 'num_val', 'img_size', 'seed', 'force',
+                                    'max_objects', 'min_object_size', 'max_object_size',
+                                    'empty_prob'}
+    assert shapes._ENSURE_KEYS == shapes_seg._SEG_KEYS | {'min_visible'}
+    for cls in (ShapesSegDataset, ShapesCocoDataset):
+        name = cls.__name__
+        with pytest.raises(ValueError, match=rf"{name}: unknown shapes_cfg key\(s\) \['bad'\]"):
+            cls(data_root=str(tmp_path / name), shapes_cfg=dict(bad=1))
+        with pytest.raises(ValueError, match=f'{name} needs a data_root'):
+            cls(data_root='', shapes_cfg=None)
+    with pytest.raises(ValueError, match=r"unknown shapes_cfg key\(s\) \['min_visible'\]"):
+        ShapesSegDataset(data_root=str(tmp_path / 'seg'), shapes_cfg=dict(min_visible=0.5))
+    assert not any(tmp_path.iterdir())

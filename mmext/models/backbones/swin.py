@@ -15,7 +15,9 @@ State-dict keys, outputs and ``frozen_stages`` follow mmpretrain's ``SwinTransfo
 1.2; mmdet 3.3's backbone has the same keys), so checkpoints of either load unchanged; official
 and timm checkpoints go through ``tools/model_converters/swin_to_mmext.py``.
 """
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+import copy
+import math
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -30,50 +32,20 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmext.registry import MODELS
 
+from .arch_zoo import select_arch
+from .drop_path import drop_path_rates
+from .pos_embed import resize_pos_embed
 from .swin_blocks import PatchMerging, SwinBlock, WindowMSA
 
-ARCH_SETTINGS: Dict[str, Dict[str, object]] = {
-    'tiny': dict(embed_dims=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24)),
-    'small': dict(embed_dims=96, depths=(2, 2, 18, 2), num_heads=(3, 6, 12, 24)),
-    'base': dict(embed_dims=128, depths=(2, 2, 18, 2), num_heads=(4, 8, 16, 32)),
-    'large': dict(embed_dims=192, depths=(2, 2, 18, 2), num_heads=(6, 12, 24, 48)),
-}
-ARCH_ALIASES = {'t': 'tiny', 's': 'small', 'b': 'base', 'l': 'large'}
-
-
-def resolve_arch(arch: Union[str, dict, None], embed_dims: Optional[int],
-                 depths: Optional[Sequence[int]],
-                 num_heads: Optional[Sequence[int]]) -> Tuple[int, List[int], List[int]]:
-    """``embed_dims, depths, num_heads`` from an arch name, an arch dict or explicit values."""
-    explicit = dict(embed_dims=embed_dims, depths=depths, num_heads=num_heads)
-    given = {k for k, v in explicit.items() if v is not None}
-    if given and arch is not None:
-        raise ValueError(f'give either arch={arch!r} or {sorted(given)}, not both')
-    if given:
-        if given != set(explicit):
-            raise ValueError(f'explicit settings need embed_dims, depths and num_heads; '
-                             f'missing {sorted(set(explicit) - given)}')
-        arch = explicit
-    if arch is None:
-        arch = 'tiny'
-    if isinstance(arch, str):
-        name = ARCH_ALIASES.get(arch.lower(), arch.lower())
-        if name not in ARCH_SETTINGS:
-            raise ValueError(f'unknown Swin arch {arch!r}; choose from {sorted(ARCH_SETTINGS)} '
-                             'or give a dict with embed_dims, depths, num_heads')
-        arch = ARCH_SETTINGS[name]
-    if not isinstance(arch, dict) or set(arch) != {'embed_dims', 'depths', 'num_heads'}:
-        raise ValueError(f'a custom Swin arch must be a dict with exactly the keys embed_dims, '
-                         f'depths, num_heads; got {arch!r}')
-    dims, depths, heads = int(arch['embed_dims']), list(arch['depths']), list(arch['num_heads'])
-    if len(depths) != len(heads) or not depths:
-        raise ValueError(f'depths {depths} and num_heads {heads} must have the same, non-zero '
-                         'length (one entry per stage)')
-    for i, h in enumerate(heads):
-        if (dims * 2 ** i) % h:
-            raise ValueError(f'stage {i} has {dims * 2 ** i} channels, not divisible by '
-                             f'num_heads[{i}]={h}')
-    return dims, depths, heads
+# mmpretrain's ``stage_cfgs`` keys we implement, and what a block's keys become in ours.
+_STAGE_KEYS = ('window_size', 'with_cp', 'pad_small_map', 'drop_paths', 'block_cfgs',
+               'downsample_cfg')
+_BLOCK_KEYS = ('window_size', 'shift', 'ffn_ratio', 'drop_path', 'pad_small_map', 'norm_cfg',
+               'with_cp', 'attn_cfgs', 'ffn_cfgs')
+_ATTN_KEYS = dict(qkv_bias='qkv_bias', qk_scale='qk_scale', attn_drop='attn_drop_rate',
+                  proj_drop='proj_drop')
+_FFN_KEYS = dict(ffn_drop='ffn_drop', act_cfg='act_cfg')
+_DOWNSAMPLE_KEYS = ('norm_cfg', )
 
 
 @MODELS.register_module()
@@ -81,10 +53,10 @@ class SwinTransformer(BaseModule):
     """Swin Transformer backbone returning multi-scale NCHW features.
 
     Args:
-        arch: ``'tiny' | 'small' | 'base' | 'large'`` (or ``t/s/b/l``), or a dict with
-            ``embed_dims``, ``depths``, ``num_heads``.  Alternatively pass those three directly
-            (mmdet style) and leave ``arch`` unset.
-        img_size: Nominal input size (used only to size the patch embedding's bookkeeping; any
+        arch: A key of :attr:`arch_zoo` (``'tiny' | 'small' | 'base' | 'large'`` or
+            ``t/s/b/l``), or a dict with exactly ``embed_dims``, ``depths``, ``num_heads``.
+            Alternatively pass those three directly (mmdet style) and leave ``arch`` unset.
+        img_size: Nominal input size: sets the grid of the absolute position embedding (any
             input size works).
         patch_size: Side of the patch embedding's conv (4 in the paper).
         in_channels: Image channels.
@@ -96,9 +68,19 @@ class SwinTransformer(BaseModule):
         drop_path_rate: Stochastic depth of the last block; block ``k`` of ``K`` gets
             ``drop_path_rate * k / (K - 1)`` (linear rule of the paper).
         out_indices: Stages whose (normed) output is returned, in stage order.
-        frozen_stages: ``-1`` freezes nothing; ``i >= 0`` freezes the patch embedding and stages
-            ``0..i`` (each with its patch merging) and their output norms, and keeps them in eval
-            mode (mmpretrain's convention; mmdet's ``frozen_stages=i+1`` means the same).
+        out_after_downsample: Return a stage's output after its patch merging (stride and
+            channels of the next stage; the last stage has none) instead of before it
+            (mmpretrain's option).
+        use_abs_pos_embed: Add a learnt absolute position embedding ``absolute_pos_embed``
+            ``[1, h*w, C]`` on the ``img_size / patch_size`` grid after the patch embedding,
+            bicubically resampled to other input grids (mmpretrain's option; the paper's "abs.
+            pos." ablation, Table 4).
+        interpolate_mode: Resampling mode of the absolute position embedding, in the forward
+            pass and when a checkpoint of another grid is loaded.
+        frozen_stages: ``-1`` freezes nothing; ``i >= 0`` freezes the patch embedding (and the
+            absolute position embedding) and stages ``0..i`` (each with its patch merging) and
+            their output norms, and keeps them in eval mode (mmpretrain's convention; mmdet's
+            ``frozen_stages=i+1`` means the same).
         norm_eval: Keep BatchNorm layers in eval mode while training (no effect with LayerNorm).
         pad_small_map: Pad maps narrower than a window and shift one-window maps (detection and
             segmentation); False errors on the former and skips the shift on the latter
@@ -106,25 +88,50 @@ class SwinTransformer(BaseModule):
         with_cp: Gradient checkpointing per block.
         norm_cfg: Config of every norm layer (mmcv ``build_norm_layer``), e.g. ``dict(type='LN')``
             or a fused LayerNorm registered in the ``mmext`` scope.
+        stage_cfgs: Per-stage overrides with mmpretrain's keys, one dict for every stage or a
+            sequence of one per stage: ``window_size``, ``with_cp``, ``pad_small_map``,
+            ``drop_paths`` (float or one per block), ``downsample_cfg`` (``norm_cfg``) and
+            ``block_cfgs`` (dict, or one per block: ``window_size``, ``shift``, ``ffn_ratio``,
+            ``drop_path``, ``pad_small_map``, ``norm_cfg``, ``with_cp``, ``attn_cfgs``
+            (``qkv_bias``, ``qk_scale``, ``attn_drop``, ``proj_drop``) and ``ffn_cfgs``
+            (``ffn_drop``, ``act_cfg``)).  Other keys raise ``ValueError``.
         init_cfg: mmengine init config, e.g.
             ``dict(type='Pretrained', checkpoint=PATH, prefix='backbone.')``.  Without it the
             weights are initialised as in the official code: truncated normal (std 0.02) for
-            linear weights and relative position bias tables, zero biases, unit LayerNorms.
+            linear weights, relative position bias tables and the absolute position embedding,
+            zero biases, unit LayerNorms.
     """
+
+    arch_zoo: Dict[str, Dict[str, Any]] = {
+        **dict.fromkeys(('t', 'tiny'), dict(embed_dims=96, depths=(2, 2, 6, 2),
+                                             num_heads=(3, 6, 12, 24))),
+        **dict.fromkeys(('s', 'small'), dict(embed_dims=96, depths=(2, 2, 18, 2),
+                                              num_heads=(3, 6, 12, 24))),
+        **dict.fromkeys(('b', 'base'), dict(embed_dims=128, depths=(2, 2, 18, 2),
+                                             num_heads=(4, 8, 16, 32))),
+        **dict.fromkeys(('l', 'large'), dict(embed_dims=192, depths=(2, 2, 18, 2),
+                                              num_heads=(6, 12, 24, 48))),
+    }
+    ARCH_KEYS = ('embed_dims', 'depths', 'num_heads')
+    num_extra_tokens = 0  # no class token: the absolute embedding is all grid
 
     def __init__(self, arch: Union[str, dict, None] = None, img_size: Union[int, tuple] = 224,
                  patch_size: int = 4, in_channels: int = 3, window_size: int = 7,
                  mlp_ratio: float = 4., qkv_bias: bool = True, qk_scale: Optional[float] = None,
                  drop_rate: float = 0., attn_drop_rate: float = 0., drop_path_rate: float = 0.1,
-                 out_indices: Sequence[int] = (3, ), frozen_stages: int = -1,
-                 norm_eval: bool = False, pad_small_map: bool = False, with_cp: bool = False,
-                 norm_cfg: dict = dict(type='LN'), embed_dims: Optional[int] = None,
-                 depths: Optional[Sequence[int]] = None,
+                 out_indices: Sequence[int] = (3, ), out_after_downsample: bool = False,
+                 use_abs_pos_embed: bool = False, interpolate_mode: str = 'bicubic',
+                 frozen_stages: int = -1, norm_eval: bool = False, pad_small_map: bool = False,
+                 with_cp: bool = False, norm_cfg: dict = dict(type='LN'),
+                 stage_cfgs: Union[dict, Sequence[dict], None] = None,
+                 embed_dims: Optional[int] = None, depths: Optional[Sequence[int]] = None,
                  num_heads: Optional[Sequence[int]] = None,
                  init_cfg: Optional[Union[dict, List[dict]]] = None) -> None:
         super().__init__(init_cfg)
-        self.embed_dims, self.depths, self.num_heads = resolve_arch(arch, embed_dims, depths,
-                                                                    num_heads)
+        self.arch_settings = self._resolve_arch(arch, embed_dims, depths, num_heads)
+        self.embed_dims = self.arch_settings['embed_dims']
+        self.depths = self.arch_settings['depths']
+        self.num_heads = self.arch_settings['num_heads']
         num_stages = len(self.depths)
         if isinstance(out_indices, int):
             out_indices = (out_indices, )
@@ -135,7 +142,11 @@ class SwinTransformer(BaseModule):
             raise ValueError(f'frozen_stages={frozen_stages} must lie in [-1, {num_stages})')
         if window_size < 1:
             raise ValueError(f'window_size={window_size} must be positive')
+        stage_cfgs = self._stage_cfgs(stage_cfgs, num_stages)
         self.out_indices = tuple(sorted(set(out_indices)))
+        self.out_after_downsample = out_after_downsample
+        self.use_abs_pos_embed = use_abs_pos_embed
+        self.interpolate_mode = interpolate_mode
         self.frozen_stages = frozen_stages
         self.norm_eval = norm_eval
         self.window_size = window_size
@@ -143,26 +154,76 @@ class SwinTransformer(BaseModule):
         self.patch_embed = PatchEmbed(
             in_channels=in_channels, embed_dims=self.embed_dims, conv_type='Conv2d',
             kernel_size=patch_size, stride=patch_size, input_size=img_size, norm_cfg=norm_cfg)
+        self.patch_resolution = tuple(self.patch_embed.init_out_size)
+        if use_abs_pos_embed:
+            self.absolute_pos_embed = nn.Parameter(
+                torch.zeros(1, self.patch_resolution[0] * self.patch_resolution[1],
+                            self.embed_dims))
         self.drop_after_pos = nn.Dropout(drop_rate)  # name kept from mmpretrain
 
-        # Stochastic depth grows linearly from 0 at the first block to drop_path_rate.
-        rates = torch.linspace(0, drop_path_rate, sum(self.depths), device='cpu').tolist()
+        rates = drop_path_rates(drop_path_rate, sum(self.depths))  # float32, as the references
         self.stages = ModuleList()
-        self.num_features: List[int] = []
+        self.num_features: List[int] = []  # channels of each stage's output
         dims = self.embed_dims
-        for i, (depth, heads) in enumerate(zip(self.depths, self.num_heads)):
+        for i, (depth, heads, cfg) in enumerate(zip(self.depths, self.num_heads, stage_cfgs)):
             stage = SwinStage(
-                dims, depth, heads, window_size=window_size, mlp_ratio=mlp_ratio,
-                drop_paths=rates[:depth], drop_rate=drop_rate, attn_drop_rate=attn_drop_rate,
-                qkv_bias=qkv_bias, qk_scale=qk_scale, pad_small_map=pad_small_map,
-                norm_cfg=norm_cfg, with_cp=with_cp, downsample=i < num_stages - 1)
+                dims, depth, heads, window_size=cfg.get('window_size', window_size),
+                mlp_ratio=mlp_ratio, drop_paths=cfg.get('drop_paths', rates[:depth]),
+                drop_rate=drop_rate, attn_drop_rate=attn_drop_rate, qkv_bias=qkv_bias,
+                qk_scale=qk_scale, pad_small_map=cfg.get('pad_small_map', pad_small_map),
+                norm_cfg=norm_cfg, with_cp=cfg.get('with_cp', with_cp),
+                downsample=i < num_stages - 1, block_cfgs=cfg.get('block_cfgs'),
+                downsample_cfg=cfg.get('downsample_cfg'))
             rates = rates[depth:]
             self.stages.append(stage)
-            self.num_features.append(dims)
-            dims *= 2
+            next_dims = stage.downsample.out_channels if stage.downsample is not None else dims
+            self.num_features.append(next_dims if out_after_downsample else dims)
+            dims = next_dims
         for i in self.out_indices:
             self.add_module(f'norm{i}', build_norm_layer(norm_cfg, self.num_features[i])[1])
         self._freeze_stages()
+
+    @classmethod
+    def _resolve_arch(cls, arch: Union[str, dict, None], embed_dims: Optional[int],
+                      depths: Optional[Sequence[int]],
+                      num_heads: Optional[Sequence[int]]) -> Dict[str, Any]:
+        """``arch_settings`` from an arch name, an arch dict or mmdet's explicit values."""
+        explicit = dict(embed_dims=embed_dims, depths=depths, num_heads=num_heads)
+        given = {k for k, v in explicit.items() if v is not None}
+        if given and arch is not None:
+            raise ValueError(f'give either arch={arch!r} or {sorted(given)}, not both')
+        if given and given != set(explicit):
+            raise ValueError(f'explicit settings need embed_dims, depths and num_heads; '
+                             f'missing {sorted(set(explicit) - given)}')
+        arch = explicit if given else ('tiny' if arch is None else arch)
+        settings = select_arch('SwinTransformer', arch, cls.arch_zoo, cls.ARCH_KEYS, exact=True)
+        dims, depths = int(settings['embed_dims']), list(settings['depths'])
+        heads = list(settings['num_heads'])
+        if len(depths) != len(heads) or not depths:
+            raise ValueError(f'depths {depths} and num_heads {heads} must have the same, non-zero '
+                             'length (one entry per stage)')
+        for i, h in enumerate(heads):
+            if (dims * 2 ** i) % h:
+                raise ValueError(f'stage {i} has {dims * 2 ** i} channels, not divisible by '
+                                 f'num_heads[{i}]={h}')
+        return dict(embed_dims=dims, depths=depths, num_heads=heads)
+
+    @staticmethod
+    def _stage_cfgs(stage_cfgs: Union[dict, Sequence[dict], None],
+                    num_stages: int) -> List[Dict[str, Any]]:
+        """One checked override dict per stage (mmpretrain: a dict applies to every stage)."""
+        if stage_cfgs is None or isinstance(stage_cfgs, dict):
+            stage_cfgs = [copy.deepcopy(dict(stage_cfgs or {})) for _ in range(num_stages)]
+        stage_cfgs = [dict(c) for c in stage_cfgs]
+        if len(stage_cfgs) != num_stages:
+            raise ValueError(f'stage_cfgs has {len(stage_cfgs)} entries for {num_stages} stages')
+        for i, cfg in enumerate(stage_cfgs):
+            unknown = sorted(set(cfg) - set(_STAGE_KEYS))
+            if unknown:
+                raise ValueError(f'stage_cfgs[{i}]: unsupported key(s) {unknown} (supported: '
+                                 f'{list(_STAGE_KEYS)}; depth, num_heads and embed_dims come '
+                                 'from arch)')
+        return stage_cfgs
 
     @property
     def out_channels(self) -> List[int]:
@@ -185,6 +246,8 @@ class SwinTransformer(BaseModule):
                     nn.init.zeros_(m.bias)
             elif isinstance(m, WindowMSA):
                 trunc_normal_(m.relative_position_bias_table, std=.02)
+        if self.use_abs_pos_embed:
+            trunc_normal_(self.absolute_pos_embed, std=.02)
         super().init_weights()
 
     def forward(self, x: Tensor) -> Tuple[Tensor, ...]:
@@ -193,13 +256,18 @@ class SwinTransformer(BaseModule):
                              f'{self.patch_embed.projection.in_channels}, H, W] images, got '
                              f'{tuple(x.shape)}')
         x, hw = self.patch_embed(x)  # pads H, W up to multiples of patch_size
+        if self.use_abs_pos_embed:
+            x = x + resize_pos_embed(self.absolute_pos_embed, self.patch_resolution, hw,
+                                     self.num_extra_tokens, self.interpolate_mode)
         x = self.drop_after_pos(x)
         outs = []  # in stage order, as mmpretrain and mmdet return them
         for i, stage in enumerate(self.stages):
             x = stage(x, hw)
+            if self.out_after_downsample and stage.downsample is not None:
+                x, hw = stage.downsample(x, hw)
             if i in self.out_indices:
                 outs.append(self._to_map(getattr(self, f'norm{i}')(x), hw, i))
-            if stage.downsample is not None:
+            if not self.out_after_downsample and stage.downsample is not None:
                 x, hw = stage.downsample(x, hw)
         return tuple(outs)
 
@@ -233,6 +301,7 @@ class SwinTransformer(BaseModule):
         for key in [k for k in state_dict if k.startswith(prefix) and k.endswith('attn_mask')]:
             del state_dict[key]
         self._resize_bias_tables(state_dict, prefix)
+        self._resize_abs_pos_embed(state_dict, prefix)
         # mmcls < 0.17 named the last stage's output norm 'norm' (our modules never use it).
         last = len(self.stages) - 1
         if hasattr(self, f'norm{last}'):
@@ -263,6 +332,26 @@ class SwinTransformer(BaseModule):
             print_log(f'resized {key} from {tuple(table.shape)} to {tuple(ours.shape)}',
                       logger='current')
 
+    def _resize_abs_pos_embed(self, state_dict: dict, prefix: str) -> None:
+        """Fit an absolute position embedding of another (square) grid to ours, with
+        ``interpolate_mode``, as mmpretrain does."""
+        key = f'{prefix}absolute_pos_embed'
+        loaded = state_dict.get(key)
+        if not self.use_abs_pos_embed or loaded is None:
+            return
+        ours = self.absolute_pos_embed
+        if loaded.shape == ours.shape or loaded.dim() != 3 or loaded.shape[-1] != ours.shape[-1]:
+            return  # equal, or a mismatch load_state_dict reports
+        side = math.isqrt(loaded.shape[1] - self.num_extra_tokens)
+        if side * side != loaded.shape[1] - self.num_extra_tokens:
+            raise ValueError(f'{key}: cannot resample a {tuple(loaded.shape)} embedding to '
+                             f'{tuple(ours.shape)}: its {loaded.shape[1]} tokens are no square '
+                             'grid')
+        state_dict[key] = resize_pos_embed(loaded, (side, side), self.patch_resolution,
+                                           self.num_extra_tokens, self.interpolate_mode)
+        print_log(f'resized {key} from {tuple(loaded.shape)} to {tuple(ours.shape)}',
+                  logger='current')
+
     def _freeze_stages(self) -> None:
         if self.frozen_stages < 0:
             return
@@ -273,6 +362,8 @@ class SwinTransformer(BaseModule):
             m.eval()
             for p in m.parameters():
                 p.requires_grad = False
+        if self.use_abs_pos_embed:  # frozen with the patch embedding it is added to, as mmdet
+            self.absolute_pos_embed.requires_grad = False
 
     def train(self, mode: bool = True) -> 'SwinTransformer':
         super().train(mode)
@@ -286,23 +377,64 @@ class SwinTransformer(BaseModule):
 
 class SwinStage(BaseModule):
     """``depth`` Swin blocks (W-MSA, SW-MSA, W-MSA, ...) and, except in the last stage, the
-    patch merging that feeds the next stage.  Key names: ``blocks.{j}``, ``downsample``."""
+    patch merging that feeds the next stage.  Key names: ``blocks.{j}``, ``downsample``.
+
+    ``block_cfgs`` (one dict for every block, or one per block) and ``downsample_cfg`` take
+    mmpretrain's keys (see :class:`SwinTransformer`'s ``stage_cfgs``); ``drop_paths`` is one
+    rate per block or one for all.
+    """
 
     def __init__(self, embed_dims: int, depth: int, num_heads: int, window_size: int,
-                 mlp_ratio: float, drop_paths: Sequence[float], downsample: bool,
-                 norm_cfg: dict, with_cp: bool, init_cfg: Optional[dict] = None,
+                 mlp_ratio: float, drop_paths: Union[float, Sequence[float]], downsample: bool,
+                 norm_cfg: dict, with_cp: bool,
+                 block_cfgs: Union[dict, Sequence[dict], None] = None,
+                 downsample_cfg: Optional[dict] = None, init_cfg: Optional[dict] = None,
                  **block_kwargs) -> None:
         super().__init__(init_cfg)
-        self.blocks = ModuleList([
-            SwinBlock(embed_dims, num_heads, window_size, shift=j % 2 == 1, mlp_ratio=mlp_ratio,
-                      drop_path=drop_paths[j], norm_cfg=norm_cfg, with_cp=with_cp,
-                      **block_kwargs) for j in range(depth)
-        ])
-        self.downsample = (PatchMerging(embed_dims, 2 * embed_dims, norm_cfg=norm_cfg)
+        if isinstance(drop_paths, (int, float)):
+            drop_paths = [float(drop_paths)] * depth
+        if block_cfgs is None or isinstance(block_cfgs, dict):
+            block_cfgs = [dict(block_cfgs or {})] * depth
+        if len(drop_paths) != depth or len(block_cfgs) != depth:
+            raise ValueError(f'a stage of {depth} blocks got {len(drop_paths)} drop_paths and '
+                             f'{len(block_cfgs)} block_cfgs')
+        self.blocks = ModuleList()
+        for j in range(depth):
+            kwargs = dict(block_kwargs, embed_dims=embed_dims, num_heads=num_heads,
+                          window_size=window_size, shift=j % 2 == 1, mlp_ratio=mlp_ratio,
+                          drop_path=drop_paths[j], norm_cfg=norm_cfg, with_cp=with_cp)
+            kwargs.update(_block_overrides(block_cfgs[j]))
+            self.blocks.append(SwinBlock(**kwargs))
+        downsample_cfg = dict(downsample_cfg or {})
+        unknown = sorted(set(downsample_cfg) - set(_DOWNSAMPLE_KEYS))
+        if unknown:
+            raise ValueError(f'downsample_cfg: unsupported key(s) {unknown} (supported: '
+                             f'{list(_DOWNSAMPLE_KEYS)})')
+        self.downsample = (PatchMerging(embed_dims, 2 * embed_dims,
+                                        norm_cfg=downsample_cfg.get('norm_cfg', norm_cfg))
                            if downsample else None)
 
     def forward(self, x: Tensor, hw: Tuple[int, int]) -> Tensor:
-        """Run the blocks; the caller takes the stage output, then applies ``downsample``."""
+        """Run the blocks; the caller takes the stage output and applies ``downsample``."""
         for block in self.blocks:
             x = block(x, hw)
         return x
+
+
+def _block_overrides(cfg: dict) -> Dict[str, Any]:
+    """mmpretrain's ``block_cfgs`` entry -> :class:`SwinBlock` keyword arguments."""
+    cfg = dict(cfg)
+    unknown = sorted(set(cfg) - set(_BLOCK_KEYS))
+    if unknown:
+        raise ValueError(f'block_cfgs: unsupported key(s) {unknown} (supported: '
+                         f'{list(_BLOCK_KEYS)})')
+    out = {('mlp_ratio' if k == 'ffn_ratio' else k): v
+           for k, v in cfg.items() if k not in ('attn_cfgs', 'ffn_cfgs')}
+    for group, names in (('attn_cfgs', _ATTN_KEYS), ('ffn_cfgs', _FFN_KEYS)):
+        sub = dict(cfg.get(group) or {})
+        unknown = sorted(set(sub) - set(names))
+        if unknown:
+            raise ValueError(f'block_cfgs.{group}: unsupported key(s) {unknown} (supported: '
+                             f'{list(names)})')
+        out.update({names[k]: v for k, v in sub.items()})
+    return out

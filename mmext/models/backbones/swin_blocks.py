@@ -230,6 +230,9 @@ class SwinBlock(BaseModule):
         pad_small_map: See :class:`ShiftWindowMSA`.
         norm_cfg: Norm layer config for mmcv's ``build_norm_layer`` (``LN`` or a fused LayerNorm).
         with_cp: Recompute the block in backward instead of storing its activations.
+        proj_drop, ffn_drop: Dropout after the attention projection and inside the MLP, when
+            they should differ from ``drop_rate`` (mmpretrain's ``attn_cfgs``/``ffn_cfgs``).
+        act_cfg: MLP activation (GELU).
     """
 
     def __init__(self, embed_dims: int, num_heads: int, window_size: int = 7,
@@ -237,18 +240,21 @@ class SwinBlock(BaseModule):
                  drop_rate: float = 0., attn_drop_rate: float = 0., qkv_bias: bool = True,
                  qk_scale: Optional[float] = None, pad_small_map: bool = False,
                  norm_cfg: dict = dict(type='LN'), with_cp: bool = False,
-                 init_cfg: Optional[dict] = None) -> None:
+                 proj_drop: Optional[float] = None, ffn_drop: Optional[float] = None,
+                 act_cfg: Optional[dict] = None, init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg)
         self.with_cp = with_cp
         self.norm1 = build_norm_layer(norm_cfg, embed_dims)[1]
         self.attn = ShiftWindowMSA(
             embed_dims, num_heads, window_size, shift_size=window_size // 2 if shift else 0,
             drop_path=drop_path, pad_small_map=pad_small_map, qkv_bias=qkv_bias,
-            qk_scale=qk_scale, attn_drop=attn_drop_rate, proj_drop=drop_rate)
+            qk_scale=qk_scale, attn_drop=attn_drop_rate,
+            proj_drop=drop_rate if proj_drop is None else proj_drop)
         self.norm2 = build_norm_layer(norm_cfg, embed_dims)[1]
         # mmcv's FFN: Linear-GELU-Dropout-Linear-Dropout, then DropPath and the residual.
         self.ffn = FFN(embed_dims=embed_dims, feedforward_channels=int(embed_dims * mlp_ratio),
-                       num_fcs=2, ffn_drop=drop_rate, act_cfg=dict(type='GELU'),
+                       num_fcs=2, ffn_drop=drop_rate if ffn_drop is None else ffn_drop,
+                       act_cfg=dict(type='GELU') if act_cfg is None else act_cfg,
                        dropout_layer=dict(type='DropPath', drop_prob=drop_path), add_identity=True)
 
     def _forward(self, x: Tensor, hw_shape: Tuple[int, int]) -> Tensor:

@@ -34,6 +34,9 @@ from mmengine.logging import print_log
 from mmengine.model import BaseModule, ModuleList
 
 from mmext.registry import MODELS
+from .arch_zoo import select_arch
+from .drop_path import drop_path_rates
+from .pos_embed import resize_pos_embed
 
 __all__ = ['VisionTransformer', 'ViTEncoderLayer', 'ViTSelfAttention', 'ViTPatchEmbed',
            'resize_pos_embed']
@@ -54,31 +57,6 @@ def _pair(value: IntPair, name: str) -> Tuple[int, int]:
 def _norm(norm_cfg: Dict[str, Any], dims: int) -> nn.Module:
     # mmcv's builder: any registered norm (e.g. a fused LayerNorm 'mmext.FusedLN') plugs in.
     return build_norm_layer(norm_cfg, dims)[1]
-
-
-def resize_pos_embed(pos_embed: torch.Tensor,
-                     src_hw: Tuple[int, int],
-                     dst_hw: Tuple[int, int],
-                     num_extra_tokens: int = 1,
-                     mode: str = 'bicubic',
-                     antialias: bool = False) -> torch.Tensor:
-    """Resample the grid part of a ``(1, extra + h*w, C)`` position embedding to ``dst_hw``.
-
-    The leading ``num_extra_tokens`` rows (class token) are kept as they are; the grid rows are
-    viewed as a ``C``-channel ``h x w`` image and interpolated with half-pixel centres
-    (``align_corners=False``).  Interpolation runs in float32 (bicubic needs it).
-    """
-    if tuple(src_hw) == tuple(dst_hw):
-        return pos_embed
-    if pos_embed.dim() != 3 or pos_embed.shape[1] != num_extra_tokens + src_hw[0] * src_hw[1]:
-        raise ValueError(f'pos_embed of shape {tuple(pos_embed.shape)} does not hold '
-                         f'{num_extra_tokens} extra tokens + a {src_hw[0]}x{src_hw[1]} grid')
-    extra, grid = pos_embed[:, :num_extra_tokens], pos_embed[:, num_extra_tokens:]
-    channels = grid.shape[-1]
-    grid = grid.reshape(1, src_hw[0], src_hw[1], channels).permute(0, 3, 1, 2)
-    grid = F.interpolate(grid.float(), size=tuple(dst_hw), mode=mode, align_corners=False,
-                         antialias=antialias).to(pos_embed.dtype)
-    return torch.cat([extra, grid.flatten(2).transpose(1, 2)], dim=1)
 
 
 class ViTPatchEmbed(nn.Module):
@@ -188,11 +166,13 @@ class VisionTransformer(BaseModule):
             sizes work: the embedding is resampled to the input's patch grid.
         patch_size: Patch side ``p`` (any int or pair; 16 and 32 are the paper's).
         in_channels: Image channels.
-        out_indices: Layers whose output is returned (negative counts from the end).
+        out_indices: Layer (int) or sequence of layers whose output is returned (negative
+            counts from the end); anything else (a dict, a set) raises ``TypeError``.
         drop_rate: Dropout after the position embedding, attention projection and MLP.
         attn_drop_rate: Dropout on the attention weights.
         drop_path_rate: Stochastic-depth rate of the last layer; layer ``i`` uses
-            ``drop_path_rate * i / (num_layers - 1)``.
+            ``drop_path_rate * i / (num_layers - 1)`` (:func:`drop_path_rates`; a single layer
+            gets 0, as in mmpretrain).
         qkv_bias: Bias in the ``qkv`` projection.
         norm_cfg: mmcv norm config of every LayerNorm (``type`` may name any registered norm).
         act_cfg: MLP activation.
@@ -231,7 +211,7 @@ class VisionTransformer(BaseModule):
                              feedforward_channels=5120)),
     }
     OUT_TYPES = ('cls_token', 'featmap', 'avg_featmap', 'raw')
-    _ARCH_KEYS = ('embed_dims', 'num_layers', 'num_heads', 'feedforward_channels')
+    ARCH_KEYS = ('embed_dims', 'num_layers', 'num_heads', 'feedforward_channels')
 
     def __init__(self,
                  arch: Union[str, Dict[str, int]] = 'base',
@@ -255,7 +235,11 @@ class VisionTransformer(BaseModule):
                  with_cp: bool = False,
                  init_cfg: Optional[Union[dict, List[dict]]] = None) -> None:
         super().__init__(init_cfg=init_cfg)
-        self.arch_settings = self._arch(arch)
+        self.arch_settings = {
+            k: int(v)
+            for k, v in select_arch('VisionTransformer', arch, self.arch_zoo,
+                                    self.ARCH_KEYS).items()
+        }
         self.embed_dims = self.arch_settings['embed_dims']
         self.num_layers = self.arch_settings['num_layers']
         self.img_size = _pair(img_size, 'img_size')
@@ -287,8 +271,8 @@ class VisionTransformer(BaseModule):
         self.pre_norm = _norm(norm_cfg, self.embed_dims) if pre_norm else nn.Identity()
 
         self.out_indices = self._out_indices(out_indices)
-        rates = ([drop_path_rate * i / (self.num_layers - 1) for i in range(self.num_layers)]
-                 if self.num_layers > 1 else [drop_path_rate])
+        # float64 spacing, as mmpretrain's np.linspace
+        rates = drop_path_rates(drop_path_rate, self.num_layers, torch.float64)
         self.layers = ModuleList([
             ViTEncoderLayer(self.embed_dims, self.arch_settings['num_heads'],
                             self.arch_settings['feedforward_channels'], drop_rate=drop_rate,
@@ -309,24 +293,18 @@ class VisionTransformer(BaseModule):
         self._freeze_stages()
 
     # ------------------------------------------------------------------ construction helpers
-    @classmethod
-    def _arch(cls, arch: Union[str, Dict[str, int]]) -> Dict[str, int]:
-        if isinstance(arch, str):
-            key = arch.lower()
-            if key not in cls.arch_zoo:
-                raise ValueError(f'VisionTransformer arch {arch!r} is unknown; choose one of '
-                                 f'{sorted(cls.arch_zoo)} or pass a dict with {cls._ARCH_KEYS}')
-            return dict(cls.arch_zoo[key])
-        if not isinstance(arch, dict) or set(cls._ARCH_KEYS) - set(arch):
-            raise ValueError(f'VisionTransformer custom arch must be a dict with keys '
-                             f'{cls._ARCH_KEYS}, got {arch!r}')
-        return {k: int(arch[k]) for k in cls._ARCH_KEYS}
-
     def _out_indices(self, out_indices: Union[int, Sequence[int]]) -> Tuple[int, ...]:
-        if isinstance(out_indices, int):
+        if isinstance(out_indices, int) and not isinstance(out_indices, bool):
             out_indices = [out_indices]
+        # a dict or set would iterate in an arbitrary sense (keys): mmpretrain rejects them too
+        if not isinstance(out_indices, Sequence) or isinstance(out_indices, str):
+            raise TypeError(f'VisionTransformer out_indices must be an int or a sequence of '
+                            f'ints, got {type(out_indices).__name__} {out_indices!r}')
         result = []
         for index in out_indices:
+            if not isinstance(index, int) or isinstance(index, bool):
+                raise TypeError(f'VisionTransformer out_indices entries must be ints, got '
+                                f'{index!r}')
             if not -self.num_layers <= index < self.num_layers:
                 raise ValueError(f'VisionTransformer out_indices entry {index} is out of range '
                                  f'for {self.num_layers} layers')

@@ -24,7 +24,7 @@ Parameters, state-dict keys, initialisation, forward outputs, losses and detecti
 computed: one pass over a ``[num_imgs, num_points, max_num_gts]`` problem instead of one per image
 (see :meth:`FCOSHead.get_targets`).
 """
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -208,9 +208,14 @@ class FCOSHead(BaseDenseHead):
     # ------------------------------------------------------------------------------------------
     # forward
     # ------------------------------------------------------------------------------------------
-    def forward(self, x: Sequence[Tensor]) -> LevelOutputs:
+    def forward(self, x: Iterable[Tensor]) -> LevelOutputs:
         """Per-level ``cls_scores [B, C, H, W]``, ``bbox_preds [B, 4, H, W]`` (distances, in pixels
-        or, when ``norm_on_bbox`` and training, in strides) and ``centernesses [B, 1, H, W]``."""
+        or, when ``norm_on_bbox`` and training, in strides) and ``centernesses [B, 1, H, W]``.
+
+        ``x`` is any iterable of the level maps (a tuple from a neck, a list, a generator), as
+        mmdet's heads take.
+        """
+        x = tuple(x)  # a generator has no len()
         if len(x) != self.num_levels:
             raise ValueError(f'FCOSHead got {len(x)} feature maps for {self.num_levels} strides')
         cls_scores, bbox_preds, centernesses = [], [], []

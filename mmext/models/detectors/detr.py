@@ -16,18 +16,17 @@ backbone, neck and head through the registries (unscoped types we lack fall back
 is what lets a config mix mmext's and mmdet's parts.
 """
 import copy
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, Optional, Tuple
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from mmdet.models.detectors.base import BaseDetector
 from mmdet.structures import OptSampleList, SampleList
 from mmdet.utils import ConfigType, OptConfigType, OptMultiConfig
 from torch import Tensor
 
 from mmext.models.layers import (DetrTransformerDecoder, DetrTransformerEncoder,
-                                 SinePositionalEncoding)
+                                 SinePositionalEncoding, padding_mask)
 from mmext.registry import MODELS, build_with_fallback
 
 
@@ -155,19 +154,12 @@ class DETR(BaseDetector):
     @staticmethod
     def padding_mask(feat: Tensor, batch_data_samples: OptSampleList) -> Optional[Tensor]:
         """``[B, H, W]`` bool mask of the feature cells that lie in batch padding, or None when
-        no image is padded (or no metadata is given).
+        no image is padded (or no metadata is given, or during ONNX export, as mmdet).
 
         Images are padded at the bottom/right to the batch shape; the pixel mask is resized to
         the feature map by nearest-neighbour sampling, as in DETR.
         """
-        if not batch_data_samples:
+        if not batch_data_samples or torch.onnx.is_in_onnx_export():
             return None
-        input_h, input_w = batch_data_samples[0].batch_input_shape
-        img_shapes: List[Tuple[int, int]] = [s.img_shape[:2] for s in batch_data_samples]
-        if torch.onnx.is_in_onnx_export() or all(
-                h == input_h and w == input_w for h, w in img_shapes):
-            return None
-        masks = feat.new_ones((len(img_shapes), input_h, input_w))
-        for i, (h, w) in enumerate(img_shapes):
-            masks[i, :h, :w] = 0
-        return F.interpolate(masks[:, None], size=feat.shape[-2:]).to(torch.bool)[:, 0]
+        return padding_mask([s.metainfo for s in batch_data_samples], feat.shape[-2:],
+                            feat.device, none_if_unpadded=True)

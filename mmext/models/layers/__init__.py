@@ -1,10 +1,11 @@
-"""Building blocks shared by mmext's models (positional encodings, Transformer layers, the
-fused LayerNorm that ``norm_cfg=dict(type='mmext.FusedLN')`` builds).
+"""Building blocks shared by mmext's models (positional encodings, padding masks, Transformer
+layers, the fused LayerNorm that ``norm_cfg=dict(type='mmext.FusedLN')`` builds).
 
 The DETR Transformer layers build on mmcv's bricks and are imported when first used.
 """
 from mmext.ops.layer_norm import FusedLayerNorm
 from mmext.utils.lazy_exports import lazy_exports
+from .padding_mask import batch_input_shape, padding_mask
 from .positional_encoding import SinePositionalEncoding
 
 __getattr__ = lazy_exports(__name__, {
@@ -15,5 +16,6 @@ __getattr__ = lazy_exports(__name__, {
 
 __all__ = [
     'FusedLayerNorm', 'SinePositionalEncoding', 'DetrAttention', 'DetrTransformerEncoderLayer',
-    'DetrTransformerDecoderLayer', 'DetrTransformerEncoder', 'DetrTransformerDecoder'
+    'DetrTransformerDecoderLayer', 'DetrTransformerEncoder', 'DetrTransformerDecoder',
+    'batch_input_shape', 'padding_mask'
 ]

@@ -1,7 +1,7 @@
 """Dice loss (Milletari et al., "V-Net", 3DV 2016, eq. 1), usable from mmdet and mmseg configs.
 
-For a prediction ``p`` in ``[0, 1]`` and a binary target ``t`` flattened over the pixels (and, for
-multi-class inputs, over the classes) of one sample, the loss is ``1 - D`` with
+For a prediction ``p`` in ``[0, 1]`` and a target ``t`` in ``[0, 1]`` flattened over the pixels
+(and, for multi-class inputs, over the classes) of one sample, the loss is ``1 - D`` with
 
     V-Net form (``naive_dice=False``):  D = 2 sum(p t) / ((sum(p^2) + eps) + (sum(t^2) + eps))
     naive form (``naive_dice=True``):   D = (2 sum(p t) + eps) / (sum(p) + sum(t) + eps)
@@ -10,7 +10,11 @@ multi-class inputs, over the classes) of one sample, the loss is ``1 - D`` with
 
 Two target layouts are accepted:
 
-* *binary* (mmdet): ``target`` has ``pred``'s shape ``(N, ...)`` with values in ``{0, 1}``;
+* *binary* (mmdet): ``target`` has ``pred``'s shape ``(N, ...)`` with values in ``[0, 1]``:
+  binary masks, or soft ones (e.g. resized masks; mmdet takes them too); values outside
+  ``[0, 1]`` other than ``ignore_index`` raise.  The activation is a sigmoid (or none): a softmax
+  over dim 1 of this layout would run over a spatial axis, so it raises ``NotImplementedError``
+  as mmdet's DiceLoss does;
 * *label map* (mmseg): ``pred`` is ``(N, C, ...)`` and ``target`` ``(N, ...)`` holds class indices,
   one-hot encoded here.
 
@@ -93,7 +97,8 @@ class DiceLoss(nn.Module):
     """Dice loss with mmdet's and mmseg's config keys.
 
     Args:
-        use_sigmoid: Activate with a sigmoid (True) or a softmax over dim 1 (False).
+        use_sigmoid: Activate with a sigmoid (True) or a softmax over dim 1 (False; label-map
+            layout only).
         activate: Apply the activation; False when ``pred`` already holds probabilities.
         reduction: ``'none'``, ``'mean'`` or ``'sum'`` over samples. Defaults to ``'mean'``.
         naive_dice: Naive (first-power) denominator instead of V-Net's squares.
@@ -153,9 +158,10 @@ class DiceLoss(nn.Module):
         """Loss of ``pred`` logits (or probabilities with ``activate=False``) against ``target``.
 
         Args:
-            pred: ``(N, ...)`` with a binary ``target`` of the same shape, or ``(N, C, ...)``
-                with a ``(N, ...)`` integer label map.
-            target: Binary masks or class indices; ``ignore_index`` marks ignored pixels.
+            pred: ``(N, ...)`` with a ``target`` of the same shape (sigmoid or no activation),
+                or ``(N, C, ...)`` with a ``(N, ...)`` integer label map.
+            target: Masks with values in ``[0, 1]`` (binary or soft) or class indices;
+                ``ignore_index`` marks ignored pixels.
             weight: Per-sample weights ``(N,)``.
             avg_factor: Divisor of the summed loss (mean reduction).
             reduction_override: Overrides ``reduction`` for this call.
@@ -172,17 +178,24 @@ class DiceLoss(nn.Module):
                              f'{tuple(pred.shape)}')
         if not torch.isfinite(pred).all():
             raise ValueError('DiceLoss: pred holds NaN or inf')
+        if target.shape == pred.shape and self.activate and not self.use_sigmoid:
+            raise NotImplementedError(
+                f'DiceLoss(use_sigmoid=False) takes a softmax over dim 1, which needs the '
+                f'label-map layout: (N, C, ...) logits with an (N, ...) integer target; a target '
+                f'of pred\'s shape {tuple(pred.shape)} (mmdet\'s mask layout) needs '
+                f'use_sigmoid=True or activate=False')
         probs = self._activate(pred)
 
-        if target.shape == pred.shape:  # binary masks
+        if target.shape == pred.shape:  # masks in [0, 1]
             valid = None if ignore is None else target != ignore
             if valid is not None and bool(valid.all()):
                 valid = None  # nothing ignored: skip the masking passes
             onehot = target if valid is None else torch.where(valid, target,
                                                               target.new_zeros(()))
             if (onehot < 0).any() or (onehot > 1).any():
-                raise ValueError('DiceLoss: a target of pred\'s shape must be binary (0/1'
-                                 f'{"" if ignore is None else f" or ignore_index={ignore}"}); '
+                raise ValueError('DiceLoss: a target of pred\'s shape must hold binary or soft '
+                                 'masks, values in [0, 1]'
+                                 f'{"" if ignore is None else f" or ignore_index={ignore}"}; '
                                  f'got values in [{target.min().item()}, '
                                  f'{target.max().item()}]')
         elif target.dim() == pred.dim() - 1 and target.shape[0] == pred.shape[0] \

@@ -52,10 +52,16 @@ class MaskFormerFusionHead(BaseModule):
         super().__init__(init_cfg=init_cfg)
         if loss_panoptic is not None:
             raise ValueError('MaskFormerFusionHead has no loss; loss_panoptic must be None')
+        self.loss_panoptic = None  # mmdet's attribute; with_loss reads it
         self.num_things_classes = num_things_classes
         self.num_stuff_classes = num_stuff_classes
         self.num_classes = num_things_classes + num_stuff_classes
         self.test_cfg = dict(test_cfg or {})
+
+    @property
+    def with_loss(self) -> bool:
+        """Whether the head has a loss (mmdet's ``BasePanopticFusionHead`` API): never."""
+        return self.loss_panoptic is not None
 
     def loss(self, **kwargs) -> dict:
         """Nothing to learn."""

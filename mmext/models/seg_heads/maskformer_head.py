@@ -41,9 +41,9 @@ from mmengine.model import BaseModule
 from mmengine.structures import InstanceData
 from torch import Tensor
 
+from mmext.models.layers import batch_input_shape, padding_mask
 from mmext.models.losses import DiceLoss, dice_loss, focal_loss_from_labels
 from mmext.registry import MODELS, TASK_UTILS, build_with_fallback
-from .padding_mask import batch_input_shape, padding_mask
 from .transformer_predictor import MaskFormerTransformerPredictor
 
 __all__ = ['MaskFormerHead', 'convert_legacy_keys', 'LEGACY_PREDICTOR_KEYS']

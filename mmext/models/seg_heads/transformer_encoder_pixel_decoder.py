@@ -15,9 +15,8 @@ import torch.nn as nn
 from mmcv.cnn import Conv2d, ConvModule
 from torch import Tensor
 
-from mmext.models.layers import DetrTransformerEncoder, SinePositionalEncoding
+from mmext.models.layers import DetrTransformerEncoder, SinePositionalEncoding, padding_mask
 from mmext.registry import MODELS
-from .padding_mask import padding_mask
 from .pixel_decoder import PixelDecoder
 
 __all__ = ['TransformerEncoderPixelDecoder']

@@ -5,6 +5,7 @@ timm: through ``tools/model_converters/swin_to_mmext.py``) and compare every sta
 the gradients of the input and of every parameter (atol 1e-5).  Configs are small (reduced
 depth/width) except where the tiny arch itself is the point.
 """
+import copy
 import importlib.util
 from pathlib import Path
 
@@ -137,7 +138,7 @@ def test_explicit_settings_equal_arch_dict():
 
 
 @pytest.mark.parametrize('kwargs, match', [
-    (dict(arch='huge'), 'unknown Swin arch'),
+    (dict(arch='huge'), 'unknown SwinTransformer arch'),
     (dict(arch='tiny', embed_dims=96), 'either arch'),
     (dict(embed_dims=96, depths=[2, 2]), 'missing'),
     (dict(arch=dict(embed_dims=32, depths=[2, 2], num_heads=[1])), 'same'),
@@ -256,6 +257,131 @@ def test_parity_mmpretrain_window_and_mlp_options():
     assert_parity(ours, ref, (40, 52))
 
 
+# ------------------------------------- mmpretrain's options: abs. position, outputs, stage_cfgs
+
+
+@pytest.mark.parametrize('size', [(64, 64), (72, 100)])
+def test_parity_mmpretrain_absolute_pos_embed(size):
+    """``use_abs_pos_embed``: same key and shape as mmpretrain's, added after the patch
+    embedding, bicubically resampled to a 18x25 grid when the input is not ``img_size``."""
+    kw = dict(arch=SMALL, img_size=64, use_abs_pos_embed=True, pad_small_map=True,
+              out_indices=(0, 3))
+    ours, ref = pretrain_pair(**kw)
+    assert ours.absolute_pos_embed.shape == ref.absolute_pos_embed.shape == (1, 16 * 16, 32)
+    assert ours.patch_resolution == tuple(ref.patch_resolution)
+    assert_parity(ours, ref, size)
+
+
+def test_absolute_pos_embed_of_another_grid_is_resized_on_load_like_mmpretrain():
+    src = SwinTransformer(arch=SMALL, img_size=64, use_abs_pos_embed=True, pad_small_map=True)
+    randomize(src)
+    sd = src.state_dict()  # a 16x16 grid, loaded into 20x20 models
+    ours = SwinTransformer(arch=SMALL, img_size=80, use_abs_pos_embed=True, pad_small_map=True)
+    ref = PretrainSwin(arch=SMALL, img_size=80, use_abs_pos_embed=True, pad_small_map=True)
+    ours.load_state_dict(copy.deepcopy(sd))
+    ref.load_state_dict(copy.deepcopy(sd))
+    torch.testing.assert_close(ours.absolute_pos_embed, ref.absolute_pos_embed, atol=0, rtol=0)
+    assert ours.absolute_pos_embed.shape == (1, 400, 32)
+
+
+def test_absolute_pos_embed_init_and_freezing():
+    torch.manual_seed(0)
+    model = SwinTransformer(arch='tiny', use_abs_pos_embed=True)
+    model.init_weights()
+    assert abs(model.absolute_pos_embed.std().item() - 0.02) < 0.002
+    assert model.get_layer_depth('absolute_pos_embed') == \
+        PretrainSwin(arch='tiny', use_abs_pos_embed=True).get_layer_depth('absolute_pos_embed')
+    frozen = SwinTransformer(arch=SMALL, use_abs_pos_embed=True, frozen_stages=0)
+    assert not frozen.absolute_pos_embed.requires_grad  # frozen with the patch embedding
+    assert 'absolute_pos_embed' not in SwinTransformer(arch=SMALL).state_dict()
+
+
+@pytest.mark.parametrize('out_indices', [(0, 1, 2, 3), (1, 3)])
+def test_parity_mmpretrain_out_after_downsample(out_indices):
+    kw = dict(arch=SMALL, out_after_downsample=True, pad_small_map=True, out_indices=out_indices)
+    ours, ref = pretrain_pair(**kw)
+    assert ours.num_features == list(ref.num_features) == [64, 128, 256, 256]
+    outs = assert_parity(ours, ref, (64, 72))
+    strides = {0: 8, 1: 16, 2: 32, 3: 32}  # outputs after the merging that ends the stage
+    assert [tuple(o.shape[1:]) for o in outs] == [
+        (ours.num_features[i], -(-64 // strides[i]), -(-72 // strides[i])) for i in out_indices]
+
+
+STAGE_CFGS = [
+    # mmpretrain's 384-px fine-tuning configs: one block override for every stage
+    dict(block_cfgs=dict(window_size=4)),
+    # per stage: window, per-block lists, attention/FFN options, downsample norm
+    [dict(window_size=3, block_cfgs=dict(attn_cfgs=dict(qkv_bias=False, qk_scale=0.3))),
+     dict(block_cfgs=[dict(shift=False, ffn_ratio=2.), dict(window_size=2)],
+          downsample_cfg=dict(norm_cfg=dict(type='LN', eps=1e-6))),
+     dict(pad_small_map=True, drop_paths=0.),
+     dict(block_cfgs=dict(ffn_cfgs=dict(act_cfg=dict(type='ReLU'))))],
+]
+
+
+@pytest.mark.parametrize('stage_cfgs', STAGE_CFGS)
+def test_parity_mmpretrain_stage_cfgs(stage_cfgs):
+    kw = dict(arch=SMALL, stage_cfgs=copy.deepcopy(stage_cfgs), pad_small_map=True,
+              out_indices=(0, 1, 2, 3))
+    ours, ref = pretrain_pair(**kw)
+    assert {k: v.shape for k, v in ours.state_dict().items()} == \
+        {k: v.shape for k, v in ref.state_dict().items()}
+    assert_parity(ours, ref, (60, 44))
+
+
+@pytest.mark.parametrize('stage_cfgs, match', [
+    (dict(depth=3), r"unsupported key\(s\) \['depth'\].*from arch"),
+    ([{}] * 3, '3 entries for 4 stages'),
+    (dict(block_cfgs=dict(attn_cfgs=dict(window_msa='WindowMSAV2'))), 'attn_cfgs'),
+    (dict(block_cfgs=[{}] * 5), '5 block_cfgs'),
+    (dict(downsample_cfg=dict(kernel_size=3)), 'downsample_cfg'),
+])
+def test_unsupported_stage_cfgs_raise(stage_cfgs, match):
+    with pytest.raises(ValueError, match=match):
+        SwinTransformer(arch=SMALL, stage_cfgs=stage_cfgs)
+
+
+def test_arch_zoo_and_arch_settings_follow_mmpretrain():
+    """The arch table is the ``arch_zoo`` class attribute (as mmpretrain's and our ViT's) and the
+    chosen settings are ``arch_settings``."""
+    assert set(SwinTransformer.arch_zoo) == set(PretrainSwin.arch_zoo)
+    for name, ref in PretrainSwin.arch_zoo.items():
+        ours = SwinTransformer.arch_zoo[name]
+        assert (ours['embed_dims'], list(ours['depths']), list(ours['num_heads'])) == \
+            (ref['embed_dims'], list(ref['depths']), list(ref['num_heads']))
+    with torch.device('meta'):
+        model = SwinTransformer(arch='B')
+        explicit = SwinTransformer(**SMALL)
+    assert model.arch_settings == dict(embed_dims=128, depths=[2, 2, 18, 2],
+                                       num_heads=[4, 8, 16, 32])
+    assert explicit.arch_settings == dict(SMALL)
+
+
+def test_drop_path_schedule_equals_the_references():
+    """One schedule helper: Swin's rates are mmpretrain's (float32 linspace), ViT's are
+    mmpretrain's (float64 np.linspace), both as the float32 keep probabilities DropPath uses."""
+    from mmpretrain.models.backbones import VisionTransformer as PretrainViT
+
+    from mmext.models.backbones import VisionTransformer
+    from mmext.models.backbones.drop_path import drop_path_rates
+
+    def keep(p):
+        return torch.tensor(1 - p, dtype=torch.float32).item()
+
+    arch = dict(embed_dims=32, depths=[2, 2, 6, 2], num_heads=[1, 2, 2, 4])
+    ours, ref = pretrain_pair(arch=arch, drop_path_rate=0.3)
+    got = [b.attn.drop.drop_prob for s in ours.stages for b in s.blocks]
+    want = [b.attn.drop.drop_prob for s in ref.stages for b in s.blocks]
+    assert got == want == drop_path_rates(0.3, 12)
+    vit_arch = dict(embed_dims=32, num_layers=7, num_heads=2, feedforward_channels=64)
+    vit = VisionTransformer(arch=vit_arch, img_size=32, drop_path_rate=0.15)
+    ref_vit = PretrainViT(arch=vit_arch, img_size=32, drop_path_rate=0.15)
+    got = [keep(layer.ffn.dropout_layer.drop_prob) for layer in vit.layers[1:]]
+    want = [keep(layer.ffn.dropout_layer.drop_prob) for layer in ref_vit.layers[1:]]
+    assert got == want
+    assert drop_path_rates(0.5, 1) == [0.0] and drop_path_rates(0.5, 0) == []
+
+
 def test_loads_legacy_checkpoint_with_attn_mask_buffers():
     ours, ref = pretrain_pair(arch=SMALL)
     sd = ref.state_dict()
@@ -367,7 +493,8 @@ def test_with_cp_gives_identical_gradients():
     torch.testing.assert_close(gx1, gx2, atol=0, rtol=0)
     assert set(g1) == set(g2)
     for name in g1:
-        torch.testing.assert_close(g1[name], g2[name], atol=ATOL, rtol=0, msg=lambda m, n=name: f"{n}: {m}")
+        torch.testing.assert_close(g1[name], g2[name], atol=ATOL, rtol=0,
+                                   msg=lambda m, n=name: f'{n}: {m}')
 
 
 @pytest.mark.parametrize('frozen_stages', [0, 2])

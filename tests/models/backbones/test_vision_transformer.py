@@ -283,6 +283,22 @@ def test_bad_arguments_name_the_problem(kwargs, match):
         VisionTransformer(**kwargs)
 
 
+@pytest.mark.parametrize('out_indices', [{0: 1, 2: 3}, {1, 2}])
+def test_out_indices_must_be_an_int_or_a_sequence(out_indices):
+    """A dict (or a set) as out_indices is rejected, as mmpretrain's ViT rejects it, instead of
+    being read through its keys."""
+    kwargs = dict(arch=ARCH, img_size=32, patch_size=8)
+    with pytest.raises(AssertionError):
+        mmpretrain_vit(**kwargs, out_indices=out_indices)
+    with pytest.raises(TypeError, match='out_indices must be an int or a sequence of ints'):
+        VisionTransformer(**kwargs, out_indices=out_indices)
+    with pytest.raises(TypeError, match='out_indices must be an int or a sequence of ints'):
+        VisionTransformer(**kwargs, out_indices='0')
+    with pytest.raises(TypeError, match='entries must be ints'):
+        VisionTransformer(**kwargs, out_indices=[0, 1.0])
+    assert VisionTransformer(**kwargs, out_indices=range(1, 3)).out_indices == (1, 2)
+
+
 def test_bad_input_shape_names_the_problem():
     model = VisionTransformer(arch=ARCH, img_size=32, patch_size=8)
     with pytest.raises(ValueError, match=r'\(B, 3, H, W\).*\(2, 1, 32, 32\)'):

@@ -184,6 +184,21 @@ def test_forward_identical(name, training):
                 assert torch.equal(r, o)
 
 
+def test_forward_takes_any_iterable_of_levels():
+    """mmdet's heads take any iterable of level maps (zip over them); so does ours: a generator
+    gives the same outputs as the list."""
+    ref, ours = make_heads(BASE)
+    feats = make_feats(2)
+    with torch.no_grad():
+        expected = ours(feats)
+        for got_lvls, exp_lvls, ref_lvls in zip(ours(f for f in feats), expected,
+                                                ref(f for f in feats)):
+            for g, e, r in zip(got_lvls, exp_lvls, ref_lvls):
+                assert torch.equal(g, e) and torch.equal(g, r)
+    with pytest.raises(ValueError, match='4 feature maps for 5 strides'):
+        ours(f for f in feats[:4])
+
+
 def ref_targets_as_batch(ref, points, gts) -> Tuple[torch.Tensor, torch.Tensor]:
     """mmdet's per-level [B * P_l] targets rearranged to our [B, P] layout."""
     labels, bbox_targets = ref.get_targets(points, gts)

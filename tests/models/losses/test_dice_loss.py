@@ -107,6 +107,40 @@ def test_parity_mmdet_binary(naive, eps, avg):
                                    ref(pred, target, reduction_override=red), atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize('naive', [True, False])
+def test_soft_mask_targets_are_accepted_as_mmdet_does(naive):
+    """Targets of pred's shape may be soft (values in [0, 1], e.g. resized masks), as the docs
+    say; the loss equals mmdet's on them.  Values outside [0, 1] (other than ignore_index)
+    raise."""
+    torch.manual_seed(0)
+    pred = torch.randn(4, 6, 7)
+    soft = torch.rand(4, 6, 7)
+    ours = DiceLoss(naive_dice=naive)
+    ref = MMDetDiceLoss(naive_dice=naive)
+    torch.testing.assert_close(ours(pred, soft), ref(pred, soft), atol=1e-5, rtol=0)
+    for bad in (soft + 0.5, soft - 0.5):
+        with pytest.raises(ValueError, match=r'binary or soft masks, values in \[0, 1\]'):
+            ours(pred, bad)
+
+
+def test_softmax_on_mask_layout_raises_like_mmdet():
+    """use_sigmoid=False on mmdet's (N, H, W) mask layout would take the softmax over H: mmdet
+    raises NotImplementedError, and so do we, naming the layout a softmax needs."""
+    pred = torch.randn(3, 8, 8)
+    masks = (torch.rand(3, 8, 8) > 0.5).long()
+    with pytest.raises(NotImplementedError):
+        MMDetDiceLoss(use_sigmoid=False)(pred, masks)
+    with pytest.raises(NotImplementedError, match=r'label-map layout: \(N, C, \.\.\.\) logits '
+                       r'with an \(N, \.\.\.\) integer target'):
+        DiceLoss(use_sigmoid=False)(pred, masks)
+    # probabilities given as such, and label maps, still work with use_sigmoid=False
+    probs = pred.sigmoid()
+    torch.testing.assert_close(DiceLoss(use_sigmoid=False, activate=False)(probs, masks),
+                               DiceLoss(activate=False)(probs, masks))
+    logits = torch.randn(3, 4, 8, 8)
+    assert torch.isfinite(DiceLoss(use_sigmoid=False)(logits, torch.randint(0, 4, (3, 8, 8))))
+
+
 @pytest.mark.parametrize('sigmoid', [True, False])
 @pytest.mark.parametrize('naive', [True, False])
 def test_parity_mmseg_label_map(sigmoid, naive):

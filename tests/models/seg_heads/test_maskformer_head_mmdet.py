@@ -95,6 +95,15 @@ def test_panoptic_and_instance_fusion_match_mmdet(cfg, seed):
     assert (ids != 5).any()
 
 
+def test_fusion_head_has_mmdets_with_loss():
+    """mmdet's panoptic fusion heads expose ``with_loss``; ours has no loss, like mmdet's
+    MaskFormerFusionHead built without ``loss_panoptic``."""
+    ref = MMDetFusionHead(num_things_classes=3, num_stuff_classes=2)
+    ours = MaskFormerFusionHead(num_things_classes=3, num_stuff_classes=2)
+    assert ours.with_loss is False and ref.with_loss is False
+    assert ours.loss() == {}
+
+
 def test_inside_mmdet_maskformer_detector():
     """mmdet's MaskFormer detector drives our head and fusion head: loss and panoptic predict."""
     from mmdet.registry import MODELS as MMDET_MODELS

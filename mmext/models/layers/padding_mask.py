@@ -3,9 +3,10 @@
 Images of a batch are padded (bottom/right) to one size; attention must not attend to the padded
 cells (DETR, Carion et al., ECCV 2020, Sec. 3.2 and appendix A.3).  mmdet's data pre-processor
 records the padded batch size as ``batch_input_shape``; mmseg's records it per image as
-``pad_shape`` (and pads nothing at test time).
+``pad_shape`` (and pads nothing at test time).  Used by DETR and by MaskFormer's head and pixel
+decoder.
 """
-from typing import Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -29,16 +30,21 @@ def batch_input_shape(img_metas: Sequence[dict]) -> Tuple[int, int]:
                        f'first holds {sorted(meta)}') from err
 
 
-def padding_mask(img_metas: Sequence[dict], feat_hw: Tuple[int, int],
-                 device: torch.device) -> Tensor:
+def padding_mask(img_metas: Sequence[dict],
+                 feat_hw: Tuple[int, int],
+                 device: torch.device,
+                 none_if_unpadded: bool = False) -> Optional[Tensor]:
     """``[B, h, w]`` bool, True at cells of the ``feat_hw`` map that cover only padding.
 
     The image-resolution mask is resized with nearest neighbour (as mmdet does), so a cell is
-    padding when its sampled pixel is.
+    padding when its sampled pixel is.  With ``none_if_unpadded``, a batch in which no image is
+    padded gives None (DETR then skips the masking), as mmdet's DETR does.
     """
     H, W = batch_input_shape(img_metas)
+    img_hw = [tuple(meta.get('img_shape', (H, W))[:2]) for meta in img_metas]
+    if none_if_unpadded and all(hw == (H, W) for hw in img_hw):
+        return None
     mask = torch.ones(len(img_metas), H, W, device=device)
-    for i, meta in enumerate(img_metas):
-        h, w = meta.get('img_shape', (H, W))[:2]
+    for i, (h, w) in enumerate(img_hw):
         mask[i, :h, :w] = 0
     return F.interpolate(mask[:, None], size=tuple(feat_hw), mode='nearest')[:, 0].bool()
