@@ -5,15 +5,4 @@
 set -euo pipefail
 CONFIG=${1:?usage: dist_train.sh CONFIG NUM_PROCS [options]}
 NPROCS=${2:?usage: dist_train.sh CONFIG NUM_PROCS [options]}
-NNODES=${NNODES:-1}
-NODE_RANK=${NODE_RANK:-0}
-PORT=${PORT:-29500}
-MASTER_ADDR=${MASTER_ADDR:-127.0.0.1}
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-PYTHON=${PYTHON:-python}
-
-PYTHONPATH="$ROOT:${PYTHONPATH:-}" \
-exec "$PYTHON" -m torch.distributed.run \
-    --nnodes="$NNODES" --node_rank="$NODE_RANK" --master_addr="$MASTER_ADDR" \
-    --nproc_per_node="$NPROCS" --master_port="$PORT" \
-    "$ROOT/tools/train.py" "$CONFIG" --launcher pytorch "${@:3}"
+exec bash "$(dirname "${BASH_SOURCE[0]}")/torchrun.sh" "$NPROCS" tools/train.py "$CONFIG" "${@:3}"
