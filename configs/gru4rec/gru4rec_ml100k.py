@@ -16,9 +16,9 @@ model = dict(
     embedding='none',
     dropout_p_embed=0.0,
     dropout_p_hidden=0.2,
-    loss='cross-entropy',
+    loss='ce',
     logq=1.0,
-    n_sample=512,
+    num_negatives=512,
     sample_alpha=0.5)
 
 train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs, val_interval=1)

@@ -41,9 +41,9 @@ model = dict(
     embedding='shared',
     dropout_p_embed=0.0,
     dropout_p_hidden=0.4,
-    loss='cross-entropy',
+    loss='ce',
     logq=1.0,
-    n_sample=2048,
+    num_negatives=2048,
     sample_alpha=0.5,
     bpreg=0.0)
 

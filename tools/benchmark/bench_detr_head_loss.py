@@ -10,7 +10,7 @@ give the same losses before anything is timed; runs interleave so load drift hit
 import argparse
 import copy
 import statistics
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
 from mmdet.models.dense_heads import DETRHead as MMDetDETRHead
@@ -38,7 +38,7 @@ class PerImageAssigner:
         self.assign = assigner.assign
 
 
-def parse_args() -> argparse.Namespace:
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--batch', type=int, default=8)
     parser.add_argument('--queries', type=int, default=100)
@@ -47,7 +47,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--classes', type=int, default=80)
     parser.add_argument('--repeats', type=int, default=30)
     parser.add_argument('--threads', type=int, default=1)
-    return parser.parse_args()
+    return parser.parse_args(argv)
 
 
 def make_inputs(args: argparse.Namespace):
@@ -68,8 +68,8 @@ def make_inputs(args: argparse.Namespace):
     return cls, box, gts, metas
 
 
-def main() -> None:
-    args = parse_args()
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    args = parse_args(argv)
     torch.set_num_threads(args.threads)
     ours = DETRHead(num_classes=args.classes, embed_dims=256, **copy.deepcopy(LOSSES))
     per_image = copy.deepcopy(ours)

@@ -24,7 +24,7 @@ import logging
 import os
 import statistics
 import sys
-from typing import Callable, Dict, List, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from mmdet.models.dense_heads import FCOSHead as MMDetFCOSHead
@@ -41,7 +41,7 @@ TRICKS = dict(center_sampling=True, center_sample_radius=1.5, norm_on_bbox=True,
               loss_bbox=dict(type='GIoULoss', loss_weight=1.0))
 
 
-def parse_args() -> argparse.Namespace:
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--batch', type=int, default=8, help='images per batch')
     parser.add_argument('--boxes', type=int, default=20, help='gt boxes per image')
@@ -58,7 +58,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--profile', action='store_true',
                         help='print the top operators of one loss_by_feat + backward per head')
     parser.add_argument('--seed', type=int, default=0)
-    return parser.parse_args()
+    return parser.parse_args(argv)
 
 
 def make_batch(args: argparse.Namespace,
@@ -108,8 +108,8 @@ def time_pair(fns: Dict[str, Callable[[], object]], repeats: int,
             for name, ss in samples.items()}
 
 
-def main() -> int:
-    args = parse_args()
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     register_all_modules(init_default_scope=False)
@@ -158,7 +158,7 @@ def main() -> int:
     print(f'max |loss diff| {max_loss_diff:.2e}, max |grad diff| w.r.t. head outputs '
           f'{max_grad_diff:.2e}: {"OK" if ok else "MISMATCH"}')
     if not ok:
-        return 1
+        sys.exit(1)
 
     if args.profile:
         from torch.profiler import ProfilerActivity, profile
@@ -201,8 +201,7 @@ def main() -> int:
         print(f'convolutions: {gflop:.0f} GFLOP per step (fwd + bwd), run at '
               f'{gflop / conv_wall:.0f} GFLOP/s; ceiling for any head with these convolutions: '
               f'mmdet head step / convs = {times["head (fwd+targets+loss+bwd)"]["mmdet"][0] / conv_wall:.2f}x')
-    return 0
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    main()

@@ -11,7 +11,7 @@ that drift in machine load hits both alike; medians are reported.
 import argparse
 import copy
 import statistics
-from typing import Dict
+from typing import Dict, Optional, Sequence
 
 import torch
 from mmdet.structures import DetDataSample
@@ -25,7 +25,7 @@ from mmext.registry import MODELS
 from timing import interleaved  # tools/benchmark/timing.py
 
 
-def parse_args() -> argparse.Namespace:
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--config', default='configs/fcos/fcos_r18_fpn_shapes-128_demo.py')
     parser.add_argument('--batch', type=int, default=16)
@@ -35,7 +35,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--warmup', type=int, default=3)
     parser.add_argument('--threads', type=int, default=None)
     parser.add_argument('--seed', type=int, default=0)
-    return parser.parse_args()
+    return parser.parse_args(argv)
 
 
 def make_batch(args: argparse.Namespace, num_classes: int) -> Dict[str, list]:
@@ -56,8 +56,8 @@ def make_batch(args: argparse.Namespace, num_classes: int) -> Dict[str, list]:
     return dict(inputs=inputs, data_samples=samples)
 
 
-def main() -> None:
-    args = parse_args()
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     cfg = Config.fromfile(args.config)

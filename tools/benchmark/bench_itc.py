@@ -12,6 +12,7 @@ wall and process-CPU seconds are printed with the ratio.
 import argparse
 import statistics
 import sys
+from typing import Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -22,18 +23,18 @@ from mmext.models.losses import ITCLoss
 from timing import interleaved  # tools/benchmark/timing.py
 
 
-def parse_args() -> argparse.Namespace:
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--batch', type=int, default=128)
     parser.add_argument('--dim', type=int, default=256)
     parser.add_argument('--queue', type=int, default=8192, help='a multiple of --batch')
     parser.add_argument('--repeats', type=int, default=20)
     parser.add_argument('--threads', type=int, default=1)
-    return parser.parse_args()
+    return parser.parse_args(argv)
 
 
-def main() -> int:
-    args = parse_args()
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    args = parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     n, d, k = args.batch, args.dim, args.queue
@@ -69,8 +70,9 @@ def main() -> int:
         print(f'  {name:20s} wall median {med * 1e3:8.2f} ms  min {low * 1e3:8.2f} ms  '
               f'cpu median {cpu * 1e3:8.2f} ms   mmpretrain/this = {base[0] / med:5.2f}x '
               f'(median) {base[1] / low:5.2f}x (min)')
-    return 0 if ok else 1
+    if not ok:
+        sys.exit(1)
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    main()

@@ -12,7 +12,7 @@ Their losses must agree before anything is timed; the steps then run interleaved
 import argparse
 import copy
 import statistics
-from typing import Callable, Dict
+from typing import Callable, Dict, Optional, Sequence
 
 import torch
 from mmengine.config import ConfigDict
@@ -28,7 +28,7 @@ CANDIDATES = ('mmseg', 'mmext')
 IN_CHANNELS = [256, 512, 1024, 2048]
 
 
-def parse_args(argv=None) -> argparse.Namespace:
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--batch', type=int, default=2)
     parser.add_argument('--size', type=int, default=256, help='input side (ADE20K crop: 512)')
@@ -130,7 +130,7 @@ def measure_memory(name: str, args: argparse.Namespace) -> float:
     return measure_in_subprocess(__file__, argv, name)[0]
 
 
-def main(argv=None) -> None:
+def main(argv: Optional[Sequence[str]] = None) -> None:
     args = parse_args(argv)
     if args.memory_child:
         memory_child(args)

@@ -12,7 +12,7 @@ import argparse
 import os
 import statistics
 import sys
-from typing import Callable, Dict
+from typing import Callable, Dict, Optional, Sequence
 
 import torch
 from mmpretrain.models.backbones import SwinTransformer as PretrainSwin
@@ -26,7 +26,7 @@ from mmext.models.backbones import SwinTransformer  # noqa: E402
 CANDIDATES = ('mmpretrain', 'mmext')
 
 
-def parse_args() -> argparse.Namespace:
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--arch', default='tiny')
     parser.add_argument('--batch', type=int, default=2)
@@ -36,7 +36,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--threads', type=int, default=1)
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     parser.add_argument('--memory-child', choices=CANDIDATES, help=argparse.SUPPRESS)
-    return parser.parse_args()
+    return parser.parse_args(argv)
 
 
 def build(name: str, args: argparse.Namespace, same_weights: bool = True) -> torch.nn.Module:
@@ -93,8 +93,8 @@ def measure_memory(name: str, args: argparse.Namespace) -> float:
     return measure_in_subprocess(__file__, argv, name)[0]
 
 
-def main() -> None:
-    args = parse_args()
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    args = parse_args(argv)
     if args.memory_child:
         memory_child(args)
         return

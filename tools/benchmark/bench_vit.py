@@ -20,7 +20,7 @@ import logging
 import os
 import statistics
 import sys
-from typing import Dict, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 import torch
 from mmengine.logging import MMLogger
@@ -33,7 +33,7 @@ from timing import interleaved  # tools/benchmark/timing.py
 NAMES = ('mmpretrain', 'mmext')
 
 
-def parse_args(argv=None) -> argparse.Namespace:
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--arch', default='small', choices=('tiny', 'small', 'base', 'large'),
                         help="mmext arch (mmpretrain gets the same settings as a dict; note "
@@ -101,14 +101,14 @@ def measure_memory(args: argparse.Namespace, argv) -> Tuple[Dict[str, float], st
     return out, method
 
 
-def main(argv=None) -> int:
+def main(argv: Optional[Sequence[str]] = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.memory_child:
         memory_child(args)
-        return 0
+        return
     device = torch.device(args.device)
     models = build(args, device)
     x = make_batch(args, device)
@@ -124,7 +124,7 @@ def main(argv=None) -> int:
     print(f'max |output diff| {out_diff:.2e}, max |input-grad diff| {grad_diff:.2e}: '
           f'{"OK" if ok else "MISMATCH"}')
     if not ok:
-        return 1
+        sys.exit(1)
 
     # 2. throughput
     if not args.no_timing:
@@ -138,7 +138,6 @@ def main(argv=None) -> int:
             print(f'{n:<12}{mem[n]:>10.1f} MiB')
         if mem['mmpretrain'] > 0:
             print(f'memory ratio mmext / mmpretrain: {mem["mmext"] / mem["mmpretrain"]:.3f}')
-    return 0
 
 
 def time_steps(args: argparse.Namespace, models: Dict[str, torch.nn.Module], x: torch.Tensor,
@@ -157,4 +156,4 @@ def time_steps(args: argparse.Namespace, models: Dict[str, torch.nn.Module], x: 
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    main()

@@ -268,14 +268,20 @@ class SessionDataset(Dataset):
         **load_args: the arguments of :func:`load_sessions` (``data_path=None`` → ml-100k).
 
     ``len(dataset)`` is the number of predictions: input events for training, evaluated input
-    events otherwise (the size mmengine's evaluator expects).  Batches come from :meth:`__getitems__` with event
-    indices (``-1`` = idle slot), as yielded by ``SessionParallelBatchSampler``::
+    events otherwise (the size mmengine's evaluator expects).  Batches come from
+    :meth:`__getitems__` with event indices (``-1`` = idle slot), as yielded by
+    ``SessionParallelBatchSampler``::
 
-        {'inputs': LongTensor[B],   # item id of the input event (0 in idle slots)
-         'targets': LongTensor[B],  # item id of the next event (0 in idle slots)
+        {'item': LongTensor[B],     # item id of the input event (0 in idle slots)
+         'target': LongTensor[B],   # item id of the next event (0 in idle slots)
          'reset': BoolTensor[B],    # input is the first event of its session: zero the state
          'valid': BoolTensor[B],    # slot is busy
          'evaluate': BoolTensor[B]} # the target is a held-out event to score
+
+    and :func:`~.session_parallel.session_parallel_collate` hands it to the model as
+    ``{'inputs': batch}`` (the recommender contract, :mod:`mmext.models.recommenders.base`).
+    ``metainfo['num_items']`` is the item count models read; :attr:`item_counts` the training
+    popularity.
     """
 
     def __init__(self, split: str = 'train', **load_args: Any) -> None:
@@ -340,9 +346,9 @@ class SessionDataset(Dataset):
         if bool((ev >= n - 1).any()):
             raise IndexError(f'event index {int(ev.max())} out of range for {n} events')
         safe = ev.clamp(min=0)
-        inputs = torch.where(valid, self.items[safe], 0)
-        targets = torch.where(valid, self.items[safe + 1], 0)
+        item = torch.where(valid, self.items[safe], 0)
+        target = torch.where(valid, self.items[safe + 1], 0)
         if bool((valid & self._is_first[safe + 1]).any()):
             raise IndexError('an input event is the last event of its session (no target)')
-        return dict(inputs=inputs, targets=targets, reset=valid & self._is_first[safe],
+        return dict(item=item, target=target, reset=valid & self._is_first[safe],
                     valid=valid, evaluate=valid & self._evaluate[safe])

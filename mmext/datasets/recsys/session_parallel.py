@@ -13,9 +13,10 @@ official code shrinks the batch instead, which has the same effect on the comput
 This fits mmengine's Runner as a *batch sampler* over a dataset whose indices are input events:
 :class:`SessionParallelBatchSampler` yields one list of ``batch_size`` event indices per step
 (``-1`` = idle slot), the dataset's ``__getitems__`` turns it into one batch dict and
-:func:`session_parallel_collate` passes it through.  The session order is a fresh permutation per
-epoch (seeded by the wrapped sampler's seed and epoch, so resuming reproduces it) or, with
-``shuffle=False``, the dataset's order (sessions by start time).  Under distributed training
+:func:`session_parallel_collate` hands it to the model as ``{'inputs': batch}``.  The session
+order is a fresh permutation per epoch (seeded by the wrapped sampler's seed and epoch, so
+resuming reproduces it) or, with ``shuffle=False``, the dataset's order (sessions by start
+time).  Under distributed training
 (``shuffle=True``) each process takes every ``world_size``-th session of the epoch's order.
 Evaluation must run in one process: mmengine gathers equal-sized per-rank result lists, which
 session-parallel evaluation does not produce.
@@ -152,9 +153,10 @@ class SessionParallelBatchSampler(Sampler):
 
 @FUNCTIONS.register_module()
 def session_parallel_collate(batch: dict) -> dict:
-    """The dataset's ``__getitems__`` already built the batch dict: pass it through."""
+    """The dataset's ``__getitems__`` already built the batch dict: wrap it as ``{'inputs':
+    batch}`` for ``model(**data)`` (the recommender contract, as :func:`sequence_collate`)."""
     if not isinstance(batch, dict):
         raise TypeError('session_parallel_collate expects the batch dict built by '
                         'SessionDataset.__getitems__; use SessionParallelBatchSampler as the '
                         f'batch_sampler (got {type(batch).__name__})')
-    return batch
+    return dict(inputs=batch)

@@ -11,7 +11,7 @@ most third-party versions to break:
   ``reset`` mask, recomputed for every batch) and detached after every step: no BPTT.  The state
   lives in the model between steps, separately for training and evaluation.
 * **Sampled output** (CIKM Sec. 3.2): the scores of a training step are computed only for the
-  batch's targets plus ``n_sample`` extra items shared by the batch, drawn with replacement
+  batch's targets plus ``num_negatives`` extra items shared by the batch, drawn with replacement
   ∝ ``popularity ** sample_alpha``; never for all items.
 * **Losses**: cross-entropy with the logQ correction, BPR-max with ``bpreg``, TOP1-max
   (:mod:`.gru4rec_losses`), summed over the batch like the official code.
@@ -26,19 +26,22 @@ The GRU cell is the paper's (Eqs. 1-4): ``z = σ(W_z x + U_z h)``, ``r = σ(W_r 
 weights the *candidate*.
 """
 import math
-from typing import Dict, List, Optional, Sequence, Union
+import warnings
+from typing import Any, Dict, List, Optional, Sequence, Union
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from mmengine.model import BaseModel
 
-from mmext.registry import DATASETS, MODELS
+from mmext.registry import MODELS
+from .base import BaseRecommender, num_items_from_dataset, reject_options, renamed_option
 from .gru4rec_losses import bpr_max_loss, cross_entropy_logq, top1_max_loss
 
 __all__ = ['GRU4Rec', 'GRU4RecLayer']
 
-_LOSSES = ('cross-entropy', 'bpr-max', 'top1-max')
+_LOSSES = ('ce', 'bpr-max', 'top1-max')
+_LOSS_ALIASES = {'cross-entropy': 'ce'}  # the former name, kept with a DeprecationWarning
+_LEGACY_KEYS = dict(targets='target', reset='reset', valid='valid', evaluate='evaluate')
 _EMBEDDINGS = ('none', 'separate', 'shared')
 
 
@@ -83,12 +86,13 @@ class GRU4RecLayer(nn.Module):
 
 
 @MODELS.register_module()
-class GRU4Rec(BaseModel):
+class GRU4Rec(BaseRecommender):
     """GRU4Rec as an mmengine model (see the module docstring).
 
     Args:
         num_items: number of items ``n`` (ids ``1..n``, 0 = padding).  Leave ``None`` and give
-            ``dataset`` to take it, and the item popularity, from the training dataset.
+            ``dataset`` to take it (``metainfo['num_items']``), and the item popularity
+            (``item_counts``), from the training dataset.
         dataset: config of the training :class:`~mmext.datasets.recsys.SessionDataset` (its
             loading is cached, so the Runner's own build costs nothing more).
         hidden_sizes: GRU layer sizes.
@@ -98,8 +102,10 @@ class GRU4Rec(BaseModel):
             As in the official code the dropped-out output is also the state carried to the next
             step, and with ``embedding='none'`` the first layer's output takes
             ``dropout_p_embed`` (that layer is the official "GRU embedding").
-        loss: ``'cross-entropy'``, ``'bpr-max'`` or ``'top1-max'``.
-        n_sample: extra negatives per step shared by the batch (0: in-batch negatives only).
+        loss: ``'ce'`` (cross-entropy; formerly ``'cross-entropy'``, still accepted with a
+            ``DeprecationWarning``), ``'bpr-max'`` or ``'top1-max'``.
+        num_negatives: extra negatives per step shared by the batch (0: in-batch negatives
+            only; formerly ``n_sample``, still accepted with a ``DeprecationWarning``).
         sample_alpha: extra negatives are drawn ∝ ``popularity ** sample_alpha``.
         logq: weight of the logQ correction of the cross-entropy (official: 1.0 or 0).
         bpreg: score regularisation of BPR-max.
@@ -107,30 +113,39 @@ class GRU4Rec(BaseModel):
             ``final_act='elu-0.5'``); 0 keeps linear scores.
         reduction: ``'sum'`` over the batch (official) or ``'mean'``.
 
-    Inputs (from ``SessionDataset`` batches): ``inputs``, ``targets`` (LongTensor[B]), ``reset``,
-    ``valid`` and optionally ``evaluate`` (BoolTensor[B]; ``predict`` scores only those rows).  ``mode='loss'`` returns ``{'loss': ...}``; ``'predict'``
-    returns one dict per busy slot, ``{'scores': FloatTensor[n + 1] (index = item id),
-    'target': item id, 'exclude': tensor([0]), 'invalid': tensor([0])}`` for
-    :class:`mmext.RankingMetric`; ``'tensor'``
-    returns the ``(B, n + 1)`` scores.
+    Called as every mmext recommender (:mod:`.base`): ``forward(inputs, data_samples=None,
+    mode)``, ``inputs`` being the dict of :class:`~mmext.datasets.recsys.SessionDataset` batches
+    (``collate_fn=dict(type='mmext.session_parallel_collate')``): ``item``, ``target``
+    (LongTensor[B]: input item and next item per slot), ``reset``, ``valid`` and optionally
+    ``evaluate`` (BoolTensor[B]; ``predict`` scores only those rows); ``predict`` also takes
+    ``(T, B)`` groups of ``T`` consecutive steps.  ``mode='loss'`` returns ``{'loss': ...}``;
+    ``'predict'`` returns one dict per scored slot, ``{'scores': FloatTensor[n + 1] (index =
+    item id), 'target': item id, 'exclude': tensor([0]), 'invalid': tensor([0])}`` for
+    :class:`mmext.RankingMetric`; ``'tensor'`` returns the ``(B, n + 1)`` scores.
     """
+
+    required_inputs = ('item', )
+    collate_fn = 'mmext.session_parallel_collate'
 
     def __init__(self, num_items: Optional[int] = None, dataset: Optional[dict] = None,
                  hidden_sizes: Union[int, Sequence[int]] = (100, ), embedding: str = 'none',
                  embedding_dim: int = 0, dropout_p_embed: float = 0.0,
-                 dropout_p_hidden: float = 0.0, loss: str = 'cross-entropy',
-                 n_sample: int = 2048, sample_alpha: float = 0.5, logq: float = 0.0,
+                 dropout_p_hidden: float = 0.0, loss: str = 'ce',
+                 num_negatives: int = 2048, sample_alpha: float = 0.5, logq: float = 0.0,
                  bpreg: float = 1.0, elu_param: float = 0.0, reduction: str = 'sum',
                  data_preprocessor: Optional[dict] = None,
-                 init_cfg: Optional[dict] = None) -> None:
+                 init_cfg: Optional[dict] = None, **deprecated: Any) -> None:
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        num_negatives = renamed_option('GRU4Rec', deprecated, 'n_sample', 'num_negatives',
+                                       num_negatives, 2048)
+        reject_options('GRU4Rec', deprecated, dict(loss_type='loss'))
+        if loss in _LOSS_ALIASES:
+            warnings.warn(f'GRU4Rec: loss={loss!r} is deprecated, use loss='
+                          f'{_LOSS_ALIASES[loss]!r}', DeprecationWarning, stacklevel=2)
+            loss = _LOSS_ALIASES[loss]
+        num_items, ds = num_items_from_dataset('GRU4Rec', num_items, dataset)
         counts = None
-        if dataset is not None:
-            ds = DATASETS.build(dataset) if isinstance(dataset, dict) else dataset
-            if num_items is not None and num_items != ds.num_items:
-                raise ValueError(f'num_items={num_items} but the dataset has {ds.num_items} '
-                                 'items; drop num_items to take it from the dataset')
-            num_items = ds.num_items
+        if ds is not None:
             counts = torch.as_tensor(ds.item_counts, dtype=torch.float64)
         if num_items is None or num_items < 1:
             raise ValueError(f'GRU4Rec needs num_items >= 1 or a dataset config, got '
@@ -145,7 +160,8 @@ class GRU4Rec(BaseModel):
         self.num_items = int(num_items)
         num_ids = self.num_items + 1
         self.embedding = embedding
-        self.loss_type, self.n_sample, self.sample_alpha = loss, int(n_sample), sample_alpha
+        self.loss_type, self.num_negatives = loss, int(num_negatives)
+        self.sample_alpha = sample_alpha
         self.logq, self.bpreg, self.elu_param, self.reduction = logq, bpreg, elu_param, reduction
 
         out_dim = hidden_sizes[-1]
@@ -238,13 +254,15 @@ class GRU4Rec(BaseModel):
         log_p = torch.log(p.clamp_min(1e-12))
         return torch.cat([log_p[targets], self.sample_alpha * log_p[samples]])
 
-    def loss(self, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        samples = (self.sample_negatives(self.n_sample).to(targets.device) if self.n_sample > 0
-                   else targets.new_zeros(0))
-        candidates = torch.cat([targets, samples])
-        logits = self.score(hidden, candidates)  # (B, B + n_sample): never all items
-        if self.loss_type == 'cross-entropy':
-            return cross_entropy_logq(logits, self._log_q(targets, samples), self.logq,
+    def sampled_loss(self, hidden: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """The loss of ``hidden`` ``(B, d)`` against ``target`` ``(B,)``, scored among the batch's
+        targets and ``num_negatives`` shared samples."""
+        samples = (self.sample_negatives(self.num_negatives).to(target.device)
+                   if self.num_negatives > 0 else target.new_zeros(0))
+        candidates = torch.cat([target, samples])
+        logits = self.score(hidden, candidates)  # (B, B + num_negatives): never all items
+        if self.loss_type == 'ce':
+            return cross_entropy_logq(logits, self._log_q(target, samples), self.logq,
                                       self.reduction)
         if self.elu_param > 0:
             logits = F.elu(logits, self.elu_param)
@@ -252,41 +270,77 @@ class GRU4Rec(BaseModel):
             return bpr_max_loss(logits, self.bpreg, self.reduction)
         return top1_max_loss(logits, self.reduction)
 
-    def forward(self, inputs: torch.Tensor, targets: Optional[torch.Tensor] = None,
-                reset: Optional[torch.Tensor] = None, valid: Optional[torch.Tensor] = None,
-                evaluate: Optional[torch.Tensor] = None, mode: str = 'tensor'):
-        if inputs.dim() == 2 and mode == 'predict':
+    # -- the recommender contract -----------------------------------------------------------
+    def forward(self, inputs: Union[Dict[str, torch.Tensor], torch.Tensor],
+                data_samples: Optional[Any] = None, mode: str = 'tensor', **legacy: Any):
+        if isinstance(inputs, torch.Tensor):  # the former call: model(items, targets, ...)
+            warnings.warn("GRU4Rec: call model(dict(item=..., target=..., reset=..., "
+                          "valid=...), mode=...); passing the item tensor and targets, reset, "
+                          "valid, evaluate as separate arguments is deprecated",
+                          DeprecationWarning, stacklevel=2)
+            if isinstance(data_samples, torch.Tensor):  # targets given positionally
+                legacy.setdefault('targets', data_samples)
+            unknown = set(legacy) - set(_LEGACY_KEYS)
+            if unknown:
+                raise TypeError(f'GRU4Rec: unexpected arguments {sorted(unknown)}')
+            inputs = dict(item=inputs, **{_LEGACY_KEYS[k]: v for k, v in legacy.items()
+                                          if v is not None})
+            data_samples = None
+        elif legacy:
+            raise TypeError(f'GRU4Rec: unexpected arguments {sorted(legacy)}; the batch goes '
+                            'in inputs (a dict)')
+        return super().forward(inputs, data_samples, mode)
+
+    def _advance(self, inputs: Dict[str, torch.Tensor]) -> torch.Tensor:
+        """Check ``inputs['item']`` ``(B,)`` and take one step: the last layer's output."""
+        items = inputs['item']
+        if items.dim() != 1:
+            raise ValueError(f'inputs["item"] must be a (B,) item-id tensor (or (T, B) for '
+                             f'predict), got {tuple(items.shape)}')
+        if bool(((items < 0) | (items > self.num_items)).any()):
+            raise ValueError(f'input item ids must lie in [0, {self.num_items}], got '
+                             f'{items.min().item()}..{items.max().item()}')
+        return self.step(items, inputs.get('reset'))
+
+    def _target(self, inputs: Dict[str, torch.Tensor], mode: str) -> torch.Tensor:
+        if inputs.get('target') is None:
+            raise ValueError(f"mode='{mode}' needs inputs['target']")
+        return inputs['target']
+
+    def _forward(self, inputs: Dict[str, torch.Tensor]) -> torch.Tensor:
+        """``mode='tensor'``: one step; the ``(B, n + 1)`` scores of all item ids."""
+        return self.score(self._advance(inputs))
+
+    def loss(self, inputs: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+        """One training step over the busy (``valid``) slots: ``{'loss': scalar}``."""
+        hidden = self._advance(inputs)
+        target = self._target(inputs, 'loss')
+        valid = inputs.get('valid')
+        if valid is None:
+            valid = torch.ones_like(inputs['item'], dtype=torch.bool)
+        if not bool(valid.any()):
+            return {'loss': hidden.sum() * 0}
+        return {'loss': self.sampled_loss(hidden[valid], target[valid])}
+
+    def predict(self, inputs: Dict[str, torch.Tensor]) -> List[dict]:
+        """One step (``(B,)`` tensors) or a group of steps (``(T, B)``, run in order); one
+        :class:`mmext.RankingMetric` dict per scored slot."""
+        if inputs['item'].dim() == 2:
             # A group of T consecutive steps (evaluation with group_steps): run them in order.
             outputs = []
-            for t in range(inputs.shape[0]):
-                outputs += self(inputs[t], targets[t], *(None if x is None else x[t]
-                                                         for x in (reset, valid, evaluate)),
-                                mode='predict')
+            for t in range(inputs['item'].shape[0]):
+                outputs += self.predict({k: v[t] for k, v in inputs.items() if v is not None})
             return outputs
-        if inputs.dim() != 1:
-            raise ValueError(f'inputs must be a (B,) item-id tensor (or (T, B) for predict), '
-                             f'got {tuple(inputs.shape)}')
-        if bool(((inputs < 0) | (inputs > self.num_items)).any()):
-            raise ValueError(f'input item ids must lie in [0, {self.num_items}], got '
-                             f'{inputs.min().item()}..{inputs.max().item()}')
+        hidden = self._advance(inputs)
+        target = self._target(inputs, 'predict')
+        valid, evaluate = inputs.get('valid'), inputs.get('evaluate')
         if valid is None:
-            valid = torch.ones_like(inputs, dtype=torch.bool)
-        hidden = self.step(inputs, reset)
-        if mode == 'tensor':
-            return self.score(hidden)
-        if targets is None:
-            raise ValueError(f"mode='{mode}' needs targets")
-        if mode == 'loss':
-            if not bool(valid.any()):
-                return {'loss': hidden.sum() * 0}
-            return {'loss': self.loss(hidden[valid], targets[valid])}
-        if mode == 'predict':
-            # Only held-out targets are scored (leave-one-out splits advance the state through
-            # the history without predicting it).
-            rows = torch.nonzero(valid if evaluate is None else valid & evaluate).flatten()
-            scores = self.score(hidden[rows]).float()
-            pad = torch.zeros(1, dtype=torch.long)
-            # The padding id is 'invalid' (never ranked) and, for exclude_seen, also 'exclude'.
-            return [dict(scores=s, target=int(t), exclude=pad, invalid=pad)
-                    for s, t in zip(scores.cpu(), targets[rows].tolist())]
-        raise ValueError(f"mode must be 'loss', 'predict' or 'tensor', got {mode!r}")
+            valid = torch.ones_like(inputs['item'], dtype=torch.bool)
+        # Only held-out targets are scored (leave-one-out splits advance the state through
+        # the history without predicting it).
+        rows = torch.nonzero(valid if evaluate is None else valid & evaluate).flatten()
+        scores = self.score(hidden[rows]).float()
+        pad = torch.zeros(1, dtype=torch.long)
+        # The padding id is 'invalid' (never ranked) and, for exclude_seen, also 'exclude'.
+        return [dict(scores=s, target=int(t), exclude=pad, invalid=pad)
+                for s, t in zip(scores.cpu(), target[rows].tolist())]

@@ -25,7 +25,8 @@ never attended to, and padded positions carry no loss.
 Training objectives (``loss``):
 
 * ``'bce'`` (the paper, eq. 7): at every position with a target, binary cross-entropy of the
-  positive item against ``num_train_negatives`` sampled negatives, averaged over those positions;
+  positive item against the batch's negatives (or ``num_negatives`` drawn by the model),
+  averaged over those positions;
 * ``'ce'``: softmax cross-entropy over all items (padding excluded) at every position with a
   target, averaged over those positions (Klenitskiy & Vasilev, RecSys 2023 "Turning Dross Into
   Gold Loss: is BERT4Rec really better than SASRec?" show it is much stronger).
@@ -36,15 +37,15 @@ Prediction (``mode='predict'``) scores the history's last position against all i
 ``{'scores', 'target', 'exclude'}`` dicts that :class:`mmext.RankingMetric` consumes.
 """
 import math
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Any, Dict, List, Optional, Sequence, Union
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from mmengine.model import BaseModel
 from torch import Tensor
 
-from mmext.registry import DATASETS, MODELS
+from mmext.registry import MODELS
+from .base import BaseRecommender, num_items_from_dataset, reject_options, renamed_option
 
 __all__ = ['SASRec', 'SASRecBlock']
 
@@ -126,21 +127,27 @@ class SASRecBlock(nn.Module):
 
 
 @MODELS.register_module()
-class SASRec(BaseModel):
+class SASRec(BaseRecommender):
     """SASRec (Kang & McAuley, ICDM 2018) as an mmengine model.
 
-    Batches are ``dict(inputs=dict(...))`` as built by :func:`mmext.datasets.recsys.
+    Called as every mmext recommender (:mod:`.base`): ``forward(inputs, data_samples=None,
+    mode)``.  Batches are ``dict(inputs=dict(...))`` as built by :func:`mmext.datasets.recsys.
     sequence_collate`: ``seq`` ``[B, L]`` item ids (0 = padding, most recent item last) and
 
     * training: ``target`` ``[B, L]`` next item at each position (0 = no loss there) and, for
       ``loss='bce'``, ``negatives`` ``[B, L, k]`` (or ``[B, L]``) sampled negatives; without them
-      the model draws ``num_train_negatives`` uniformly from items other than the target;
+      the model draws ``num_negatives`` uniformly from items other than the target;
     * evaluation: ``target`` ``[B]`` held-out item, optional ``seen`` (list of 1-D tensors, items
       to report as ``exclude``) and, for ``eval_mode='sampled'``, ``negatives`` ``[B, N]``.
 
+    ``mode='loss'`` returns ``{'loss': scalar}``, ``'predict'`` one
+    :class:`mmext.RankingMetric` dict per history and ``'tensor'`` the hidden states
+    ``[B, L, d]`` of :meth:`encode`.
+
     Args:
         num_items: Number of items ``n``; ids are ``1..n`` and 0 is padding.  Leave ``None``
-            and give ``dataset`` to take it from the training dataset.
+            and give ``dataset`` to take it from the training dataset
+            (``metainfo['num_items']``).
         dataset: Config (or instance) of the training :class:`LeaveOneOutSequenceDataset`; its
             file is parsed once per process, so the Runner's own build costs little more.
         max_len: Longest history ``L`` (number of learned positions).
@@ -157,7 +164,8 @@ class SASRec(BaseModel):
             ``'post'`` (RecBole's post-LN blocks with an input LayerNorm).
         norm_eps: LayerNorm epsilon. Defaults to 1e-8 (official code).
         loss: ``'bce'`` (paper) or ``'ce'`` (full softmax cross-entropy).
-        num_train_negatives: Negatives per position for ``'bce'`` when the batch carries none.
+        num_negatives: Negatives per position for ``'bce'`` when the batch carries none
+            (formerly ``num_train_negatives``, still accepted with a ``DeprecationWarning``).
         eval_mode: ``'full'`` (rank all items) or ``'sampled'`` (target + the batch's negatives).
         init_std: ``None`` for Xavier-normal weights (official code); a float for
             ``N(0, init_std)`` as in RecBole.
@@ -168,24 +176,25 @@ class SASRec(BaseModel):
             histories.
     """
 
+    required_inputs = ('seq', )
+    collate_fn = 'mmext.sequence_collate'
+
     def __init__(self, num_items: Optional[int] = None, dataset: Optional[dict] = None,
                  max_len: int = 200, embed_dims: int = 50,
                  num_blocks: int = 2, num_heads: int = 1, ffn_dims: Optional[int] = None,
                  dropout: float = 0.2, attn_dropout: Optional[float] = None,
                  ffn_dropout: Optional[float] = None, act: str = 'relu',
                  norm: str = 'pre', norm_eps: float = 1e-8, loss: str = 'bce',
-                 num_train_negatives: int = 1, eval_mode: str = 'full',
+                 num_negatives: int = 1, eval_mode: str = 'full',
                  init_std: Optional[float] = None, position_origin: str = 'right',
                  data_preprocessor: Optional[Union[dict, nn.Module]] = None,
-                 init_cfg: Optional[dict] = None) -> None:
+                 init_cfg: Optional[dict] = None, **deprecated: Any) -> None:
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
-        if dataset is not None:  # the item count of the training data decides the table size
-            ds = DATASETS.build(dataset) if isinstance(dataset, dict) else dataset
-            if num_items is not None and num_items != ds.metainfo['num_items']:
-                raise ValueError(f'SASRec: num_items={num_items} but the dataset has '
-                                 f'{ds.metainfo["num_items"]} items; drop num_items to take it '
-                                 'from the dataset')
-            num_items = ds.metainfo['num_items']
+        num_negatives = renamed_option('SASRec', deprecated, 'num_train_negatives',
+                                       'num_negatives', num_negatives, 1)
+        reject_options('SASRec', deprecated, dict(loss_type='loss'))
+        # the item count of the training data decides the table size
+        num_items, _ = num_items_from_dataset('SASRec', num_items, dataset)
         checks = [
             (isinstance(num_items, int) and num_items >= 1, f'num_items={num_items!r}: must '
              'be a positive int, or give a dataset config'),
@@ -202,8 +211,8 @@ class SASRec(BaseModel):
             (act in _ACTIVATIONS, f'act={act!r}: expected one of {sorted(_ACTIVATIONS)}'),
             (norm in _NORMS, f'norm={norm!r}: expected one of {_NORMS}'),
             (loss in ('bce', 'ce'), f"loss={loss!r}: expected 'bce' or 'ce'"),
-            (isinstance(num_train_negatives, int) and num_train_negatives >= 1,
-             f'num_train_negatives={num_train_negatives!r}: must be >= 1'),
+            (isinstance(num_negatives, int) and num_negatives >= 1,
+             f'num_negatives={num_negatives!r}: must be >= 1'),
             (eval_mode in ('full', 'sampled'),
              f"eval_mode={eval_mode!r}: expected 'full' or 'sampled'"),
             (position_origin in ('right', 'left'),
@@ -216,7 +225,7 @@ class SASRec(BaseModel):
         self.max_len = max_len
         self.embed_dims = embed_dims
         self.loss_type = loss
-        self.num_train_negatives = num_train_negatives
+        self.num_negatives = num_negatives
         self.eval_mode = eval_mode
         self.init_std = init_std
         self.position_origin = position_origin
@@ -331,7 +340,7 @@ class SASRec(BaseModel):
             return dict(loss=F.cross_entropy(logits, pos - 1))
         neg = inputs.get('negatives')
         if neg is None:
-            neg = self._sample_negatives(pos, self.num_train_negatives)
+            neg = self._sample_negatives(pos, self.num_negatives)
         else:
             neg = neg.unsqueeze(-1) if neg.dim() == 2 else neg
             if neg.shape[:2] != seq.shape:
@@ -371,16 +380,6 @@ class SASRec(BaseModel):
         empty = torch.zeros(0, dtype=torch.long)
         return [dict(scores=s.detach().cpu(), target=0, exclude=empty) for s in scores]
 
-    def forward(self, inputs: Dict[str, Union[Tensor, List[Tensor]]],
-                data_samples: Optional[list] = None,
-                mode: str = 'tensor') -> Union[Tensor, Dict[str, Tensor], List[dict]]:
-        if not isinstance(inputs, dict) or 'seq' not in inputs:
-            raise ValueError('SASRec: inputs must be a dict with at least "seq" (build batches '
-                             "with collate_fn=dict(type='mmext.sequence_collate'))")
-        if mode == 'loss':
-            return self.loss(inputs)
-        if mode == 'predict':
-            return self.predict(inputs)
-        if mode == 'tensor':
-            return self.encode(inputs['seq'])
-        raise ValueError(f"SASRec: mode={mode!r}: expected 'loss', 'predict' or 'tensor'")
+    def _forward(self, inputs: Dict[str, Union[Tensor, List[Tensor]]]) -> Tensor:
+        """``mode='tensor'``: the hidden states ``[B, L, d]`` of ``inputs['seq']``."""
+        return self.encode(inputs['seq'])

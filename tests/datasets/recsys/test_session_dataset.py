@@ -43,17 +43,17 @@ def test_reset_mask_exactly_at_session_starts(tmp_path):
     for step, b in enumerate(batches):
         for slot in range(2):
             if not b['valid'][slot]:
-                assert b['inputs'][slot] == 0 and not b['reset'][slot]
+                assert b['item'][slot] == 0 and not b['reset'][slot]
                 continue
-            seen_inputs.append(int(b['inputs'][slot]))
+            seen_inputs.append(int(b['item'][slot]))
     # Sessions in start order: s1 (a b c), s2 (b a), s3 (c a b c), s4 (a c); slot 0 takes s1,
     # slot 1 s2 then s3 (s2 ends after one step), slot 0 s4 after s1's two steps.
     resets = [b['reset'].tolist() for b in batches]
     assert resets == [[True, True], [False, True], [True, False], [False, False]]
-    assert names(batches[0]['inputs']).tolist() == ['a', 'b']
-    assert names(batches[0]['targets']).tolist() == ['b', 'a']
-    assert names(batches[1]['inputs']).tolist() == ['b', 'c']
-    assert names(batches[1]['targets']).tolist() == ['c', 'a']
+    assert names(batches[0]['item']).tolist() == ['a', 'b']
+    assert names(batches[0]['target']).tolist() == ['b', 'a']
+    assert names(batches[1]['item']).tolist() == ['b', 'c']
+    assert names(batches[1]['target']).tolist() == ['c', 'a']
     assert len(seen_inputs) == len(ds)
 
 
@@ -156,7 +156,7 @@ def test_leave_one_out_sequences(tmp_path):
         got, history_steps = [], 0
         for ev in SessionParallelBatchSampler(seed, 2, shuffle=False):
             b = ds.__getitems__(ev)
-            got += names(b['targets'][b['evaluate']].numpy()).tolist()
+            got += names(b['target'][b['evaluate']].numpy()).tolist()
             history_steps += int((b['valid'] & ~b['evaluate']).sum())
         assert sorted(got) == sorted(targets) and history_steps > 0
     meta = SessionDataset('test', **args).metainfo

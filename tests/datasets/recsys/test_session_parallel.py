@@ -73,6 +73,8 @@ def test_batch_sampler_epochs_are_seeded():
         SessionParallelBatchSampler(_Seed(None), 4)
     with pytest.raises(TypeError, match='batch dict'):
         session_parallel_collate([1, 2])
+    batch = dict(item=np.arange(3))
+    assert session_parallel_collate(batch) == dict(inputs=batch)  # model(**data) contract
 
 
 def test_training_sessions_are_sharded_across_ranks(monkeypatch):

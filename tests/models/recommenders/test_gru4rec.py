@@ -21,7 +21,7 @@ ROOT = osp.dirname(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
 
 def model(**kw):
     torch.manual_seed(0)
-    args = dict(num_items=12, hidden_sizes=(8, ), n_sample=5)
+    args = dict(num_items=12, hidden_sizes=(8, ), num_negatives=5)
     args.update(kw)
     return GRU4Rec(**args)
 
@@ -48,7 +48,7 @@ def session_parallel_outputs(m, items, offsets, batch_size):
         valid = ev >= 0
         inputs = torch.where(valid, items[ev.clamp(min=0)], 0)
         reset = valid & torch.from_numpy(first)[ev.clamp(min=0)]
-        scores = m(inputs, reset=reset, valid=valid, mode='tensor')
+        scores = m(dict(item=inputs, reset=reset, valid=valid), mode='tensor')
         for slot in torch.nonzero(valid).flatten().tolist():
             out[int(row[slot])] = scores[slot].detach()
     return out
@@ -59,7 +59,7 @@ def one_session_at_a_time(m, items, offsets):
     for s in range(len(offsets) - 1):
         m.reset_state()  # a fresh zero state for every session
         for e in range(offsets[s], offsets[s + 1] - 1):
-            out[e] = m(items[e:e + 1], mode='tensor')[0].detach()
+            out[e] = m(dict(item=items[e:e + 1]), mode='tensor')[0].detach()
     return out
 
 
@@ -83,8 +83,8 @@ def test_state_carries_over_without_reset_and_is_detached():
     m.eval()
     x = torch.tensor([3, 4])
     m.reset_state()
-    first = m(x, reset=torch.tensor([True, True]), mode='tensor')
-    second = m(x, reset=torch.tensor([False, True]), mode='tensor')
+    first = m(dict(item=x, reset=torch.tensor([True, True])), mode='tensor')
+    second = m(dict(item=x, reset=torch.tensor([False, True])), mode='tensor')
     # Slot 1 restarted: the same output as the first step; slot 0 continued: a different one.
     torch.testing.assert_close(second[1], first[1])
     assert not torch.allclose(second[0], first[0])
@@ -95,20 +95,20 @@ def test_no_backpropagation_through_time():
     """The gradient of step t's loss equals that of a model fed step t-1's state as a constant."""
     m = model()
     m.train()
-    m.n_sample = 0
+    m.num_negatives = 0
     m.reset_state()
-    b = dict(inputs=torch.tensor([1, 2, 3]), targets=torch.tensor([4, 5, 6]),
+    b = dict(item=torch.tensor([1, 2, 3]), target=torch.tensor([4, 5, 6]),
              reset=torch.ones(3, dtype=torch.bool), valid=torch.ones(3, dtype=torch.bool))
-    m(**b, mode='loss')
+    m(b, mode='loss')
     carried = [s.clone() for s in m._states['train']]
-    b2 = dict(inputs=torch.tensor([4, 5, 6]), targets=torch.tensor([7, 8, 9]),
+    b2 = dict(item=torch.tensor([4, 5, 6]), target=torch.tensor([7, 8, 9]),
               reset=torch.zeros(3, dtype=torch.bool), valid=b['valid'])
     m.zero_grad()
-    m(**b2, mode='loss')['loss'].backward()
+    m(b2, mode='loss')['loss'].backward()
     g = m.layers[0].u_h.grad.clone()
-    h = m.layers[0](b2['inputs'], carried[0])
+    h = m.layers[0](b2['item'], carried[0])
     m.zero_grad()
-    F.cross_entropy(m.score(h, b2['targets']), torch.arange(3), reduction='sum').backward()
+    F.cross_entropy(m.score(h, b2['target']), torch.arange(3), reduction='sum').backward()
     torch.testing.assert_close(g, m.layers[0].u_h.grad)
 
 
@@ -116,7 +116,8 @@ def test_leave_one_out_groups_score_only_held_out_items(tmp_path):
     """Evaluation in groups of steps (group_steps): every batch scores >= 1 target, only the
     held-out events are scored, each after its full history, with states reset per sequence."""
     from mmext.datasets.recsys.session_dataset import SessionDataset
-    from mmext.datasets.recsys.session_parallel import SessionParallelBatchSampler
+    from mmext.datasets.recsys.session_parallel import (SessionParallelBatchSampler,
+                                                        session_parallel_collate)
     rng = np.random.default_rng(0)
     lines = ['SessionId\tItemId\tTime']
     for u in range(7):
@@ -133,7 +134,7 @@ def test_leave_one_out_groups_score_only_held_out_items(tmp_path):
     outputs = []
     m.reset_state()
     for group in sampler:
-        out = m(**ds.__getitems__(group), mode='predict')
+        out = m(**session_parallel_collate(ds.__getitems__(group)), mode='predict')
         assert len(out) >= 1
         outputs += out
     assert len(outputs) == len(ds) == ds.num_sessions
@@ -144,7 +145,7 @@ def test_leave_one_out_groups_score_only_held_out_items(tmp_path):
             seq = ds.items[ds.offsets[s]:ds.offsets[s + 1]]
             m.reset_state()
             for e in range(len(seq) - 1):
-                scores = m(seq[e:e + 1], mode='tensor')[0]
+                scores = m(dict(item=seq[e:e + 1]), mode='tensor')[0]
             expected.append((int(seq[-1]), scores))
     for o in outputs:  # every prediction matches exactly one reference
         hits = [i for i, (t, sc) in enumerate(expected)
@@ -222,7 +223,7 @@ def test_top1_max_by_hand():
 
 
 def test_model_loss_uses_targets_plus_shared_samples_with_logq(monkeypatch):
-    """Flaw 'scoring all items then slicing': the training scores are (B, B + n_sample)."""
+    """Flaw 'scoring all items then slicing': the training scores are (B, B + num_negatives)."""
     m = model(logq=1.0, sample_alpha=0.5)
     m.item_counts.copy_(torch.arange(13).float())
     samples = torch.tensor([1, 5, 5, 9, 12])
@@ -238,7 +239,8 @@ def test_model_loss_uses_targets_plus_shared_samples_with_logq(monkeypatch):
     monkeypatch.setattr(m, 'score', spy)
     inputs, targets = torch.tensor([2, 3, 4]), torch.tensor([6, 7, 8])
     m.reset_state()
-    loss = m(inputs, targets, reset=torch.ones(3, dtype=torch.bool), mode='loss')['loss']
+    loss = m(dict(item=inputs, target=targets, reset=torch.ones(3, dtype=torch.bool)),
+             mode='loss')['loss']
     assert len(calls) == 1 and calls[0][0] is not None and calls[0][1] == (3, 8)
     # Recompute by hand from the model's pieces.
     m.reset_state()
@@ -264,18 +266,18 @@ def test_sampling_follows_popularity_power():
 
 # ----------------------------------------------------------------------------------------------
 # Embedding modes, dropout, output contract, optimiser.
-@pytest.mark.parametrize('mode,loss', [('none', 'cross-entropy'), ('separate', 'bpr-max'),
+@pytest.mark.parametrize('mode,loss', [('none', 'ce'), ('separate', 'bpr-max'),
                                        ('shared', 'top1-max')])
 def test_embedding_modes_train(mode, loss):
     m = MODELS.build(dict(type='mmext.GRU4Rec', num_items=12, hidden_sizes=(8, ), embedding=mode,
-                          embedding_dim=5, loss=loss, n_sample=4, elu_param=0.5,
+                          embedding_dim=5, loss=loss, num_negatives=4, elu_param=0.5,
                           dropout_p_embed=0.1, dropout_p_hidden=0.1))
     assert hasattr(m, 'item_in') == (mode == 'separate')
     first = m.layers[0]
     assert first.one_hot == (mode == 'none')
     m.train()
-    out = m(torch.tensor([1, 2]), torch.tensor([3, 4]), reset=torch.tensor([True, True]),
-            mode='loss')
+    out = m(dict(item=torch.tensor([1, 2]), target=torch.tensor([3, 4]),
+                 reset=torch.tensor([True, True])), mode='loss')
     assert torch.isfinite(out['loss'])
     out['loss'].backward()
     if mode == 'shared':  # the output matrix also received the input lookups' gradient
@@ -287,14 +289,14 @@ def test_embedding_modes_train(mode, loss):
 def test_dropout_only_in_training_and_on_carried_state(mode):
     m = model(hidden_sizes=(40, 40), dropout_p_hidden=0.5, dropout_p_embed=0.5, embedding=mode,
               embedding_dim=6)
-    x, r = torch.tensor([1, 2, 3]), torch.ones(3, dtype=torch.bool)
+    batch = dict(item=torch.tensor([1, 2, 3]), reset=torch.ones(3, dtype=torch.bool))
     m.eval()
-    assert torch.equal(m(x, reset=r, mode='tensor'), m(x, reset=r, mode='tensor'))
+    assert torch.equal(m(batch, mode='tensor'), m(batch, mode='tensor'))
     m.train()
     torch.manual_seed(1)
-    a = m(x, reset=r, mode='tensor')
+    a = m(batch, mode='tensor')
     torch.manual_seed(2)
-    b = m(x, reset=r, mode='tensor')
+    b = m(batch, mode='tensor')
     assert not torch.equal(a, b)
     # Official behaviour: the dropped-out output is the carried state (exact zeros, rescaled rest).
     for state in m._states['train']:
@@ -305,8 +307,8 @@ def test_predict_contract_for_ranking_metric():
     m = model()
     m.eval()
     valid = torch.tensor([True, False, True])
-    out = m(torch.tensor([1, 0, 2]), torch.tensor([5, 0, 7]), reset=valid, valid=valid,
-            mode='predict')
+    out = m(dict(item=torch.tensor([1, 0, 2]), target=torch.tensor([5, 0, 7]), reset=valid,
+                 valid=valid), mode='predict')
     assert [o['target'] for o in out] == [5, 7]
     assert all(o['scores'].shape == (13, ) and o['exclude'].tolist() == [0] and
                o['invalid'].tolist() == [0] for o in out)
@@ -314,9 +316,55 @@ def test_predict_contract_for_ranking_metric():
     metric.process(None, out)
     assert metric.compute_metrics(metric.results)['recall@20'] == 1.0  # 12 items < 20
     with pytest.raises(ValueError, match='input item ids'):
-        m(torch.tensor([13]), mode='tensor')
+        m(dict(item=torch.tensor([13])), mode='tensor')
     with pytest.raises(ValueError, match='num_items'):
         GRU4Rec()
+    with pytest.raises(ValueError, match=r"needs inputs\['target'\]"):
+        m(dict(item=torch.tensor([1])), mode='predict')
+    with pytest.raises(ValueError, match='inputs must be a dict with at least "item"'):
+        m(dict(items=torch.tensor([1])), mode='tensor')
+    with pytest.raises(ValueError, match="mode='bogus'"):
+        m(dict(item=torch.tensor([1])), mode='bogus')
+
+
+def test_deprecated_call_and_options_still_work():
+    """The former call ``model(items, targets, reset=...)`` and option names (``n_sample``,
+    ``loss='cross-entropy'``) give the same numbers as the new ones, with a DeprecationWarning;
+    a name that was never an option but users expect (RecBole's ``loss_type``), or an old and a
+    new name together, raise an error naming the option to use."""
+    def build(**kw):
+        torch.manual_seed(0)
+        return GRU4Rec(num_items=12, hidden_sizes=(8, ), **kw)
+
+    new = build(loss='ce', num_negatives=5)
+    with pytest.warns(DeprecationWarning, match="'n_sample' is deprecated, use 'num_negatives'"):
+        old = build(loss='ce', n_sample=5)
+    assert old.num_negatives == 5 and old.loss_type == 'ce'
+    with pytest.warns(DeprecationWarning, match="use loss='ce'"):
+        old = build(loss='cross-entropy', n_sample=5)
+    assert old.loss_type == 'ce'
+    for a, b in zip(old.state_dict().values(), new.state_dict().values()):
+        assert torch.equal(a, b)
+    batch = dict(item=torch.tensor([1, 2]), target=torch.tensor([3, 4]),
+                 reset=torch.tensor([True, True]), valid=torch.tensor([True, True]))
+    torch.manual_seed(5)
+    expected = new(batch, mode='loss')['loss']
+    torch.manual_seed(5)
+    with pytest.warns(DeprecationWarning, match='deprecated'):
+        got = old(batch['item'], batch['target'], reset=batch['reset'], valid=batch['valid'],
+                  mode='loss')['loss']
+    torch.testing.assert_close(got, expected, rtol=0, atol=0)
+    with pytest.warns(DeprecationWarning):
+        out = old(batch['item'], targets=batch['target'], mode='predict')
+    assert [o['target'] for o in out] == [3, 4]
+    with pytest.raises(TypeError, match="no option 'loss_type'; use 'loss'"):
+        build(loss_type='CE')
+    with pytest.raises(ValueError, match='keep only num_negatives'):
+        build(n_sample=5, num_negatives=7)
+    with pytest.raises(TypeError, match='unexpected options'):
+        build(bogus=1)
+    with pytest.raises(TypeError, match='unexpected arguments'):
+        new(batch, targets=batch['target'], mode='loss')
 
 
 def test_adagrad_momentum_by_hand_and_index_only_rows():
@@ -370,7 +418,7 @@ def gru4rec_cfg(tmp_path, data_path, epochs):
     for part in (cfg.train_dataloader.dataset, cfg.val_dataloader.dataset,
                  cfg.test_dataloader.dataset, cfg.model.dataset):
         part.update(data)
-    cfg.model.update(hidden_sizes=(32, ), n_sample=8, dropout_p_hidden=0.0)
+    cfg.model.update(hidden_sizes=(32, ), num_negatives=8, dropout_p_hidden=0.0)
     cfg.train_dataloader.batch_size = 16
     cfg.train_cfg.max_epochs = epochs
     cfg.val_evaluator = [dict(type='RankingMetric', topk=(5, ), metrics=('recall', 'mrr'))]

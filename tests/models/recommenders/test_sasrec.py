@@ -249,7 +249,7 @@ def test_ce_loss_matches_hand_computation():
 
 
 def test_bce_without_negatives_samples_non_targets():
-    model = make_model(loss='bce', num_train_negatives=3)
+    model = make_model(loss='bce', num_negatives=3)
     torch.manual_seed(0)
     target = torch.randint(1, N_ITEMS + 1, (50, ))
     neg = model._sample_negatives(target, 3)
@@ -301,6 +301,30 @@ def test_bad_config_raises(kwargs, match):
     cfg.update(kwargs)
     with pytest.raises(ValueError, match=match):
         SASRec(**cfg)
+
+
+def test_deprecated_and_foreign_options():
+    """``num_train_negatives`` (the former name of ``num_negatives``) still works with a
+    DeprecationWarning; RecBole's ``loss_type``, or both names at once, raise naming the option
+    to use."""
+    with pytest.warns(DeprecationWarning, match="'num_train_negatives' is deprecated, use "
+                      "'num_negatives'"):
+        model = make_model(num_train_negatives=3)
+    assert model.num_negatives == 3
+    with pytest.raises(TypeError, match="no option 'loss_type'; use 'loss'"):
+        make_model(loss_type='CE')
+    with pytest.raises(ValueError, match='keep only num_negatives'):
+        make_model(num_train_negatives=3, num_negatives=2)
+    with pytest.raises(TypeError, match='unexpected options'):
+        make_model(bogus=1)
+
+
+def test_item_count_from_dataset_metainfo():
+    """``dataset=`` gives ``num_items`` through ``metainfo['num_items']`` (as for GRU4Rec)."""
+    dataset = type('D', (), dict(metainfo=dict(num_items=N_ITEMS)))()
+    assert make_model(num_items=None, dataset=dataset).num_items == N_ITEMS
+    with pytest.raises(ValueError, match='drop num_items'):
+        make_model(num_items=N_ITEMS + 1, dataset=dataset)
 
 
 def test_bad_inputs_raise():

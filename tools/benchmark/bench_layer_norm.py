@@ -6,13 +6,12 @@ and the ratio torch / mmext.  On a GPU the script also measures device-to-device
 in the same run and reports the forward as a percentage of it.  Before timing, every candidate's
 output is compared with torch's.
 
-    .venv/bin/python tools/benchmark/layer_norm.py                     # the full grid (GPU)
-    .venv/bin/python tools/benchmark/layer_norm.py --device cpu --quick # a CPU-sized subset
-    .venv/bin/python tools/benchmark/layer_norm.py --m 8192 --n 1024 --dtype bf16
+    .venv/bin/python tools/benchmark/bench_layer_norm.py                     # the full grid (GPU)
+    .venv/bin/python tools/benchmark/bench_layer_norm.py --device cpu --quick # a CPU-sized subset
+    .venv/bin/python tools/benchmark/bench_layer_norm.py --m 8192 --n 1024 --dtype bf16
 """
 import argparse
 import statistics
-import sys
 from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
@@ -25,7 +24,7 @@ from timing import interleaved  # tools/benchmark/timing.py
 DTYPES = dict(fp32=torch.float32, fp16=torch.float16, bf16=torch.bfloat16)
 
 
-def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     p.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     p.add_argument('--m', type=int, nargs='+', default=[4096, 8192, 32768])
@@ -92,7 +91,7 @@ def bench_shape(m: int, n: int, dtype: torch.dtype, args, impls: Dict[str, Calla
     return rows
 
 
-def main(argv: Sequence[str] = ()) -> int:
+def main(argv: Optional[Sequence[str]] = None) -> None:
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -119,8 +118,7 @@ def main(argv: Sequence[str] = ()) -> int:
             for n in args.n:
                 for row in bench_shape(m, n, DTYPES[dtype], args, impls):
                     print(row, flush=True)
-    return 0
 
 
 if __name__ == '__main__':
-    sys.exit(main(sys.argv[1:]))
+    main()
