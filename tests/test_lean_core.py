@@ -63,6 +63,7 @@ def test_recommender_trains_and_evaluates_without_vision_stack(config, tmp_path)
         cfg.log_processor.by_epoch = False
         cfg.dump(f'{work_dir}/short.py')
         sys.argv = ['tools/train.py', f'{work_dir}/short.py', '--work-dir', work_dir]
+        sys.path.insert(0, 'tools')  # as `python tools/train.py` has it
         try:
             runpy.run_path('tools/train.py', run_name='__main__')
         finally:
