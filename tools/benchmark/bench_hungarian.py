@@ -3,10 +3,10 @@
 For each case ``B x Q x G`` (images x queries x targets per image) both assigners get the same
 DETR-style predictions and targets.  mmdet runs ``assign`` once per image (what DETRHead does);
 mmext runs ``assign_batch`` once, with its compiled solver (``solver='compiled'``, what
-``'auto'`` picks on CPU when mmext's ops are built), with scipy per image, and, separately, with
-the device-side torch solver.  mmext's box costs use the fused kernels whenever the ops are built
-(``--no-fused-costs`` times the torch expressions instead).  Runs are interleaved so machine drift hits all alike; the median
-of ``--repeats`` runs is reported with the minimum (less sensitive to other jobs on the machine).
+``'auto'`` picks on CPU when mmext's ops are built) and with scipy per image.  mmext's box costs
+use the fused kernels whenever the ops are built (``--no-fused-costs`` times the torch
+expressions instead).  Runs are interleaved so machine drift hits all alike; the median of
+``--repeats`` runs is reported with the minimum (less sensitive to other jobs on the machine).
 Before timing, the total matched cost of every image is compared against mmdet's; the script
 exits with status 1 if any differs by more than 1e-9 x scale.
 
@@ -46,7 +46,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--threads', type=int, default=None, help='torch intra-op threads')
     parser.add_argument('--device', default='cpu')
     parser.add_argument('--repeats', type=int, default=20)
-    parser.add_argument('--skip-torch-solver', action='store_true')
+    parser.add_argument('--skip-torch-solver', action='store_true',
+                        help='no effect: the torch solver was removed (kept for recorded commands)')
     parser.add_argument('--no-fused-costs', action='store_true',
                         help="time mmext's torch cost expressions instead of the fused kernels")
     parser.add_argument('--seed', type=int, default=0)
@@ -96,7 +97,6 @@ def run_case(case: Tuple[int, int, int], args: argparse.Namespace) -> bool:
     theirs = MMDetHungarianAssigner(match_costs=COSTS[args.costs])
     ours = HungarianAssigner(COSTS[args.costs], solver='scipy')
     ours_compiled = HungarianAssigner(COSTS[args.costs], solver='compiled')
-    ours_torch = HungarianAssigner(COSTS[args.costs], solver='torch')
 
     def mmdet_loop():
         return [theirs.assign(p, g, m) for p, g, m in zip(preds, gts, metas)]
@@ -105,8 +105,6 @@ def run_case(case: Tuple[int, int, int], args: argparse.Namespace) -> bool:
     if ext_available('_ext', ('batched_linear_sum_assignment', )) and args.device == 'cpu':
         fns['mmext (batch, compiled)'] = lambda: ours_compiled.assign_batch(preds, gts, metas)
     fns['mmext (batch, scipy)'] = lambda: ours.assign_batch(preds, gts, metas)
-    if not args.skip_torch_solver:
-        fns['mmext (batch, torch)'] = lambda: ours_torch.assign_batch(preds, gts, metas)
 
     ref = total_costs(mmdet_loop(), preds, gts, metas, ours)
     ok = True

@@ -42,6 +42,7 @@ from mmengine.structures import InstanceData
 from torch import Tensor
 
 from mmext.models.losses import DiceLoss, dice_loss, focal_loss_from_labels
+from mmext.models.task_modules.assigners import as_batch_assigner
 from mmext.registry import MODELS, TASK_UTILS, build_with_fallback
 from .padding_mask import batch_input_shape, padding_mask
 from .transformer_predictor import MaskFormerTransformerPredictor
@@ -346,11 +347,8 @@ class MaskFormerHead(BaseModule):
         preds = [InstanceData(scores=cls_logits[l, b].detach(), masks=mask_logits[l, b].detach())
                  for l in range(L) for b in range(B)]
         gts = small * L
-        if hasattr(self.assigner, 'assign_batch'):  # one padded cost tensor for L * B images
-            results = self.assigner.assign_batch(preds, gts, metas * L)
-        else:
-            results = [self.assigner.assign(pred_instances=p, gt_instances=g, img_meta=m)
-                       for p, g, m in zip(preds, gts, metas * L)]
+        # mmext's assigner: one padded cost tensor for the L * B images; others image by image
+        results = as_batch_assigner(self.assigner).assign_batch(preds, gts, metas * L)
         gt_inds = torch.stack([r.gt_inds.to(cls_logits.device) for r in results])
         return gt_inds.view(L, B, N) - 1
 
