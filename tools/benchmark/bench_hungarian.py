@@ -17,7 +17,7 @@ exits with status 1 if any differs by more than 1e-9 x scale.
 import argparse
 import statistics
 import sys
-from typing import Callable, Dict, List, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from mmdet.models.task_modules.assigners import HungarianAssigner as MMDetHungarianAssigner
@@ -37,7 +37,7 @@ COSTS = dict(
                 dict(type='IoUCost', iou_mode='giou', weight=2.)])
 
 
-def parse_args() -> argparse.Namespace:
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--case', action='append', default=None,
                         help='BxQxG, repeatable (default: 8x300x50 and 16x100x20)')
@@ -51,7 +51,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--no-fused-costs', action='store_true',
                         help="time mmext's torch cost expressions instead of the fused kernels")
     parser.add_argument('--seed', type=int, default=0)
-    return parser.parse_args()
+    return parser.parse_args(argv)
 
 
 def make_batch(B: int, Q: int, G: int, num_classes: int, device: str, seed: int):
@@ -123,8 +123,8 @@ def run_case(case: Tuple[int, int, int], args: argparse.Namespace) -> bool:
     return ok
 
 
-def main(argv: Sequence[str] = ()) -> int:
-    args = parse_args()
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     cases = [tuple(int(x) for x in c.split('x')) for c in (args.case or ['8x300x50', '16x100x20'])]
@@ -135,8 +135,9 @@ def main(argv: Sequence[str] = ()) -> int:
         for case in cases:
             print(f'{case[0]} images x {case[1]} queries x {case[2]} targets:')
             ok &= run_case(case, args)
-    return 0 if ok else 1
+    if not ok:
+        sys.exit(1)
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    main()

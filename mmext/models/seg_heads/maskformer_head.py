@@ -35,9 +35,9 @@ keys (``query_embed``, ``transformer_decoder``, ``cls_embed``, ...) are moved un
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from mmengine.model import BaseModule
+from mmdet.utils import reduce_mean
 from mmengine.structures import InstanceData
 from torch import Tensor
 
@@ -88,13 +88,6 @@ def _sem_seg_tensor(pixel_data) -> Tensor:
     if 'sem_seg' in pixel_data:
         return pixel_data.sem_seg
     return pixel_data.data
-
-
-def _reduce_mean(x: Tensor) -> Tensor:
-    if dist.is_available() and dist.is_initialized():
-        x = x.clone()
-        dist.all_reduce(x.div_(dist.get_world_size()))
-    return x
 
 
 @MODELS.register_module()
@@ -385,7 +378,7 @@ class MaskFormerHead(BaseModule):
         # normaliser of the mask losses: matched targets of the batch (equal in every layer),
         # an image without targets counting as 1 as in mmdet's MaskPseudoSampler
         per_image = matched[-1].sum(1).clamp(min=1).sum()
-        num_masks = max(float(_reduce_mean(per_image.to(all_cls_scores.dtype))), 1.0)
+        num_masks = max(float(reduce_mean(per_image.to(all_cls_scores.dtype))), 1.0)
 
         class_weight = all_cls_scores.new_tensor(self.class_weight)
         cls_targets = torch.full((L, B, N), self.num_classes, dtype=torch.long, device=device)
