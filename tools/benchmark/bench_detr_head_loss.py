@@ -32,7 +32,7 @@ DETR_COSTS = [dict(type='ClassificationCost', weight=1.),
 
 
 class PerImageAssigner:
-    """Hides ``assign_batch`` so the head takes its per-image path with the same assigner."""
+    """Hides ``assign_batch`` so the head matches image by image (``as_batch_assigner``)."""
 
     def __init__(self, assigner) -> None:
         self.assign = assigner.assign

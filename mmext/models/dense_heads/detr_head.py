@@ -43,6 +43,7 @@ from mmengine.model import BaseModule
 from mmengine.structures import InstanceData
 from torch import Tensor
 
+from mmext.models.task_modules.assigners import as_batch_assigner
 from mmext.registry import MODELS, TASK_UTILS, build_with_fallback
 
 _DEFAULT_ASSIGNER = dict(
@@ -247,9 +248,9 @@ class DETRHead(BaseModule):
                     batch_img_metas: List[dict]) -> Tuple[Tensor, Tensor, Tensor, int]:
         """Match each image's predictions to its ground truths (Hungarian).
 
-        With an assigner that has ``assign_batch`` (mmext's), the whole batch is matched in one
-        call; otherwise (e.g. mmdet's) image by image through ``assign``.  Both give the same
-        assignments.
+        The whole batch is matched in one ``assign_batch`` call (mmext's ``HungarianAssigner``;
+        a per-image assigner such as mmdet's is called image by image through
+        :func:`as_batch_assigner`), then the targets are gathered from padded ground truths.
 
         Returns:
             ``labels [B, Q]`` (``num_classes`` = no object), normalised ``cxcywh``
@@ -259,34 +260,6 @@ class DETRHead(BaseModule):
         if len(batch_gt_instances) != cls_scores.size(0):
             raise ValueError(f'{cls_scores.size(0)} images of predictions but '
                              f'{len(batch_gt_instances)} of ground truth')
-        if hasattr(self.assigner, 'assign_batch'):
-            return self._get_targets_batched(cls_scores, bbox_preds, batch_gt_instances,
-                                             batch_img_metas)
-        num_imgs, num_queries = cls_scores.shape[:2]
-        labels = cls_scores.new_full((num_imgs, num_queries), self.num_classes,
-                                     dtype=torch.long)
-        bbox_targets = bbox_preds.new_zeros((num_imgs, num_queries, 4))
-        bbox_weights = bbox_preds.new_zeros((num_imgs, num_queries, 4))
-        num_pos = 0
-        for i, (gt, meta) in enumerate(zip(batch_gt_instances, batch_img_metas)):
-            pos_inds, gt_inds = self._match_single(cls_scores[i], bbox_preds[i], gt, meta)
-            if pos_inds.numel() == 0:
-                continue  # no boxes (or none matched): every query is "no object"
-            img_h, img_w = meta['img_shape']
-            factor = bbox_preds.new_tensor([img_w, img_h, img_w, img_h])
-            gt_boxes = get_box_tensor(gt.bboxes)[gt_inds]
-            labels[i, pos_inds] = gt.labels[gt_inds]
-            bbox_targets[i, pos_inds] = bbox_xyxy_to_cxcywh(gt_boxes / factor).to(
-                bbox_targets.dtype)
-            bbox_weights[i, pos_inds] = 1.0
-            num_pos += int(pos_inds.numel())
-        return labels, bbox_targets, bbox_weights, num_pos
-
-    def _get_targets_batched(self, cls_scores: Tensor, bbox_preds: Tensor,
-                             batch_gt_instances: InstanceList,
-                             batch_img_metas: List[dict]) -> Tuple[Tensor, Tensor, Tensor, int]:
-        """:meth:`get_targets` with one ``assign_batch`` call and padded, per-batch gathers
-        (the same elementwise arithmetic as the per-image path, so identical targets)."""
         num_imgs, num_queries = cls_scores.shape[:2]
         # [B, 1, 4] (w, h, w, h) of each image; the assigner's costs compare absolute xyxy boxes
         factors = bbox_preds.new_tensor([[m['img_shape'][1], m['img_shape'][0]] * 2
@@ -294,8 +267,8 @@ class DETRHead(BaseModule):
         abs_preds = bbox_cxcywh_to_xyxy(bbox_preds) * factors
         pred_instances = [InstanceData(scores=cls_scores[i], bboxes=abs_preds[i])
                           for i in range(num_imgs)]
-        results = self.assigner.assign_batch(pred_instances, batch_gt_instances,
-                                             batch_img_metas)
+        results = as_batch_assigner(self.assigner).assign_batch(
+            pred_instances, batch_gt_instances, batch_img_metas)
         gt_inds = torch.stack([r.gt_inds for r in results]).long()  # [B, Q], 1-based, 0 = bg
         pos = gt_inds > 0
         num_pos = int(pos.sum())
@@ -323,19 +296,6 @@ class DETRHead(BaseModule):
         bbox_targets = torch.where(pos[..., None], targets, bbox_targets)
         bbox_weights = pos[..., None].to(bbox_weights.dtype).expand_as(bbox_weights).clone()
         return labels, bbox_targets, bbox_weights, num_pos
-
-    def _match_single(self, cls_score: Tensor, bbox_pred: Tensor, gt_instances: InstanceData,
-                      img_meta: dict) -> Tuple[Tensor, Tensor]:
-        """Indices of the matched queries and of their ground truths (0-based), one image."""
-        img_h, img_w = img_meta['img_shape']
-        factor = bbox_pred.new_tensor([img_w, img_h, img_w, img_h])
-        # the assigner's costs compare absolute xyxy boxes
-        pred_instances = InstanceData(scores=cls_score,
-                                      bboxes=bbox_cxcywh_to_xyxy(bbox_pred) * factor)
-        assign_result = self.assigner.assign(pred_instances=pred_instances,
-                                             gt_instances=gt_instances, img_meta=img_meta)
-        pos_inds = torch.nonzero(assign_result.gt_inds > 0).squeeze(-1)
-        return pos_inds, assign_result.gt_inds[pos_inds].long() - 1
 
     @staticmethod
     def _raise_on_nan(**tensors: Tensor) -> None:

@@ -35,14 +35,15 @@ keys (``query_embed``, ``transformer_decoder``, ``cls_embed``, ...) are moved un
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from mmengine.model import BaseModule
+from mmdet.utils import reduce_mean
 from mmengine.structures import InstanceData
 from torch import Tensor
 
 from mmext.models.layers import batch_input_shape, padding_mask
 from mmext.models.losses import DiceLoss, dice_loss, focal_loss_from_labels
+from mmext.models.task_modules.assigners import as_batch_assigner
 from mmext.registry import MODELS, TASK_UTILS, build_with_fallback
 from .transformer_predictor import MaskFormerTransformerPredictor
 
@@ -87,13 +88,6 @@ def _sem_seg_tensor(pixel_data) -> Tensor:
     if 'sem_seg' in pixel_data:
         return pixel_data.sem_seg
     return pixel_data.data
-
-
-def _reduce_mean(x: Tensor) -> Tensor:
-    if dist.is_available() and dist.is_initialized():
-        x = x.clone()
-        dist.all_reduce(x.div_(dist.get_world_size()))
-    return x
 
 
 @MODELS.register_module()
@@ -346,11 +340,8 @@ class MaskFormerHead(BaseModule):
         preds = [InstanceData(scores=cls_logits[l, b].detach(), masks=mask_logits[l, b].detach())
                  for l in range(L) for b in range(B)]
         gts = small * L
-        if hasattr(self.assigner, 'assign_batch'):  # one padded cost tensor for L * B images
-            results = self.assigner.assign_batch(preds, gts, metas * L)
-        else:
-            results = [self.assigner.assign(pred_instances=p, gt_instances=g, img_meta=m)
-                       for p, g, m in zip(preds, gts, metas * L)]
+        # mmext's assigner: one padded cost tensor for the L * B images; others image by image
+        results = as_batch_assigner(self.assigner).assign_batch(preds, gts, metas * L)
         gt_inds = torch.stack([r.gt_inds.to(cls_logits.device) for r in results])
         return gt_inds.view(L, B, N) - 1
 
@@ -387,7 +378,7 @@ class MaskFormerHead(BaseModule):
         # normaliser of the mask losses: matched targets of the batch (equal in every layer),
         # an image without targets counting as 1 as in mmdet's MaskPseudoSampler
         per_image = matched[-1].sum(1).clamp(min=1).sum()
-        num_masks = max(float(_reduce_mean(per_image.to(all_cls_scores.dtype))), 1.0)
+        num_masks = max(float(reduce_mean(per_image.to(all_cls_scores.dtype))), 1.0)
 
         class_weight = all_cls_scores.new_tensor(self.class_weight)
         cls_targets = torch.full((L, B, N), self.num_classes, dtype=torch.long, device=device)

@@ -194,7 +194,8 @@ def test_config_validation_and_registry():
 
 
 class PerImageOnly:
-    """Exposes only ``assign`` of an assigner, so the head takes its per-image path."""
+    """Exposes only ``assign`` of an assigner, so the head matches image by image (through
+    ``as_batch_assigner``)."""
 
     def __init__(self, assigner) -> None:
         self.assign = assigner.assign

@@ -1,9 +1,14 @@
-"""The fused CPU sigmoid focal loss against mmdet's FocalLoss."""
+"""The sigmoid focal loss op (fused on CPU, plain elsewhere) against mmdet's FocalLoss."""
+import importlib
+
 import pytest
 import torch
 from mmdet.models.losses import FocalLoss
 
 from mmext.models.losses import SigmoidFocalLossSum, focal_loss_from_labels
+from mmext.ops import sigmoid_focal_loss_sum
+
+focal_op = importlib.import_module('mmext.ops.sigmoid_focal_loss')
 
 
 @pytest.mark.parametrize('gamma,alpha', [(2.0, 0.25), (1.5, 0.4), (0.0, 0.5)])
@@ -46,3 +51,49 @@ def test_dispatch_equals_configured_loss(loss_cfg, dtype):
     ref = module(x, labels, avg_factor=17.0)
     tol = 1e-2 if dtype == torch.bfloat16 else 1e-6
     torch.testing.assert_close(ours.float(), ref.float(), rtol=tol, atol=tol)
+
+
+def _logits_labels(seed, dtype=torch.float32, n=300, c=7):
+    gen = torch.Generator().manual_seed(seed)
+    x = (torch.randn(n, c, generator=gen) * 3).to(dtype)
+    return x, torch.randint(0, c + 1, (n, ), generator=gen)  # c = background
+
+
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float64])
+def test_op_takes_the_fused_function_on_cpu(dtype):
+    """CPU float32/64: the op is exactly SigmoidFocalLossSum (value and gradient)."""
+    x, labels = _logits_labels(2, dtype)
+    a, b = x.clone().requires_grad_(), x.clone().requires_grad_()
+    got = sigmoid_focal_loss_sum(a, labels, 1.5, 0.3)
+    ref = SigmoidFocalLossSum.apply(b, labels, 1.5, 0.3)
+    got.backward()
+    ref.backward()
+    assert torch.equal(got, ref) and torch.equal(a.grad, b.grad)
+
+
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float16, torch.bfloat16])
+def test_plain_path_is_mmdets_cpu_loss_bit_for_bit(dtype):
+    """The op's plain backend does mmdet's CPU arithmetic (one-hot BCE x focal weight): the
+    same bits as mmdet's FocalLoss, value and gradient; half types take it through the op."""
+    x, labels = _logits_labels(3, dtype)
+    a, b = x.clone().requires_grad_(), x.clone().requires_grad_()
+    got = (sigmoid_focal_loss_sum if dtype != torch.float32 else focal_op._torch_one_hot)(
+        a, labels, 2.0, 0.25)
+    ref = FocalLoss(gamma=2.0, alpha=0.25, reduction='sum')(b, labels)
+    got.backward()
+    ref.backward()
+    assert got.dtype == dtype and torch.equal(got, ref) and torch.equal(a.grad, b.grad)
+
+
+def test_non_cuda_devices_never_need_mmcv(monkeypatch):
+    monkeypatch.setattr(focal_op, '_mmcv_cuda_kernel', lambda: pytest.fail('mmcv asked'))
+    x, labels = _logits_labels(4, torch.bfloat16)
+    assert torch.isfinite(sigmoid_focal_loss_sum(x, labels))
+
+
+@pytest.mark.cuda
+def test_cuda_takes_mmcvs_kernel_as_mmdet_does():
+    x, labels = _logits_labels(5)
+    x, labels = x.cuda(), labels.cuda()
+    ref = FocalLoss(reduction='sum')(x, labels)
+    assert torch.equal(sigmoid_focal_loss_sum(x, labels), ref)

@@ -1,4 +1,5 @@
-"""HungarianAssigner: same assignments as mmdet's, batched == per image, solvers agree."""
+"""HungarianAssigner: same assignments as mmdet's, batched == per image, solvers agree; the
+batch adapter gives per-image assigners the same results as calling them per image."""
 import pytest
 import torch
 from mmdet.models.task_modules.assigners import HungarianAssigner as MMDetHungarianAssigner
@@ -7,8 +8,11 @@ from mmengine.registry import DefaultScope
 from mmengine.structures import InstanceData
 from test_match_costs import make_image
 
-from mmext.models.task_modules.assigners import HungarianAssigner
+from mmext.models.task_modules.assigners import (HungarianAssigner, PerImageBatchAssigner,
+                                                 as_batch_assigner)
+from mmext.models.task_modules.assigners.match_costs import PerImageMatchCost, as_batched_cost
 from mmext.registry import TASK_UTILS
+from mmext.utils.ext_loader import ext_built
 
 DETR = [dict(type='ClassificationCost', weight=1.),
         dict(type='BBoxL1Cost', box_format='xywh', weight=5.),
@@ -47,23 +51,61 @@ def test_parity_with_mmdet_assigner(style):
             _assert_same(a, theirs.assign(preds, gts, meta))
 
 
+def _total_costs(cost, results):
+    totals = []
+    for b, r in enumerate(results):
+        q = (r.gt_inds > 0).nonzero().flatten()
+        assert len(q) == min(len(r.gt_inds), r.num_gts)
+        assert len(set(r.gt_inds[q].tolist())) == len(q)
+        totals.append(cost[b, q, r.gt_inds[q] - 1].sum().item())
+    return totals
+
+
+@pytest.mark.skipif(not ext_built(), reason='mmext was built without ops')
 @pytest.mark.parametrize('style', list(STYLES))
-def test_torch_solver_same_total_cost(style):
+def test_solvers_same_total_cost(style):
+    """The compiled solver (what 'auto' takes on CPU) and scipy: same optimum everywhere, and
+    the same matching on random float costs (unique optimum)."""
     scipy_a = HungarianAssigner(STYLES[style], solver='scipy')
-    torch_a = HungarianAssigner(STYLES[style], solver='torch')
+    compiled_a = HungarianAssigner(STYLES[style], solver='compiled')
+    auto_a = HungarianAssigner(STYLES[style])
     imgs = _images(7, SIZES + [(40, 40), (12, 30)])
     cost = scipy_a.batch_cost(*zip(*imgs))['cost'].double()
-    for b, (x, y) in enumerate(zip(scipy_a.assign_batch(*zip(*imgs)),
-                                   torch_a.assign_batch(*zip(*imgs)))):
-        totals = []
-        for r in (x, y):
-            q = (r.gt_inds > 0).nonzero().flatten()
-            totals.append(cost[b, q, r.gt_inds[q] - 1].sum().item())
-            assert len(q) == min(len(r.gt_inds), r.num_gts)
-            assert len(set(r.gt_inds[q].tolist())) == len(q)
-        assert abs(totals[0] - totals[1]) <= 1e-9 * max(1., abs(totals[0]))
-        # Random float costs: the optimum is unique, so the matchings agree too.
+    results = [a.assign_batch(*zip(*imgs)) for a in (scipy_a, compiled_a, auto_a)]
+    ref = _total_costs(cost, results[0])
+    for got in results[1:]:
+        for x, y in zip(ref, _total_costs(cost, got)):
+            assert abs(x - y) <= 1e-9 * max(1., abs(x))
+        for x, y in zip(results[0], got):
+            _assert_same(x, y)
+
+
+def test_torch_solver_is_deprecated_and_solved_as_auto():
+    with pytest.warns(DeprecationWarning, match="solver='torch'"):
+        old = HungarianAssigner(DETR, solver='torch')
+    assert old.solver == 'auto'
+    imgs = _images(2)
+    for x, y in zip(old.assign_batch(*zip(*imgs)),
+                    HungarianAssigner(DETR).assign_batch(*zip(*imgs))):
         _assert_same(x, y)
+
+
+@pytest.mark.parametrize('style', list(STYLES))
+def test_batch_adapter_equals_per_image_calls(style):
+    """mmdet's per-image HungarianAssigner through as_batch_assigner: exactly its own ``assign``
+    image by image (the heads' one target path)."""
+    theirs = MMDetHungarianAssigner(match_costs=STYLES[style])
+    adapter = as_batch_assigner(theirs)
+    assert isinstance(adapter, PerImageBatchAssigner) and adapter.assigner is theirs
+    for seed in range(2):
+        imgs = _images(seed)
+        batch = adapter.assign_batch(*zip(*imgs))
+        assert len(batch) == len(imgs)
+        for a, (preds, gts, meta) in zip(batch, imgs):
+            _assert_same(a, theirs.assign(preds, gts, meta))
+    assert adapter.assign_batch([], [], []) == []
+    ours = HungarianAssigner(STYLES[style])
+    assert as_batch_assigner(ours) is ours  # batch-aware assigners are used as they are
 
 
 def test_builds_from_mmdet_config_and_falls_back():
@@ -96,6 +138,8 @@ def test_foreign_mmdet_term_in_batch():
     cfg = [dict(type='mmdet.FocalLossCost', weight=2.)] + DEFORMABLE_DETR[1:]
     ours, theirs = HungarianAssigner(cfg), MMDetHungarianAssigner(DEFORMABLE_DETR)
     assert type(ours.match_costs[0]).__module__.startswith('mmdet.')
+    assert isinstance(as_batched_cost(ours.match_costs[0]), PerImageMatchCost)
+    assert as_batched_cost(ours.match_costs[1]) is ours.match_costs[1]
     imgs = _images(5)
     for a, (preds, gts, meta) in zip(ours.assign_batch(*zip(*imgs)), imgs):
         _assert_same(a, theirs.assign(preds, gts, meta))

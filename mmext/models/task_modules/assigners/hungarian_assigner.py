@@ -11,28 +11,26 @@ img_meta)`` -> :class:`AssignResult` with 1-based ``gt_inds``, ``0`` for backgro
 ``labels``), so ``assigner=dict(type='mmext.HungarianAssigner', match_costs=[...])`` drops into
 mmdet's DETR-family heads and MaskFormer.  :meth:`HungarianAssigner.assign_batch` assigns all
 images of a batch: every cost term is computed once on a padded ``[B, Q, G_max]`` tensor and the
-batch is solved in one call -- by mmext's compiled solver on the CPU, by
-:func:`batched_linear_sum_assignment` on the tensors' device -- or by scipy per image on one host
-copy (see ``solver``).
+batch is solved in one call to :func:`mmext.ops.linear_sum_assignment`, which picks its backend
+(mmext's compiled solver for CPU costs, else scipy on one host copy of the batch).
 """
+import warnings
 from typing import Dict, List, Optional, Sequence, Union
 
-import numpy as np
 import torch
 from mmdet.models.task_modules.assigners.assign_result import AssignResult
 from mmdet.models.task_modules.assigners.base_assigner import BaseAssigner
 from mmengine.config import ConfigDict
 from mmengine.structures import InstanceData
-from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 
-from mmext.ops import compiled_linear_sum_assignment, compiled_lsa_usable
+from mmext.ops import LSA_BACKENDS, linear_sum_assignment
 from mmext.registry import TASK_UTILS, build_with_fallback
-from .batched_lsa import batched_linear_sum_assignment, nonfinite_blocks, nonfinite_images
-from .match_costs import MatchBatch
+from .finite_check import nonfinite_blocks, nonfinite_images
+from .match_costs import MatchBatch, as_batched_cost
 
 CostCfg = Union[dict, ConfigDict]
-SOLVERS = ('auto', 'compiled', 'scipy', 'torch')
+SOLVERS = LSA_BACKENDS + ('torch', )  # 'torch': deprecated, solved as 'auto'
 
 
 @TASK_UTILS.register_module()
@@ -42,13 +40,11 @@ class HungarianAssigner(BaseAssigner):
     Args:
         match_costs: One match-cost config or a non-empty list of them; the cost matrix is their
             sum.  Unscoped types resolve to mmext's costs first, then mmdet's.
-        solver: ``'compiled'``: mmext's compiled solver (``mmext._ext``, CPU costs), every
-            image in one call, in parallel, reading the costs in place.  ``'scipy'``: one host
-            copy of the batch's costs, then scipy per image.  ``'torch'``:
-            :func:`batched_linear_sum_assignment` on the costs' device (no host copy of the
-            costs).  ``'auto'`` (default): ``'compiled'`` for CPU costs when mmext's ops are
-            built, else ``'scipy'`` -- the fastest measured on CPU (see
-            docs/components/hungarian_assigner.md); GPU timings are not measured yet.
+        solver: The ``backend`` of :func:`mmext.ops.linear_sum_assignment`: ``'auto'``
+            (default: mmext's compiled solver for CPU costs when mmext's ops are built, else
+            scipy), or force ``'compiled'`` / ``'scipy'``.  ``'torch'`` (the removed torch
+            solver, which no measurement found faster) is deprecated: it warns and means
+            ``'auto'``.
 
     All solvers are exact, so they reach the same total cost; they can only differ in which of
     several equally cheap matchings they return.
@@ -61,6 +57,11 @@ class HungarianAssigner(BaseAssigner):
             raise ValueError('match_costs must not be an empty list')
         if solver not in SOLVERS:
             raise ValueError(f'solver must be one of {SOLVERS}, got {solver!r}')
+        if solver == 'torch':
+            warnings.warn("HungarianAssigner: solver='torch' is deprecated and solved as "
+                          "'auto' (same optimum; see docs/components/hungarian_assigner.md)",
+                          DeprecationWarning, stacklevel=2)
+            solver = 'auto'
         self.solver = solver
         self.match_costs = [
             build_with_fallback(TASK_UTILS, cfg) if isinstance(cfg, dict) else cfg
@@ -68,27 +69,10 @@ class HungarianAssigner(BaseAssigner):
         ]
 
     # ------------------------------------------------------------------ costs
-    def _term_cost(self, term, batch: MatchBatch, preds: Sequence[InstanceData],
-                   gts: Sequence[InstanceData], metas: Sequence[Optional[dict]]) -> Tensor:
-        if hasattr(term, 'weighted_batch_cost'):
-            return term.weighted_batch_cost(batch)
-        # A foreign (e.g. mmdet-only) term: per-image calls, padded into the batch layout.
-        B, Q, G = len(preds), int(batch.num_preds.max()), int(batch.num_gts.max())
-        out = None
-        for b, (p, g, m) in enumerate(zip(preds, gts, metas)):
-            if len(p) == 0 or len(g) == 0:
-                continue
-            c = term(pred_instances=p, gt_instances=g, img_meta=m)
-            if out is None:
-                out = c.new_zeros(B, Q, G)
-            out[b, :c.shape[0], :c.shape[1]] = c
-        return out if out is not None else batch.num_gts.new_zeros(B, Q, G, dtype=torch.float32)
-
-    def _cost_terms(self, batch: MatchBatch, preds: Sequence[InstanceData],
-                    gts: Sequence[InstanceData], metas: Sequence[Optional[dict]]) -> Tensor:
+    def _cost_terms(self, batch: MatchBatch) -> Tensor:
         cost = None
         for term in self.match_costs:
-            c = self._term_cost(term, batch, preds, gts, metas)
+            c = as_batched_cost(term).weighted_batch_cost(batch)
             cost = c if cost is None else cost.add_(c)  # in place; same order as mmdet's sum
         return cost
 
@@ -105,12 +89,12 @@ class HungarianAssigner(BaseAssigner):
         preds, gts = list(pred_instances), list(gt_instances)
         metas = list(img_metas) if img_metas is not None else [None] * len(preds)
         batch = MatchBatch.from_instances(preds, gts, metas)
-        cost = self._cost_terms(batch, preds, gts, metas)
+        cost = self._cost_terms(batch)
         bad, valid = nonfinite_blocks(cost, batch.num_preds, batch.num_gts)
         if bool(bad.any()):  # single sync; only on failure do we look at the terms
             found = []
             for term in self.match_costs:
-                c = self._term_cost(term, batch, preds, gts, metas)
+                c = as_batched_cost(term).weighted_batch_cost(batch)
                 imgs = nonfinite_images(c, valid).nonzero().flatten().tolist()
                 if imgs:
                     found.append(f'{type(term).__name__} in image(s) {imgs}')
@@ -120,28 +104,6 @@ class HungarianAssigner(BaseAssigner):
                              '(0-based image index within the batch).')
         return dict(cost=cost, num_preds=batch.num_preds, num_gts=batch.num_gts,
                     gt_labels=batch.gt_labels)
-
-    # ---------------------------------------------------------------- solving
-    def _match(self, cost: Tensor, num_preds: Tensor, num_gts: Tensor) -> Tensor:
-        """``[B, Q]`` long: 0-based matched target per query, ``-1`` when unmatched."""
-        B, Q, G = cost.shape
-        if self.solver == 'compiled' or (self.solver == 'auto' and compiled_lsa_usable(cost)):
-            return compiled_linear_sum_assignment(cost, num_preds, num_gts)
-        if self.solver == 'torch':
-            pairs = batched_linear_sum_assignment(cost, num_gts, num_preds, check=False)
-            match = torch.full((B, Q), -1, dtype=torch.long, device=cost.device)
-            for b, (rows, cols) in enumerate(pairs):  # index bookkeeping only, on device
-                match[b, rows] = cols
-            return match
-        # One device->host copy for the whole batch (mmdet pays one per image).
-        host = cost.detach().to('cpu', torch.float64).numpy()
-        nq, ng = num_preds.tolist(), num_gts.tolist()
-        match = np.full((B, Q), -1, dtype=np.int64)
-        for b in range(B):
-            if nq[b] and ng[b]:
-                rows, cols = linear_sum_assignment(host[b, :nq[b], :ng[b]])
-                match[b, rows] = cols
-        return torch.from_numpy(match).to(cost.device)
 
     def assign_batch(self, pred_instances: Sequence[InstanceData],
                      gt_instances: Sequence[InstanceData],
@@ -157,8 +119,8 @@ class HungarianAssigner(BaseAssigner):
         device = num_gts.device
         if G == 0:  # no targets anywhere: everything is background
             match = torch.full((B, Q), -1, dtype=torch.long, device=device)
-        else:
-            match = self._match(cost, num_preds, num_gts)
+        else:  # [B, Q]: 0-based matched target per query, -1 when unmatched
+            match = linear_sum_assignment(cost, num_preds, num_gts, backend=self.solver)
         gt_inds = match + 1  # 1-based target index, 0 = background
         if G:
             labels = out['gt_labels'].gather(1, match.clamp(min=0))

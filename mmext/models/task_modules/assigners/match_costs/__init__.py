@@ -7,8 +7,9 @@ from .cross_entropy_loss_cost import CrossEntropyLossCost
 from .dice_cost import DiceCost
 from .focal_loss_cost import FocalLossCost
 from .iou_cost import IoUCost
+from .per_image import PerImageMatchCost, as_batched_cost
 
 __all__ = [
     'MatchBatch', 'BatchedMatchCost', 'ClassificationCost', 'FocalLossCost', 'BBoxL1Cost',
-    'IoUCost', 'CrossEntropyLossCost', 'DiceCost'
+    'IoUCost', 'CrossEntropyLossCost', 'DiceCost', 'PerImageMatchCost', 'as_batched_cost'
 ]

@@ -44,7 +44,8 @@ class MatchBatch:
     Shapes: ``pred_scores [B, Q, C]``, ``pred_bboxes [B, Q, 4]`` (xyxy, pixels),
     ``pred_masks [B, Q, P]``; ``gt_labels [B, G]``, ``gt_bboxes [B, G, 4]``,
     ``gt_masks [B, G, P]``; ``img_hw [B, 2]``; ``num_preds``/``num_gts`` ``[B]`` long.
-    A field is ``None`` when some image lacks it.
+    A field is ``None`` when some image lacks it.  ``pred_instances``, ``gt_instances`` and
+    ``img_metas`` keep the per-image inputs, for terms that only work image by image.
     """
     num_preds: Tensor
     num_gts: Tensor
@@ -55,6 +56,9 @@ class MatchBatch:
     pred_bboxes: Optional[Tensor] = None
     pred_masks: Optional[Tensor] = None
     img_hw: Optional[Tensor] = None
+    pred_instances: Optional[List[InstanceData]] = None
+    gt_instances: Optional[List[InstanceData]] = None
+    img_metas: Optional[List[Optional[Dict[str, Any]]]] = None
 
     @classmethod
     def from_instances(cls, pred_instances: Sequence[InstanceData],
@@ -80,7 +84,10 @@ class MatchBatch:
             pred_scores=_pad(_field(preds, 'scores')),
             pred_bboxes=_pad(_field(preds, 'bboxes')),
             pred_masks=_pad(_field(preds, 'masks'), flatten=True),
-            img_hw=img_hw)
+            img_hw=img_hw,
+            pred_instances=preds,
+            gt_instances=gts,
+            img_metas=list(img_metas) if img_metas is not None else [None] * len(preds))
 
     def require(self, *names: str) -> List[Tensor]:
         """The named fields, or a ``KeyError`` that says which inputs are missing."""

@@ -6,16 +6,12 @@ with ``box_format='xywh'``, compared as ``(cx, cy, w, h)`` as DETR does.
 from typing import Union
 
 import torch
+from mmdet.structures.bbox import bbox_xyxy_to_cxcywh
 from torch import Tensor
 
-from mmext.ops import fused_match_costs_usable, pairwise_box_l1
+from mmext.ops import pairwise_box_l1
 from mmext.registry import TASK_UTILS
 from .base import BatchedMatchCost, MatchBatch
-
-
-def xyxy_to_cxcywh(boxes: Tensor) -> Tensor:
-    x1, y1, x2, y2 = boxes.unbind(-1)
-    return torch.stack(((x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1), dim=-1)
 
 
 @TASK_UTILS.register_module()
@@ -36,17 +32,8 @@ class BBoxL1Cost(BatchedMatchCost):
     def batch_cost(self, batch: MatchBatch) -> Tensor:
         pred, gt, hw = batch.require('pred_bboxes', 'gt_bboxes', 'img_hw')
         if self.box_format == 'xywh':
-            pred, gt = xyxy_to_cxcywh(pred), xyxy_to_cxcywh(gt)
+            pred, gt = bbox_xyxy_to_cxcywh(pred), bbox_xyxy_to_cxcywh(gt)
         h, w = hw.to(gt.dtype).unbind(-1)
         factor = torch.stack((w, h, w, h), dim=-1)[:, None, :]  # [B, 1, 4]
         pred, gt = pred / factor, gt / factor
-        if fused_match_costs_usable(pred, gt):  # the same sums in one compiled pass
-            return pairwise_box_l1(pred, gt)
-        # sum_k |p_k - g_k| from contiguous per-coordinate vectors: the same sums as
-        # torch.cdist(p=1), but vectorised broadcast passes (cdist is ~2x slower on CPU here).
-        ps = pred.permute(2, 0, 1).contiguous()  # [4, B, Q]
-        gs = gt.permute(2, 0, 1).contiguous()  # [4, B, G]
-        cost = (ps[0][:, :, None] - gs[0][:, None, :]).abs_()
-        for k in range(1, 4):
-            cost.add_((ps[k][:, :, None] - gs[k][:, None, :]).abs_())
-        return cost
+        return pairwise_box_l1(pred, gt)
