@@ -9,9 +9,6 @@ import pytest
 
 BENCH = Path(__file__).resolve().parents[2] / 'tools' / 'benchmark'
 SCRIPTS = sorted(BENCH.glob('bench_*.py'))
-# being brought into shape on another branch; drop from here once it is
-PENDING = {'bench_hungarian.py'}
-
 
 def _function(tree: ast.Module, name: str) -> ast.FunctionDef:
     found = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == name]
@@ -30,8 +27,7 @@ def test_only_benchmarks_are_named_bench():
     assert helpers == {'memory.py', 'timing.py'}  # shared helpers, not benchmarks
 
 
-@pytest.mark.parametrize('path', [p for p in SCRIPTS if p.name not in PENDING],
-                         ids=lambda p: p.name)
+@pytest.mark.parametrize('path', SCRIPTS, ids=lambda p: p.name)
 def test_script_shape(path):
     tree = ast.parse(path.read_text())
     main = _function(tree, 'main')
