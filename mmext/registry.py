@@ -97,10 +97,13 @@ class MMExtRegistry(Registry):
         self._in_get = False
 
     def _import_areas(self, until: Optional[str] = None, ancestors: bool = True) -> None:
-        """Import pending areas in order; with ``until``, stop once that name is known here (or,
-        with ``ancestors``, in an ancestor)."""
+        """Import pending areas in order; with ``until``, stop once that name is known here or,
+        with ``ancestors``, in an ancestor -- the latter only past the core areas, so a core name
+        that shadows mmengine's (``mmext.Runner``) still wins, as with mmengine's ``locations``.
+        No vision area may shadow an ancestor's name (tests/test_lean_core.py)."""
         while self._pending:
-            if until is not None and self._known(until, ancestors):
+            past_core = self._pending[0][1] is not None
+            if until is not None and self._known(until, ancestors and past_core):
                 return
             module, extra = self._pending.pop(0)
             try:

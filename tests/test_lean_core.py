@@ -163,3 +163,32 @@ def test_lookup_stops_at_the_first_area_that_has_the_name():
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert 'mmext.models.dense_heads' not in proc.stdout
     assert 'mmext.models.backbones' not in proc.stdout
+
+
+def test_no_vision_area_shadows_an_ancestor_name():
+    """A lookup stops at an ancestor's name once the core areas are imported, so no name that a
+    vision area registers may also be registered in an ancestor (mmengine's roots)."""
+    from mmext import register_all_modules
+    register_all_modules(init_default_scope=False)
+    nodes = [getattr(registry, n) for n in registry.__all__
+             if isinstance(getattr(registry, n), registry.MMExtRegistry)]
+    for node in nodes:
+        vision = [m for m, extra in node.areas if extra is not None]
+        for name, obj in node.module_dict.items():
+            module = getattr(obj, '__module__', '')
+            if not any(module == m or module.startswith(m + '.') for m in vision):
+                continue
+            parent = node.parent
+            while parent is not None:
+                assert name not in parent.module_dict, (
+                    f'{module}.{name} shadows {parent.scope}::{parent.name}.{name}')
+                parent = parent.parent
+
+
+def test_core_name_that_shadows_mmengine_still_wins():
+    proc = run_blocked('''
+        from mmext.registry import RUNNERS
+        print(RUNNERS.get('Runner').__module__)
+    ''', ())
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip() == 'mmext.engine.runner'
