@@ -43,8 +43,9 @@ def get_extensions() -> list:
         print('mmext: torch is not importable at build time, building without compiled ops '
               '(install torch first and use `pip install --no-build-isolation`)')
         return []
-    sources = sorted(glob.glob(osp.join(CSRC, 'pytorch', '*.cpp')) +
-                     glob.glob(osp.join(CSRC, 'pytorch', 'cpu', '*.cpp')))
+    sources = sorted(
+        glob.glob(osp.join(CSRC, 'pytorch', '*.cpp')) +
+        glob.glob(osp.join(CSRC, 'pytorch', 'cpu', '*.cpp')))
     run_file('mmext', 'ops', 'source_hash.py')['write_header'](osp.join(HERE, CSRC))
     define_macros = []
     # -fopenmp: at::parallel_for in our kernels runs on one thread without it (torch's own
@@ -59,13 +60,15 @@ def get_extensions() -> list:
         extra_compile_args['nvcc'] = ['-std=c++20', '-O3']
         if not torch.cuda.is_available():
             os.environ.setdefault('TORCH_CUDA_ARCH_LIST', '7.5;8.0;8.6;9.0+PTX')
-    return [extension(
-        name='mmext._ext',
-        sources=sources,
-        include_dirs=[osp.join(HERE, CSRC, 'common')],
-        define_macros=define_macros,
-        extra_compile_args=extra_compile_args,
-        extra_link_args=['-fopenmp'])]
+    return [
+        extension(
+            name='mmext._ext',
+            sources=sources,
+            include_dirs=[osp.join(HERE, CSRC, 'common')],
+            define_macros=define_macros,
+            extra_compile_args=extra_compile_args,
+            extra_link_args=['-fopenmp'])
+    ]
 
 
 def build_ext_cmdclass() -> dict:

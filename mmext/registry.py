@@ -32,26 +32,23 @@ from mmengine.registry import LOOPS as MMENGINE_LOOPS
 from mmengine.registry import METRICS as MMENGINE_METRICS
 from mmengine.registry import MODEL_WRAPPERS as MMENGINE_MODEL_WRAPPERS
 from mmengine.registry import MODELS as MMENGINE_MODELS
-from mmengine.registry import \
-    OPTIM_WRAPPER_CONSTRUCTORS as MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS
+from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS as MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS
 from mmengine.registry import OPTIM_WRAPPERS as MMENGINE_OPTIM_WRAPPERS
 from mmengine.registry import OPTIMIZERS as MMENGINE_OPTIMIZERS
 from mmengine.registry import PARAM_SCHEDULERS as MMENGINE_PARAM_SCHEDULERS
-from mmengine.registry import \
-    RUNNER_CONSTRUCTORS as MMENGINE_RUNNER_CONSTRUCTORS
+from mmengine.registry import RUNNER_CONSTRUCTORS as MMENGINE_RUNNER_CONSTRUCTORS
 from mmengine.registry import RUNNERS as MMENGINE_RUNNERS
 from mmengine.registry import TASK_UTILS as MMENGINE_TASK_UTILS
 from mmengine.registry import TRANSFORMS as MMENGINE_TRANSFORMS
 from mmengine.registry import VISBACKENDS as MMENGINE_VISBACKENDS
 from mmengine.registry import VISUALIZERS as MMENGINE_VISUALIZERS
-from mmengine.registry import \
-    WEIGHT_INITIALIZERS as MMENGINE_WEIGHT_INITIALIZERS
+from mmengine.registry import WEIGHT_INITIALIZERS as MMENGINE_WEIGHT_INITIALIZERS
 from mmengine.registry import Registry
 
 __all__ = [
-    'UnknownTypeError', 'MissingExtraError', 'MMExtRegistry', 'RUNNERS', 'RUNNER_CONSTRUCTORS', 'LOOPS', 'HOOKS',
-    'LOG_PROCESSORS', 'DATASETS', 'DATA_SAMPLERS', 'TRANSFORMS', 'FUNCTIONS', 'MODELS',
-    'MODEL_WRAPPERS', 'WEIGHT_INITIALIZERS', 'OPTIMIZERS', 'OPTIM_WRAPPERS',
+    'UnknownTypeError', 'MissingExtraError', 'MMExtRegistry', 'RUNNERS', 'RUNNER_CONSTRUCTORS',
+    'LOOPS', 'HOOKS', 'LOG_PROCESSORS', 'DATASETS', 'DATA_SAMPLERS', 'TRANSFORMS', 'FUNCTIONS',
+    'MODELS', 'MODEL_WRAPPERS', 'WEIGHT_INITIALIZERS', 'OPTIMIZERS', 'OPTIM_WRAPPERS',
     'OPTIM_WRAPPER_CONSTRUCTORS', 'PARAM_SCHEDULERS', 'METRICS', 'EVALUATOR', 'TASK_UTILS',
     'VISUALIZERS', 'VISBACKENDS', 'build_with_fallback'
 ]
@@ -75,7 +72,8 @@ TOOLBOXES = ('mmcv', 'mmdet', 'mmseg', 'mmpretrain')
 
 
 class MMExtRegistry(Registry):
-    """A :class:`Registry` that imports its areas lazily and says what was meant when a lookup fails.
+    """A :class:`Registry` that imports its areas lazily and says what was meant when a lookup
+    fails.
 
     mmengine's ``locations`` are imported all at once on the first lookup.  Here a lookup imports
     the node's areas one at a time, core first, and stops as soon as the name is known -- here or,
@@ -154,8 +152,8 @@ class MMExtRegistry(Registry):
 
     def _missing_extra(self, name: str) -> Optional[MissingExtraError]:
         """The error for ``name`` when an area that could not be imported defines it."""
-        pattern = re.compile(rf'^class {re.escape(name)}\b|register_module\(name=.{re.escape(name)}.',
-                             re.MULTILINE)
+        pattern = re.compile(
+            rf'^class {re.escape(name)}\b|register_module\(name=.{re.escape(name)}.', re.MULTILINE)
         for module, (extra, error) in self._missing.items():
             for path in _source_files(module):
                 if pattern.search(path.read_text(encoding='utf-8')):
@@ -181,10 +179,12 @@ class MMExtRegistry(Registry):
         names = sorted(set(self._reachable_names()))
         close: List[str] = difflib.get_close_matches(key, names, n=5, cutoff=0.6)
         if real_key != key:  # also match the bare name against our own entries
-            close += [n for n in difflib.get_close_matches(real_key, names, n=5, cutoff=0.6)
-                      if n not in close]
-        hint = (f' Did you mean: {", ".join(repr(c) for c in close[:5])}?' if close else
-                f' {len(names)} names are reachable from this node; none is close.')
+            close += [
+                n for n in difflib.get_close_matches(real_key, names, n=5, cutoff=0.6)
+                if n not in close
+            ]
+        hint = (f' Did you mean: {", ".join(repr(c) for c in close[:5])}?'
+                if close else f' {len(names)} names are reachable from this node; none is close.')
         where = f"scope '{scope}' requested" if scope else f"default scope '{self.scope}'"
         missing = ''
         if self._missing:
@@ -204,7 +204,8 @@ def _source_files(module: str) -> List[Path]:
     return [path.with_suffix('.py')] if path.with_suffix('.py').exists() else []
 
 
-def build_with_fallback(registry: Registry, cfg: Dict[str, Any],
+def build_with_fallback(registry: Registry,
+                        cfg: Dict[str, Any],
                         fallback_scope: str = 'mmdet') -> Any:
     """Build ``cfg`` from an mmext ``registry``, reading an unscoped type we lack as the toolbox's.
 
@@ -242,10 +243,9 @@ DATA = [('mmext.datasets.recsys', None), ('mmext.datasets.digits', None),
         ('mmext.datasets.shapes', 'det'), ('mmext.datasets.shapes_seg', 'seg')]
 MODEL = [('mmext.models.recommenders', None), ('mmext.models.multimodal', None),
          ('mmext.models.losses', None), ('mmext.models.text_encoders', None),
-         ('mmext.models.layers', None), ('mmext.ops', None),
-         ('mmext.models.backbones', 'pretrain'), ('mmext.models.layers.detr_transformer', 'det'),
-         ('mmext.models.dense_heads', 'det'), ('mmext.models.detectors', 'det'),
-         ('mmext.models.seg_heads', 'seg')]
+         ('mmext.models.layers', None), ('mmext.ops', None), ('mmext.models.backbones', 'pretrain'),
+         ('mmext.models.layers.detr_transformer', 'det'), ('mmext.models.dense_heads', 'det'),
+         ('mmext.models.detectors', 'det'), ('mmext.models.seg_heads', 'seg')]
 TASK = [('mmext.models.text_encoders', None), ('mmext.models.task_modules', 'det')]
 
 # Training and evaluation machinery.

@@ -20,8 +20,12 @@ from mmext import registry
 ROOT = Path(__file__).resolve().parents[1]
 TOOLBOXES = ('mmcv', 'mmdet', 'mmseg', 'mmpretrain')
 # What each extra brings (setup.py's extras_require), as importable top-level packages.
-EXTRA_PACKAGES = {None: (), 'det': ('mmcv', 'mmdet'), 'seg': ('mmcv', 'mmseg', 'mmdet'),
-                  'pretrain': ('mmcv', 'mmpretrain')}
+EXTRA_PACKAGES = {
+    None: (),
+    'det': ('mmcv', 'mmdet'),
+    'seg': ('mmcv', 'mmseg', 'mmdet'),
+    'pretrain': ('mmcv', 'mmpretrain')
+}
 
 BLOCKER = textwrap.dedent('''
     import sys
@@ -44,15 +48,20 @@ BLOCKER = textwrap.dedent('''
 def run_blocked(code: str, blocked=TOOLBOXES, *args: str, timeout: int = 300):
     script = BLOCKER + textwrap.dedent(code)
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    return subprocess.run([sys.executable, '-c', script, ','.join(blocked), *args], cwd=ROOT,
-                          env=env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run([sys.executable, '-c', script, ','.join(blocked), *args],
+                          cwd=ROOT,
+                          env=env,
+                          capture_output=True,
+                          text=True,
+                          timeout=timeout)
 
 
-@pytest.mark.parametrize('config', ['configs/sasrec/sasrec_ml100k.py',
-                                    'configs/gru4rec/gru4rec_ml100k.py'])
+@pytest.mark.parametrize('config',
+                         ['configs/sasrec/sasrec_ml100k.py', 'configs/gru4rec/gru4rec_ml100k.py'])
 def test_recommender_trains_and_evaluates_without_vision_stack(config, tmp_path):
     """tools/train.py on the shipped config: two training iterations, then one evaluation."""
-    proc = run_blocked('''
+    proc = run_blocked(
+        '''
         import json, runpy, sys
         from mmengine.config import Config
         work_dir, config = sys.argv[1], sys.argv[2]
@@ -73,11 +82,11 @@ def test_recommender_trains_and_evaluates_without_vision_stack(config, tmp_path)
     ''', TOOLBOXES, str(tmp_path), config)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     assert 'LOADED_TOOLBOXES []' in proc.stdout
-    scalars = [json.loads(line) for line in
-               next(tmp_path.rglob('scalars.json')).read_text().splitlines()]
+    scalars = [
+        json.loads(line) for line in next(tmp_path.rglob('scalars.json')).read_text().splitlines()
+    ]
     losses = [s['loss'] for s in scalars if 'loss' in s]
-    metrics = [s for s in scalars if any(k.startswith(('ndcg', 'recall', 'hr', 'mrr'))
-                                         for k in s)]
+    metrics = [s for s in scalars if any(k.startswith(('ndcg', 'recall', 'hr', 'mrr')) for k in s)]
     assert len(losses) == 2 and all(0 < x < float('inf') for x in losses), scalars
     assert metrics, f'no evaluation was logged: {scalars}'
     assert (tmp_path / 'iter_2.pth').exists()
@@ -114,9 +123,12 @@ def registering_modules():
     found = {}
     for path in sorted((ROOT / 'mmext').rglob('*.py')):
         tree = ast.parse(path.read_text())
-        nodes = {node.func.value.id for node in ast.walk(tree)
-                 if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-                 and node.func.attr == 'register_module' and isinstance(node.func.value, ast.Name)}
+        nodes = {
+            node.func.value.id
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+            and node.func.attr == 'register_module' and isinstance(node.func.value, ast.Name)
+        }
         if nodes:
             module = '.'.join(path.relative_to(ROOT).with_suffix('').parts)
             found[module.removesuffix('.__init__')] = nodes
@@ -139,11 +151,14 @@ def test_each_area_imports_with_its_extra_alone(extra):
     absent = [p for p in EXTRA_PACKAGES[extra] if importlib.util.find_spec(p) is None]
     if absent:
         pytest.skip(f'[{extra}] is not installed here ({absent} missing)')
-    areas = sorted({m for name in registry.__all__
-                    if isinstance(getattr(registry, name), registry.MMExtRegistry)
-                    for m, x in getattr(registry, name).areas if x == extra})
+    areas = sorted({
+        m
+        for name in registry.__all__ if isinstance(getattr(registry, name), registry.MMExtRegistry)
+        for m, x in getattr(registry, name).areas if x == extra
+    })
     blocked = [p for p in TOOLBOXES if p not in EXTRA_PACKAGES[extra]]
-    proc = run_blocked('''
+    proc = run_blocked(
+        '''
         import importlib, sys
         for module in sys.argv[1:]:
             importlib.import_module(module)
@@ -153,7 +168,8 @@ def test_each_area_imports_with_its_extra_alone(extra):
 
 
 def test_lookup_stops_at_the_first_area_that_has_the_name():
-    proc = run_blocked('''
+    proc = run_blocked(
+        '''
         import sys
         from mmext.registry import MODELS
         assert MODELS.get('SASRec').__name__ == 'SASRec'
@@ -170,8 +186,10 @@ def test_no_vision_area_shadows_an_ancestor_name():
     vision area registers may also be registered in an ancestor (mmengine's roots)."""
     from mmext import register_all_modules
     register_all_modules(init_default_scope=False)
-    nodes = [getattr(registry, n) for n in registry.__all__
-             if isinstance(getattr(registry, n), registry.MMExtRegistry)]
+    nodes = [
+        getattr(registry, n) for n in registry.__all__
+        if isinstance(getattr(registry, n), registry.MMExtRegistry)
+    ]
     for node in nodes:
         vision = [m for m, extra in node.areas if extra is not None]
         for name, obj in node.module_dict.items():
@@ -186,7 +204,8 @@ def test_no_vision_area_shadows_an_ancestor_name():
 
 
 def test_core_name_that_shadows_mmengine_still_wins():
-    proc = run_blocked('''
+    proc = run_blocked(
+        '''
         from mmext.registry import RUNNERS
         print(RUNNERS.get('Runner').__module__)
     ''', ())

@@ -13,13 +13,15 @@ from mmext.registry import MODELS, TRANSFORMS, UnknownTypeError
 
 ROOT = Path(__file__).resolve().parents[1]
 
-HEAD = dict(num_classes=3, in_channels=32, feat_channels=32, stacked_convs=1,
-            norm_cfg=dict(type='GN', num_groups=8, requires_grad=True),
-            loss_cls=dict(type='mmdet.FocalLoss', use_sigmoid=True, gamma=2.0, alpha=0.25,
-                          loss_weight=1.0),
-            loss_bbox=dict(type='mmdet.IoULoss', loss_weight=1.0),
-            loss_centerness=dict(type='mmdet.CrossEntropyLoss', use_sigmoid=True,
-                                 loss_weight=1.0))
+HEAD = dict(
+    num_classes=3,
+    in_channels=32,
+    feat_channels=32,
+    stacked_convs=1,
+    norm_cfg=dict(type='GN', num_groups=8, requires_grad=True),
+    loss_cls=dict(type='mmdet.FocalLoss', use_sigmoid=True, gamma=2.0, alpha=0.25, loss_weight=1.0),
+    loss_bbox=dict(type='mmdet.IoULoss', loss_weight=1.0),
+    loss_centerness=dict(type='mmdet.CrossEntropyLoss', use_sigmoid=True, loss_weight=1.0))
 
 
 def toolbox_models(scope):
@@ -90,7 +92,8 @@ def test_inherited_scope_trap(tmp_path):
     from mmext.models.dense_heads import FCOSHead
     for type_name, expected in [('mmext.FCOSHead', FCOSHead), ('FCOSHead', MMDetFCOSHead)]:
         cfg_file = tmp_path / f'{type_name}.py'
-        cfg_file.write_text(textwrap.dedent(f"""
+        cfg_file.write_text(
+            textwrap.dedent(f"""
             _base_ = 'mmdet::fcos/fcos_r50-caffe_fpn_gn-head_1x_coco.py'
             custom_imports = dict(imports=['mmext'], allow_failed_imports=False)
             default_scope = 'mmext'
@@ -119,7 +122,8 @@ def test_our_fcos_config_builds_our_head():
 def test_custom_imports_in_a_fresh_interpreter(tmp_path):
     """What an mmdet user does: their own default scope, mmext reached through custom_imports."""
     cfg_file = tmp_path / 'user_cfg.py'
-    cfg_file.write_text(textwrap.dedent(f"""
+    cfg_file.write_text(
+        textwrap.dedent(f"""
         default_scope = 'mmdet'
         custom_imports = dict(imports=['mmext'], allow_failed_imports=False)
         head = dict(type='mmext.FCOSHead', **{HEAD!r})
@@ -133,8 +137,7 @@ def test_custom_imports_in_a_fresh_interpreter(tmp_path):
         head = MODELS.build(cfg.head)
         print(type(head).__module__)
         """)
-    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
-                         timeout=300)
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().endswith('mmext.models.dense_heads.fcos_head')
 
@@ -160,8 +163,9 @@ def test_toolbox_part_builds_its_subparts_in_its_own_scope():
 
     from mmext.registry import TASK_UTILS, build_with_fallback
     with DefaultScope.overwrite_default_scope('mmext'):
-        assigner = build_with_fallback(TASK_UTILS, dict(
-            type='mmdet.HungarianAssigner', match_costs=[dict(type='ClassificationCost')]))
+        assigner = build_with_fallback(
+            TASK_UTILS,
+            dict(type='mmdet.HungarianAssigner', match_costs=[dict(type='ClassificationCost')]))
         assert DefaultScope.get_current_instance().scope_name == 'mmext'  # restored after
     assert type(assigner) is HungarianAssigner
     assert type(assigner.match_costs[0]) is ClassificationCost

@@ -19,8 +19,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('config', help='config file path')
     parser.add_argument('checkpoint', help='checkpoint file')
     parser.add_argument('--out', help='also dump the raw predictions to this .pkl file')
-    parser.add_argument('--show-dir', help='draw predictions into this folder (inside the work '
-                        'dir) when the config has a visualization hook')
+    parser.add_argument(
+        '--show-dir',
+        help='draw predictions into this folder (inside the work '
+        'dir) when the config has a visualization hook')
     add_runner_args(parser)
     return parse_runner_args(parser, argv)
 

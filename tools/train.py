@@ -19,12 +19,18 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description='Train a model with mmengine\'s Runner')
     parser.add_argument('config', help='config file path')
     add_runner_args(parser)
-    parser.add_argument('--resume', nargs='?', const='auto', metavar='CKPT',
-                        help='resume from CKPT; without a path, from the latest checkpoint '
-                        'in the work dir')
+    parser.add_argument(
+        '--resume',
+        nargs='?',
+        const='auto',
+        metavar='CKPT',
+        help='resume from CKPT; without a path, from the latest checkpoint '
+        'in the work dir')
     parser.add_argument('--amp', action='store_true', help='automatic mixed precision (GPU)')
-    parser.add_argument('--auto-scale-lr', action='store_true',
-                        help='scale the learning rate by the actual/base batch size')
+    parser.add_argument(
+        '--auto-scale-lr',
+        action='store_true',
+        help='scale the learning rate by the actual/base batch size')
     return parse_runner_args(parser, argv)
 
 

@@ -15,8 +15,12 @@ max_epochs = 100
 embed_dims = 128
 
 _attn = dict(embed_dims=embed_dims, num_heads=8, dropout=0.1, batch_first=True)
-_ffn = dict(embed_dims=embed_dims, feedforward_channels=512, num_fcs=2, ffn_drop=0.1,
-            act_cfg=dict(type='ReLU', inplace=True))
+_ffn = dict(
+    embed_dims=embed_dims,
+    feedforward_channels=512,
+    num_fcs=2,
+    ffn_drop=0.1,
+    act_cfg=dict(type='ReLU', inplace=True))
 model = dict(
     type='DETR',
     num_queries=20,
@@ -37,24 +41,40 @@ model = dict(
         norm_eval=False,
         style='pytorch',
         init_cfg=None),  # from scratch: nothing may be downloaded
-    neck=dict(type='mmdet.ChannelMapper', in_channels=[256], kernel_size=1,
-              out_channels=embed_dims, act_cfg=None, norm_cfg=None, num_outs=1),
+    neck=dict(
+        type='mmdet.ChannelMapper',
+        in_channels=[256],
+        kernel_size=1,
+        out_channels=embed_dims,
+        act_cfg=None,
+        norm_cfg=None,
+        num_outs=1),
     encoder=dict(num_layers=3, layer_cfg=dict(self_attn_cfg=_attn, ffn_cfg=_ffn)),
-    decoder=dict(num_layers=3, layer_cfg=dict(self_attn_cfg=_attn, cross_attn_cfg=_attn,
-                                              ffn_cfg=_ffn), return_intermediate=True),
+    decoder=dict(
+        num_layers=3,
+        layer_cfg=dict(self_attn_cfg=_attn, cross_attn_cfg=_attn, ffn_cfg=_ffn),
+        return_intermediate=True),
     positional_encoding=dict(num_feats=embed_dims // 2, normalize=True),
     bbox_head=dict(
         type='DETRHead',
         num_classes=4,
         embed_dims=embed_dims,
-        loss_cls=dict(type='mmdet.CrossEntropyLoss', bg_cls_weight=0.1, use_sigmoid=False,
-                      loss_weight=1.0, class_weight=1.0),
+        loss_cls=dict(
+            type='mmdet.CrossEntropyLoss',
+            bg_cls_weight=0.1,
+            use_sigmoid=False,
+            loss_weight=1.0,
+            class_weight=1.0),
         loss_bbox=dict(type='mmdet.L1Loss', loss_weight=5.0),
         loss_iou=dict(type='mmdet.GIoULoss', loss_weight=2.0)),
-    train_cfg=dict(assigner=dict(type='HungarianAssigner', match_costs=[
-        dict(type='ClassificationCost', weight=1.),
-        dict(type='BBoxL1Cost', weight=5.0, box_format='xywh'),
-        dict(type='IoUCost', iou_mode='giou', weight=2.0)])),
+    train_cfg=dict(
+        assigner=dict(
+            type='HungarianAssigner',
+            match_costs=[
+                dict(type='ClassificationCost', weight=1.),
+                dict(type='BBoxL1Cost', weight=5.0, box_format='xywh'),
+                dict(type='IoUCost', iou_mode='giou', weight=2.0)
+            ])),
     test_cfg=dict(max_per_img=20))
 
 train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs, val_interval=10)
@@ -67,8 +87,13 @@ optim_wrapper = dict(
     optimizer=dict(type='AdamW', lr=2e-4, weight_decay=1e-4),
     clip_grad=dict(max_norm=0.1, norm_type=2))
 param_scheduler = [
-    dict(type='MultiStepLR', begin=0, end=max_epochs, by_epoch=True,
-         milestones=[int(max_epochs * 2 / 3)], gamma=0.1)
+    dict(
+        type='MultiStepLR',
+        begin=0,
+        end=max_epochs,
+        by_epoch=True,
+        milestones=[int(max_epochs * 2 / 3)],
+        gamma=0.1)
 ]
 auto_scale_lr = dict(enable=False, base_batch_size=16)
 

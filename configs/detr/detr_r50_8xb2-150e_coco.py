@@ -94,16 +94,20 @@ train_pipeline = [
     dict(type='mmdet.RandomFlip', prob=0.5),
     dict(
         type='RandomChoice',
-        transforms=[
-            [dict(type='RandomChoiceResize', scales=_scales, keep_ratio=True, **_resize)],
-            [
-                dict(type='RandomChoiceResize', scales=[(400, 1333), (500, 1333), (600, 1333)],
-                     keep_ratio=True, **_resize),
-                dict(type='mmdet.RandomCrop', crop_type='absolute_range', crop_size=(384, 600),
-                     allow_negative_crop=True),
-                dict(type='RandomChoiceResize', scales=_scales, keep_ratio=True, **_resize)
-            ]
-        ]),
+        transforms=[[dict(type='RandomChoiceResize', scales=_scales, keep_ratio=True, **_resize)],
+                    [
+                        dict(
+                            type='RandomChoiceResize',
+                            scales=[(400, 1333), (500, 1333), (600, 1333)],
+                            keep_ratio=True,
+                            **_resize),
+                        dict(
+                            type='mmdet.RandomCrop',
+                            crop_type='absolute_range',
+                            crop_size=(384, 600),
+                            allow_negative_crop=True),
+                        dict(type='RandomChoiceResize', scales=_scales, keep_ratio=True, **_resize)
+                    ]]),
     dict(type='mmdet.PackDetInputs')
 ]
 # mmdet's COCO dataset, plus clear errors for empty/mismatched annotation files (mmext/datasets).
@@ -123,8 +127,7 @@ train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs, val_interval
 val_cfg = dict(type='ValLoop')
 test_cfg = dict(type='TestLoop')
 param_scheduler = [
-    dict(type='MultiStepLR', begin=0, end=max_epochs, by_epoch=True, milestones=[100],
-         gamma=0.1)
+    dict(type='MultiStepLR', begin=0, end=max_epochs, by_epoch=True, milestones=[100], gamma=0.1)
 ]
 # 8 GPUs x 2 images; --auto-scale-lr rescales for other batch sizes.
 auto_scale_lr = dict(enable=False, base_batch_size=16)

@@ -51,8 +51,8 @@ model = dict(
         centerness_on_reg=True,
         conv_bias=True,
         bbox_coder=dict(type='mmdet.DistancePointBBoxCoder'),
-        loss_cls=dict(type='mmdet.FocalLoss', use_sigmoid=True, gamma=2.0, alpha=0.25,
-                      loss_weight=1.0),
+        loss_cls=dict(
+            type='mmdet.FocalLoss', use_sigmoid=True, gamma=2.0, alpha=0.25, loss_weight=1.0),
         loss_bbox=dict(type='mmdet.GIoULoss', loss_weight=1.0),
         loss_centerness=dict(type='mmdet.CrossEntropyLoss', use_sigmoid=True, loss_weight=1.0)),
     test_cfg=dict(
@@ -73,8 +73,13 @@ optim_wrapper = dict(
     clip_grad=dict(max_norm=35, norm_type=2))
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=100),
-    dict(type='CosineAnnealingLR', T_max=max_epochs, eta_min=2e-5, by_epoch=True, begin=0,
-         end=max_epochs)
+    dict(
+        type='CosineAnnealingLR',
+        T_max=max_epochs,
+        eta_min=2e-5,
+        by_epoch=True,
+        begin=0,
+        end=max_epochs)
 ]
 auto_scale_lr = dict(enable=False, base_batch_size=16)
 

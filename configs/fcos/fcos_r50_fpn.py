@@ -1,6 +1,7 @@
 # FCOS R50-caffe FPN, GN head, 1x COCO (Tian et al., ICCV 2019) with mmext.FCOSHead.
 # Mirrors mmdet's fcos_r50-caffe_fpn_gn-head_1x_coco.py (published: 36.6 box AP), inheriting
-# mmdet's dataset, schedule and runtime bases.  Run: python tools/train.py configs/fcos/fcos_r50_fpn.py
+# mmdet's dataset, schedule and runtime bases.
+#   python tools/train.py configs/fcos/fcos_r50_fpn.py
 _base_ = [
     'mmdet::_base_/datasets/coco_detection.py',
     'mmdet::_base_/schedules/schedule_1x.py',

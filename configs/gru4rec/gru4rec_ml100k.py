@@ -25,8 +25,7 @@ train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs, val_interval
 val_cfg = dict(type='ValLoop')
 test_cfg = dict(type='TestLoop')
 # Adagrad with momentum on the summed loss, as the official code.
-optim_wrapper = dict(type='OptimWrapper',
-                     optimizer=dict(type='AdagradM', lr=0.05, momentum=0.0))
+optim_wrapper = dict(type='OptimWrapper', optimizer=dict(type='AdagradM', lr=0.05, momentum=0.0))
 
 default_hooks = dict(
     timer=dict(type='IterTimerHook'),
@@ -34,8 +33,8 @@ default_hooks = dict(
     param_scheduler=dict(type='ParamSchedulerHook'),
     checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=2),
     sampler_seed=dict(type='DistSamplerSeedHook'))
-env_cfg = dict(cudnn_benchmark=False, mp_cfg=dict(mp_start_method='fork'),
-               dist_cfg=dict(backend='gloo'))
+env_cfg = dict(
+    cudnn_benchmark=False, mp_cfg=dict(mp_start_method='fork'), dist_cfg=dict(backend='gloo'))
 log_processor = dict(type='LogProcessor', window_size=50, by_epoch=True)
 log_level = 'INFO'
 load_from = None

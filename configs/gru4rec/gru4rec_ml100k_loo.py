@@ -11,6 +11,12 @@ train_dataloader = dict(dataset=loo)
 val_dataloader = dict(dataset=dict(split='valid', **loo))
 test_dataloader = dict(dataset=dict(split='test', **loo))
 model = dict(dataset=loo)
-val_evaluator = [dict(type='RankingMetric', topk=(10, 20), metrics=('hr', 'mrr', 'ndcg'),
-                      tie_policy='average', exclude_seen=False)]
+val_evaluator = [
+    dict(
+        type='RankingMetric',
+        topk=(10, 20),
+        metrics=('hr', 'mrr', 'ndcg'),
+        tie_policy='average',
+        exclude_seen=False)
+]
 test_evaluator = val_evaluator

@@ -6,8 +6,9 @@ _base_ = ['./gru4rec_rsc15.py']
 
 train_path = '/path/to/rsc15_train_full.txt'
 test_path = '/path/to/rsc15_test.txt'
-official = dict(data_path=train_path, test_data_path=test_path, columns=None, sep='\t',
-                min_item_support=1)  # already filtered by the official script
+official = dict(
+    data_path=train_path, test_data_path=test_path, columns=None, sep='\t',
+    min_item_support=1)  # already filtered by the official script
 
 train_dataloader = dict(dataset=official)
 val_dataloader = dict(dataset=official)

@@ -1,9 +1,9 @@
-# ITC demo: a dual encoder (a tiny mmext ViT, 4 layers of 96 channels, on 32x32 digits with 8x8 patches + a 2-layer text
-# transformer over a word-level vocabulary) trained from scratch with ALBEF's image-text
-# contrastive loss (momentum encoders, queues, momentum distillation with alpha warm-up) on
-# scikit-learn's handwritten digits paired with templated captions.  Evaluated on the held-out
-# split: zero-shot classification from the caption prompts (ensembled over all templates) and
-# image<->text retrieval R@1/R@5 (class-level relevance: the captions only name the digit).
+# ITC demo: a dual encoder (a tiny mmext ViT, 4 layers of 96 channels, on 32x32 digits with 8x8
+# patches + a 2-layer text transformer over a word-level vocabulary) trained from scratch with
+# ALBEF's image-text contrastive loss (momentum encoders, queues, momentum distillation with alpha
+# warm-up) on scikit-learn's handwritten digits paired with templated captions.  Evaluated on the
+# held-out split: zero-shot classification from the caption prompts (ensembled over all templates)
+# and image<->text retrieval R@1/R@5 (class-level relevance: the captions only name the digit).
 custom_imports = dict(imports=['mmext'], allow_failed_imports=False)
 default_scope = 'mmext'
 
@@ -33,8 +33,8 @@ model = dict(
     image_encoder=dict(
         type='VisionTransformer',
         # the tiny ViT of configs/vit/vit-tiny-p8_digits-32_demo.py (98.9 % supervised)
-        arch=dict(embed_dims=vit_dims, num_layers=4, num_heads=3,
-                  feedforward_channels=2 * vit_dims),
+        arch=dict(
+            embed_dims=vit_dims, num_layers=4, num_heads=3, feedforward_channels=2 * vit_dims),
         img_size=image_size,
         patch_size=8,
         in_channels=1,
@@ -50,21 +50,26 @@ model = dict(
     class_names=class_names,
     templates=templates)
 
-digits_cfg = dict(image_size=image_size, val_fraction=0.2, seed=0, channels=1,
-                  templates=templates)
-pack = dict(type='mmpretrain.PackInputs',
-            meta_keys=('sample_idx', 'img_shape', 'ori_shape', 'text', 'image_id'))
+digits_cfg = dict(image_size=image_size, val_fraction=0.2, seed=0, channels=1, templates=templates)
+pack = dict(
+    type='mmpretrain.PackInputs',
+    meta_keys=('sample_idx', 'img_shape', 'ori_shape', 'text', 'image_id'))
 train_dataloader = dict(
     batch_size=64,
     num_workers=0,
-    dataset=dict(type='DigitsCaptionDataset', split='train', **digits_cfg, pipeline=[
-        dict(type='mmpretrain.RandomCrop', crop_size=image_size, padding=2, pad_val=0), pack]),
+    dataset=dict(
+        type='DigitsCaptionDataset',
+        split='train',
+        **digits_cfg,
+        pipeline=[
+            dict(type='mmpretrain.RandomCrop', crop_size=image_size, padding=2, pad_val=0), pack
+        ]),
     sampler=dict(type='DefaultSampler', shuffle=True))
 val_dataloader = dict(
     batch_size=128,
     num_workers=0,
-    dataset=dict(type='DigitsCaptionDataset', split='val', test_mode=True, **digits_cfg,
-                 pipeline=[pack]),
+    dataset=dict(
+        type='DigitsCaptionDataset', split='val', test_mode=True, **digits_cfg, pipeline=[pack]),
     sampler=dict(type='DefaultSampler', shuffle=False))
 val_evaluator = [
     dict(type='ZeroShotAccuracy', topk=(1, )),
@@ -82,10 +87,20 @@ optim_wrapper = dict(
     optimizer=dict(type='AdamW', lr=2e-3, weight_decay=0.05),
     clip_grad=dict(max_norm=5.0))
 param_scheduler = [
-    dict(type='LinearLR', start_factor=0.01, by_epoch=True, begin=0, end=3,
-         convert_to_iter_based=True),
-    dict(type='CosineAnnealingLR', T_max=max_epochs - 3, eta_min=1e-5, by_epoch=True, begin=3,
-         end=max_epochs)
+    dict(
+        type='LinearLR',
+        start_factor=0.01,
+        by_epoch=True,
+        begin=0,
+        end=3,
+        convert_to_iter_based=True),
+    dict(
+        type='CosineAnnealingLR',
+        T_max=max_epochs - 3,
+        eta_min=1e-5,
+        by_epoch=True,
+        begin=3,
+        end=max_epochs)
 ]
 
 # ALBEF ramps the distillation weight over the first epoch

@@ -45,8 +45,9 @@ model = dict(
         out_channels=embed_dims,
         num_classes=num_classes,
         num_queries=16,
-        pixel_decoder=dict(type='PixelDecoder', norm_cfg=dict(type='GN', num_groups=16),
-                           act_cfg=dict(type='ReLU')),
+        pixel_decoder=dict(
+            type='PixelDecoder', norm_cfg=dict(type='GN', num_groups=16),
+            act_cfg=dict(type='ReLU')),
         enforce_decoder_input_project=False,
         positional_encoding=dict(num_feats=embed_dims // 2, normalize=True),
         transformer_decoder=dict(
@@ -55,19 +56,41 @@ model = dict(
             layer_cfg=dict(
                 self_attn_cfg=_attn,
                 cross_attn_cfg=_attn,
-                ffn_cfg=dict(embed_dims=embed_dims, feedforward_channels=256, num_fcs=2,
-                             ffn_drop=0.0, act_cfg=dict(type='ReLU', inplace=True)))),
-        loss_cls=dict(type='mmdet.CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0,
-                      reduction='mean', class_weight=[1.0] * num_classes + [0.1]),
-        loss_mask=dict(type='mmdet.FocalLoss', use_sigmoid=True, gamma=2.0, alpha=0.25,
-                       reduction='mean', loss_weight=20.0),
-        loss_dice=dict(type='DiceLoss', use_sigmoid=True, activate=True, reduction='mean',
-                       naive_dice=True, eps=1.0, loss_weight=1.0),
+                ffn_cfg=dict(
+                    embed_dims=embed_dims,
+                    feedforward_channels=256,
+                    num_fcs=2,
+                    ffn_drop=0.0,
+                    act_cfg=dict(type='ReLU', inplace=True)))),
+        loss_cls=dict(
+            type='mmdet.CrossEntropyLoss',
+            use_sigmoid=False,
+            loss_weight=1.0,
+            reduction='mean',
+            class_weight=[1.0] * num_classes + [0.1]),
+        loss_mask=dict(
+            type='mmdet.FocalLoss',
+            use_sigmoid=True,
+            gamma=2.0,
+            alpha=0.25,
+            reduction='mean',
+            loss_weight=20.0),
+        loss_dice=dict(
+            type='DiceLoss',
+            use_sigmoid=True,
+            activate=True,
+            reduction='mean',
+            naive_dice=True,
+            eps=1.0,
+            loss_weight=1.0),
         train_cfg=dict(
-            assigner=dict(type='HungarianAssigner', match_costs=[
-                dict(type='ClassificationCost', weight=1.0),
-                dict(type='FocalLossCost', weight=20.0, binary_input=True),
-                dict(type='DiceCost', weight=1.0, pred_act=True, eps=1.0)]),
+            assigner=dict(
+                type='HungarianAssigner',
+                match_costs=[
+                    dict(type='ClassificationCost', weight=1.0),
+                    dict(type='FocalLossCost', weight=20.0, binary_input=True),
+                    dict(type='DiceCost', weight=1.0, pred_act=True, eps=1.0)
+                ]),
             sampler=dict(type='mmdet.MaskPseudoSampler'))),
     train_cfg=dict(),
     test_cfg=dict(mode='whole'))

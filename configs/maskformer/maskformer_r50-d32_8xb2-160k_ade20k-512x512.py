@@ -11,8 +11,8 @@ custom_imports = dict(imports=['mmext'], allow_failed_imports=False)
 default_scope = 'mmext'
 
 num_classes = 150
-_attn = dict(embed_dims=256, num_heads=8, attn_drop=0.1, proj_drop=0.1, dropout_layer=None,
-             batch_first=True)
+_attn = dict(
+    embed_dims=256, num_heads=8, attn_drop=0.1, proj_drop=0.1, dropout_layer=None, batch_first=True)
 model = dict(
     decode_head=dict(
         _delete_=True,
@@ -25,8 +25,10 @@ model = dict(
         num_queries=100,
         ignore_index=255,
         # the FPN pixel decoder (the transformer predictor attends to C5 through a 1x1 conv)
-        pixel_decoder=dict(type='mmext.PixelDecoder', norm_cfg=dict(type='GN', num_groups=32),
-                           act_cfg=dict(type='ReLU')),
+        pixel_decoder=dict(
+            type='mmext.PixelDecoder',
+            norm_cfg=dict(type='GN', num_groups=32),
+            act_cfg=dict(type='ReLU')),
         enforce_decoder_input_project=False,
         positional_encoding=dict(num_feats=128, normalize=True),
         transformer_decoder=dict(
@@ -35,18 +37,41 @@ model = dict(
             layer_cfg=dict(
                 self_attn_cfg=_attn,
                 cross_attn_cfg=_attn,
-                ffn_cfg=dict(embed_dims=256, feedforward_channels=2048, num_fcs=2,
-                             act_cfg=dict(type='ReLU', inplace=True), ffn_drop=0.1,
-                             dropout_layer=None, add_identity=True))),
-        loss_cls=dict(type='mmdet.CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0,
-                      reduction='mean', class_weight=[1.0] * num_classes + [0.1]),
-        loss_mask=dict(type='mmdet.FocalLoss', use_sigmoid=True, gamma=2.0, alpha=0.25,
-                       reduction='mean', loss_weight=20.0),
-        loss_dice=dict(type='mmext.DiceLoss', use_sigmoid=True, activate=True,
-                       reduction='mean', naive_dice=True, eps=1.0, loss_weight=1.0),
+                ffn_cfg=dict(
+                    embed_dims=256,
+                    feedforward_channels=2048,
+                    num_fcs=2,
+                    act_cfg=dict(type='ReLU', inplace=True),
+                    ffn_drop=0.1,
+                    dropout_layer=None,
+                    add_identity=True))),
+        loss_cls=dict(
+            type='mmdet.CrossEntropyLoss',
+            use_sigmoid=False,
+            loss_weight=1.0,
+            reduction='mean',
+            class_weight=[1.0] * num_classes + [0.1]),
+        loss_mask=dict(
+            type='mmdet.FocalLoss',
+            use_sigmoid=True,
+            gamma=2.0,
+            alpha=0.25,
+            reduction='mean',
+            loss_weight=20.0),
+        loss_dice=dict(
+            type='mmext.DiceLoss',
+            use_sigmoid=True,
+            activate=True,
+            reduction='mean',
+            naive_dice=True,
+            eps=1.0,
+            loss_weight=1.0),
         train_cfg=dict(
-            assigner=dict(type='mmext.HungarianAssigner', match_costs=[
-                dict(type='mmext.ClassificationCost', weight=1.0),
-                dict(type='mmext.FocalLossCost', weight=20.0, binary_input=True),
-                dict(type='mmext.DiceCost', weight=1.0, pred_act=True, eps=1.0)]),
+            assigner=dict(
+                type='mmext.HungarianAssigner',
+                match_costs=[
+                    dict(type='mmext.ClassificationCost', weight=1.0),
+                    dict(type='mmext.FocalLossCost', weight=20.0, binary_input=True),
+                    dict(type='mmext.DiceCost', weight=1.0, pred_act=True, eps=1.0)
+                ]),
             sampler=dict(type='mmdet.MaskPseudoSampler'))))

@@ -14,8 +14,12 @@ num_things_classes = 80
 num_stuff_classes = 53
 num_classes = num_things_classes + num_stuff_classes
 _attn = dict(embed_dims=256, num_heads=8, dropout=0.1, batch_first=True)
-_ffn = dict(embed_dims=256, feedforward_channels=2048, num_fcs=2, ffn_drop=0.1,
-            act_cfg=dict(type='ReLU', inplace=True))
+_ffn = dict(
+    embed_dims=256,
+    feedforward_channels=2048,
+    num_fcs=2,
+    ffn_drop=0.1,
+    act_cfg=dict(type='ReLU', inplace=True))
 model = dict(
     panoptic_head=dict(
         _delete_=True,
@@ -38,12 +42,27 @@ model = dict(
             num_layers=6,
             return_intermediate=True,
             layer_cfg=dict(self_attn_cfg=_attn, cross_attn_cfg=_attn, ffn_cfg=_ffn)),
-        loss_cls=dict(type='mmdet.CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0,
-                      reduction='mean', class_weight=[1.0] * num_classes + [0.1]),
-        loss_mask=dict(type='mmdet.FocalLoss', use_sigmoid=True, gamma=2.0, alpha=0.25,
-                       reduction='mean', loss_weight=20.0),
-        loss_dice=dict(type='mmext.DiceLoss', use_sigmoid=True, activate=True,
-                       reduction='mean', naive_dice=True, eps=1.0, loss_weight=1.0)),
+        loss_cls=dict(
+            type='mmdet.CrossEntropyLoss',
+            use_sigmoid=False,
+            loss_weight=1.0,
+            reduction='mean',
+            class_weight=[1.0] * num_classes + [0.1]),
+        loss_mask=dict(
+            type='mmdet.FocalLoss',
+            use_sigmoid=True,
+            gamma=2.0,
+            alpha=0.25,
+            reduction='mean',
+            loss_weight=20.0),
+        loss_dice=dict(
+            type='mmext.DiceLoss',
+            use_sigmoid=True,
+            activate=True,
+            reduction='mean',
+            naive_dice=True,
+            eps=1.0,
+            loss_weight=1.0)),
     panoptic_fusion_head=dict(
         _delete_=True,
         type='mmext.MaskFormerFusionHead',
@@ -54,8 +73,11 @@ model = dict(
     # mmdet's MaskFormer hands its train_cfg to the panoptic head
     train_cfg=dict(
         _delete_=True,
-        assigner=dict(type='mmext.HungarianAssigner', match_costs=[
-            dict(type='mmext.ClassificationCost', weight=1.0),
-            dict(type='mmext.FocalLossCost', weight=20.0, binary_input=True),
-            dict(type='mmext.DiceCost', weight=1.0, pred_act=True, eps=1.0)]),
+        assigner=dict(
+            type='mmext.HungarianAssigner',
+            match_costs=[
+                dict(type='mmext.ClassificationCost', weight=1.0),
+                dict(type='mmext.FocalLossCost', weight=20.0, binary_input=True),
+                dict(type='mmext.DiceCost', weight=1.0, pred_act=True, eps=1.0)
+            ]),
         sampler=dict(type='mmdet.MaskPseudoSampler')))

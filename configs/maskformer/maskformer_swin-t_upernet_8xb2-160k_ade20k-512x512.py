@@ -38,7 +38,8 @@ custom_keys = {
 }
 custom_keys.update({
     f'backbone.stages.{stage_id}.blocks.{block_id}.norm': backbone_norm_multi
-    for stage_id, num_blocks in enumerate(depths) for block_id in range(num_blocks)
+    for stage_id, num_blocks in enumerate(depths)
+    for block_id in range(num_blocks)
 })
 custom_keys.update({
     f'backbone.stages.{stage_id}.downsample.norm': backbone_norm_multi

@@ -41,11 +41,11 @@ default_hooks = dict(
     timer=dict(type='IterTimerHook'),
     logger=dict(type='LoggerHook', interval=50),
     param_scheduler=dict(type='ParamSchedulerHook'),
-    checkpoint=dict(type='CheckpointHook', interval=10, max_keep_ckpts=1,
-                    save_best='ndcg@10', rule='greater'),
+    checkpoint=dict(
+        type='CheckpointHook', interval=10, max_keep_ckpts=1, save_best='ndcg@10', rule='greater'),
     sampler_seed=dict(type='DistSamplerSeedHook'))
-env_cfg = dict(cudnn_benchmark=False, mp_cfg=dict(mp_start_method='fork'),
-               dist_cfg=dict(backend='gloo'))
+env_cfg = dict(
+    cudnn_benchmark=False, mp_cfg=dict(mp_start_method='fork'), dist_cfg=dict(backend='gloo'))
 log_processor = dict(type='LogProcessor', window_size=20, by_epoch=True)
 log_level = 'INFO'
 load_from = None

@@ -16,16 +16,31 @@ _base_ = ['./sasrec_ml100k.py']
 data_file = 'data/ml-1m/ml-1m.inter'
 max_len = 200
 max_epochs = 200
-seq_data = dict(type='LeaveOneOutSequenceDataset', ann_file=data_file, max_len=max_len,
-                user_core=5, item_core=5, min_rating=None)
+seq_data = dict(
+    type='LeaveOneOutSequenceDataset',
+    ann_file=data_file,
+    max_len=max_len,
+    user_core=5,
+    item_core=5,
+    min_rating=None)
 # The official code trains on each user's last max_len items only (train_windows='last').
 train_dataset = dict(**seq_data, split='train', train_windows='last', num_train_negatives=1)
 
-model = dict(dataset=train_dataset, max_len=max_len, embed_dims=50, num_blocks=2, num_heads=1,
-             ffn_dims=50, dropout=0.2, loss='bce', eval_mode='sampled')
+model = dict(
+    dataset=train_dataset,
+    max_len=max_len,
+    embed_dims=50,
+    num_blocks=2,
+    num_heads=1,
+    ffn_dims=50,
+    dropout=0.2,
+    loss='bce',
+    eval_mode='sampled')
 train_dataloader = dict(batch_size=128, dataset=train_dataset)
-val_dataloader = dict(dataset=dict(
-    **seq_data, split='val', num_eval_negatives=100, eval_negative_distribution='uniform'))
-test_dataloader = dict(dataset=dict(
-    **seq_data, split='test', num_eval_negatives=100, eval_negative_distribution='uniform'))
+val_dataloader = dict(
+    dataset=dict(
+        **seq_data, split='val', num_eval_negatives=100, eval_negative_distribution='uniform'))
+test_dataloader = dict(
+    dataset=dict(
+        **seq_data, split='test', num_eval_negatives=100, eval_negative_distribution='uniform'))
 train_cfg = dict(max_epochs=max_epochs, val_interval=20)

@@ -18,7 +18,9 @@ pretrained = ('https://download.openmmlab.com/mmclassification/v0/swin-transform
               'swin_tiny_patch4_window7_224-160bb0a5.pth')
 model = dict(
     data_preprocessor=dict(  # RGB, ImageNet statistics: what Swin was pre-trained on
-        mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375], bgr_to_rgb=True),
+        mean=[123.675, 116.28, 103.53],
+        std=[58.395, 57.12, 57.375],
+        bgr_to_rgb=True),
     backbone=dict(
         _delete_=True,
         type='mmext.SwinTransformer',

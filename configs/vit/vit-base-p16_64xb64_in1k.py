@@ -10,8 +10,4 @@ default_scope = 'mmext'
 
 model = dict(
     backbone=dict(
-        type='mmext.VisionTransformer',
-        arch='base',
-        img_size=224,
-        patch_size=16,
-        drop_rate=0.1))
+        type='mmext.VisionTransformer', arch='base', img_size=224, patch_size=16, drop_rate=0.1))

@@ -26,5 +26,8 @@ optim_wrapper = dict(
         layer_decay_rate=0.65,
         norm_decay_mult=0.,
         bias_decay_mult=0.,
-        custom_keys={'.cls_token': dict(decay_mult=0.), '.pos_embed': dict(decay_mult=0.)}),
+        custom_keys={
+            '.cls_token': dict(decay_mult=0.),
+            '.pos_embed': dict(decay_mult=0.)
+        }),
     clip_grad=dict(max_norm=1.0))

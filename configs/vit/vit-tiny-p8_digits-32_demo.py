@@ -16,8 +16,8 @@ model = dict(
     backbone=dict(
         type='mmext.VisionTransformer',
         # a "tiny" ViT shrunk to the data: 4 layers of 96 channels, 3 heads
-        arch=dict(embed_dims=embed_dims, num_layers=4, num_heads=3,
-                  feedforward_channels=2 * embed_dims),
+        arch=dict(
+            embed_dims=embed_dims, num_layers=4, num_heads=3, feedforward_channels=2 * embed_dims),
         img_size=32,
         patch_size=8,
         in_channels=1,
@@ -39,20 +39,33 @@ test_cfg = dict(type='TestLoop')
 optim_wrapper = dict(
     type='OptimWrapper',
     optimizer=dict(type='AdamW', lr=2e-3, weight_decay=0.05, betas=(0.9, 0.999)),
-    paramwise_cfg=dict(norm_decay_mult=0., bias_decay_mult=0.,
-                       custom_keys={'.cls_token': dict(decay_mult=0.),
-                                    '.pos_embed': dict(decay_mult=0.)}),
+    paramwise_cfg=dict(
+        norm_decay_mult=0.,
+        bias_decay_mult=0.,
+        custom_keys={
+            '.cls_token': dict(decay_mult=0.),
+            '.pos_embed': dict(decay_mult=0.)
+        }),
     clip_grad=dict(max_norm=5.0))
 param_scheduler = [
-    dict(type='LinearLR', start_factor=0.01, by_epoch=True, begin=0, end=3,
-         convert_to_iter_based=True),
-    dict(type='CosineAnnealingLR', T_max=max_epochs - 3, eta_min=1e-5, by_epoch=True, begin=3,
-         end=max_epochs)
+    dict(
+        type='LinearLR',
+        start_factor=0.01,
+        by_epoch=True,
+        begin=0,
+        end=3,
+        convert_to_iter_based=True),
+    dict(
+        type='CosineAnnealingLR',
+        T_max=max_epochs - 3,
+        eta_min=1e-5,
+        by_epoch=True,
+        begin=3,
+        end=max_epochs)
 ]
 auto_scale_lr = dict(enable=False, base_batch_size=64)
 
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=10),
-    checkpoint=dict(type='CheckpointHook', interval=max_epochs, max_keep_ckpts=1,
-                    save_last=True))
+    checkpoint=dict(type='CheckpointHook', interval=max_epochs, max_keep_ckpts=1, save_last=True))
 randomness = dict(seed=0, deterministic=False)

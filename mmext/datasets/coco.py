@@ -75,5 +75,8 @@ class CheckedCocoDataset(CocoDataset):
         if not self._dropped:
             return
         why = ', '.join(f'{n} {reason}' for reason, n in self._dropped.items())
-        print_log(f'{self.ann_file}: {sum(self._dropped.values())} annotation(s) dropped ({why}); '
-                  f'{kept} kept', logger='current', level=30)
+        print_log(
+            f'{self.ann_file}: {sum(self._dropped.values())} annotation(s) dropped ({why}); '
+            f'{kept} kept',
+            logger='current',
+            level=30)

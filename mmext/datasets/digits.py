@@ -37,8 +37,10 @@ from mmengine.dataset import BaseDataset
 
 from mmext.registry import DATASETS
 
-__all__ = ['DIGITS_CLASSES', 'DIGITS_METAINFO', 'load_digits_arrays', 'digits_split_indices',
-           'DigitsDataset']
+__all__ = [
+    'DIGITS_CLASSES', 'DIGITS_METAINFO', 'load_digits_arrays', 'digits_split_indices',
+    'DigitsDataset'
+]
 
 #: Class names: the digit each label stands for.
 DIGITS_CLASSES: Tuple[str, ...] = tuple(str(d) for d in range(10))
@@ -102,8 +104,12 @@ def load_digits_arrays(split: str,
     if image_size != raw.shape[-1]:
         # Bilinear (smooth) rather than nearest, so strokes do not become 8x8 blocks;
         # antialias only matters (and is only used) when shrinking.
-        images = F.interpolate(images, size=(image_size, image_size), mode='bilinear',
-                               align_corners=False, antialias=image_size < raw.shape[-1])
+        images = F.interpolate(
+            images,
+            size=(image_size, image_size),
+            mode='bilinear',
+            align_corners=False,
+            antialias=image_size < raw.shape[-1])
     images = images[:, 0].round_().clamp_(0, 255).to(torch.uint8).numpy()
     return images, labels[idx].copy()
 
@@ -156,9 +162,14 @@ class DigitsDataset(BaseDataset):
         if self.channels == 3:
             images = np.repeat(images[..., None], 3, axis=-1)
         shape = (self.image_size, self.image_size)
-        return [dict(img=np.ascontiguousarray(img), gt_label=int(label), img_shape=shape,
-                     ori_shape=shape, sample_idx=i)
-                for i, (img, label) in enumerate(zip(images, labels))]
+        return [
+            dict(
+                img=np.ascontiguousarray(img),
+                gt_label=int(label),
+                img_shape=shape,
+                ori_shape=shape,
+                sample_idx=i) for i, (img, label) in enumerate(zip(images, labels))
+        ]
 
     def get_cat_ids(self, idx: int) -> List[int]:
         """The label of sample ``idx`` (used by class-balanced wrappers)."""

@@ -17,10 +17,13 @@ from typing import Any, List, Optional, Sequence, Tuple
 import numpy as np
 
 from mmext.registry import DATASETS
+
 from .digits import DigitsDataset
 
-__all__ = ['DIGIT_WORDS', 'DIGIT_CAPTION_TEMPLATES', 'DIGIT_CLASS_NAMES', 'digit_caption',
-           'DigitsCaptionDataset']
+__all__ = [
+    'DIGIT_WORDS', 'DIGIT_CAPTION_TEMPLATES', 'DIGIT_CLASS_NAMES', 'digit_caption',
+    'DigitsCaptionDataset'
+]
 
 DIGIT_WORDS: Tuple[str, ...] = ('zero', 'one', 'two', 'three', 'four', 'five', 'six', 'seven',
                                 'eight', 'nine')
@@ -53,8 +56,10 @@ class DigitsCaptionDataset(DigitsDataset):
         **kwargs: :class:`DigitsDataset` arguments (``split``, ``image_size``, ``pipeline``...).
     """
 
-    def __init__(self, templates: Sequence[str] = DIGIT_CAPTION_TEMPLATES,
-                 seed_captions: int = 0, **kwargs: Any) -> None:
+    def __init__(self,
+                 templates: Sequence[str] = DIGIT_CAPTION_TEMPLATES,
+                 seed_captions: int = 0,
+                 **kwargs: Any) -> None:
         self.templates = tuple(templates)
         if not self.templates:
             raise ValueError('DigitsCaptionDataset needs at least one caption template')

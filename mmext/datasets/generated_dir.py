@@ -83,8 +83,7 @@ def ensure_generated(root: Path,
 
     def complete() -> bool:
         meta = read_meta(root)
-        return (meta is not None
-                and all(meta.get(k) == wanted.get(k) for k in _IDENTITY_KEYS)
+        return (meta is not None and all(meta.get(k) == wanted.get(k) for k in _IDENTITY_KEYS)
                 and files_complete(root))
 
     if not force and complete():

@@ -39,6 +39,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from mmext.registry import DATASETS
+
 from .coco import CheckedCocoDataset
 from .generated_dir import META_FILE, ensure_generated
 
@@ -123,9 +124,13 @@ class ShapesDetectionGenerator:
 
     def params(self) -> Dict[str, Any]:
         """The rendering parameters (stored in ``meta.json`` to recognise a cached dataset)."""
-        return dict(img_size=self.img_size, max_objects=self.max_objects,
-                    min_object_size=self.min_object_size, max_object_size=self.max_object_size,
-                    empty_prob=self.empty_prob, min_visible=self.min_visible)
+        return dict(
+            img_size=self.img_size,
+            max_objects=self.max_objects,
+            min_object_size=self.min_object_size,
+            max_object_size=self.max_object_size,
+            empty_prob=self.empty_prob,
+            min_visible=self.min_visible)
 
     # ------------------------------------------------------------------ rendering
     def _background(self, rng: np.random.Generator) -> np.ndarray:
@@ -159,18 +164,20 @@ class ShapesDetectionGenerator:
             return _rotate(pts, math.radians(rng.uniform(-15, 15))), False
         if name == 'triangle':
             # Inscribed in the size-circle, any orientation, slightly irregular.
-            angles = (rng.uniform(0, 2 * math.pi) + np.arange(3) * 2 * math.pi / 3 +
-                      np.radians(rng.uniform(-10, 10, size=3)))
+            angles = (
+                rng.uniform(0, 2 * math.pi) + np.arange(3) * 2 * math.pi / 3 +
+                np.radians(rng.uniform(-10, 10, size=3)))
             return np.stack([np.cos(angles), np.sin(angles)], axis=1) * r, False
         if name == 'cross':
             a = r * rng.uniform(0.25, 0.4)  # half the arm thickness
-            pts = np.array([[-a, -r], [a, -r], [a, -a], [r, -a], [r, a], [a, a], [a, r],
-                            [-a, r], [-a, a], [-r, a], [-r, -a], [-a, -a]])
+            pts = np.array([[-a, -r], [a, -r], [a, -a], [r, -a], [r, a], [a, a], [a, r], [-a, r],
+                            [-a, a], [-r, a], [-r, -a], [-a, -a]])
             return _rotate(pts, math.radians(rng.uniform(-15, 15))), False
         raise AssertionError(f'no outline for class {name!r}')
 
-    def paint(self, rng: np.random.Generator
-              ) -> Tuple[np.ndarray, np.ndarray, List[Tuple[int, np.ndarray, np.ndarray]]]:
+    def paint(
+        self, rng: np.random.Generator
+    ) -> Tuple[np.ndarray, np.ndarray, List[Tuple[int, np.ndarray, np.ndarray]]]:
         """Draw one image and keep what every annotation format needs.
 
         Returns:
@@ -186,8 +193,8 @@ class ShapesDetectionGenerator:
         yy, xx = np.mgrid[0:size, 0:size]
         for k in range(num):
             label = int(rng.integers(len(SHAPES_CLASSES)))
-            extent = math.exp(rng.uniform(math.log(self.min_object_size),
-                                          math.log(self.max_object_size)))
+            extent = math.exp(
+                rng.uniform(math.log(self.min_object_size), math.log(self.max_object_size)))
             pts, is_circle = self._outline(rng, label, extent)
             lo, hi = pts.min(axis=0), pts.max(axis=0)
             span = float((hi - lo).max())
@@ -195,14 +202,18 @@ class ShapesDetectionGenerator:
                 pts, extent = pts * ((size - 2) / span), extent * ((size - 2) / span)
                 lo, hi = pts.min(axis=0), pts.max(axis=0)
             # Centre chosen so that the whole shape lies inside the image.
-            centre = np.array([rng.uniform(-lo[0], size - 1 - hi[0]),
-                               rng.uniform(-lo[1], size - 1 - hi[1])])
+            centre = np.array(
+                [rng.uniform(-lo[0], size - 1 - hi[0]),
+                 rng.uniform(-lo[1], size - 1 - hi[1])])
             pts = pts + centre
             canvas = Image.new('L', (size, size), 0)
             draw = ImageDraw.Draw(canvas)
             if is_circle:
-                draw.ellipse([centre[0] - extent / 2, centre[1] - extent / 2,
-                              centre[0] + extent / 2, centre[1] + extent / 2], fill=255)
+                draw.ellipse([
+                    centre[0] - extent / 2, centre[1] - extent / 2, centre[0] + extent / 2,
+                    centre[1] + extent / 2
+                ],
+                             fill=255)
             else:
                 draw.polygon([(float(x), float(y)) for x, y in pts], fill=255)
             mask = np.asarray(canvas) > 0
@@ -215,9 +226,8 @@ class ShapesDetectionGenerator:
             colour = options[np.argmax(np.linalg.norm(options - under, axis=1))]
             # Light linear shading across the shape, so fills are not perfectly flat.
             phi = rng.uniform(0, 2 * math.pi)
-            shade = 1 + rng.uniform(0, 0.2) * (
-                (math.cos(phi) * (xx - centre[0]) + math.sin(phi) * (yy - centre[1])) /
-                max(extent / 2, 1))
+            shade = 1 + rng.uniform(0, 0.2) * ((math.cos(phi) * (xx - centre[0]) + math.sin(phi) *
+                                                (yy - centre[1])) / max(extent / 2, 1))
             img[mask] = colour * shade[mask][:, None]
             owner[mask] = k
         img += rng.normal(0, rng.uniform(2, 8), size=img.shape)  # sensor-like noise
@@ -244,10 +254,15 @@ class ShapesDetectionGenerator:
             if visible[k] < self.min_visible * area:
                 continue
             polygon = [round(float(v) + 0.5, 2) for v in pts.reshape(-1)]  # pixel-edge coords
-            objects.append(dict(category_id=label + 1,
-                                bbox=[float(x0), float(y0), float(xs.max() - x0 + 1),
-                                      float(ys.max() - y0 + 1)],
-                                area=area, segmentation=[polygon]))
+            objects.append(
+                dict(
+                    category_id=label + 1,
+                    bbox=[float(x0),
+                          float(y0),
+                          float(xs.max() - x0 + 1),
+                          float(ys.max() - y0 + 1)],
+                    area=area,
+                    segmentation=[polygon]))
         return image, objects
 
     # ------------------------------------------------------------------ writing
@@ -266,16 +281,24 @@ class ShapesDetectionGenerator:
             file_name = f'{index:06d}.png'
             Image.fromarray(image, mode='RGB').save(img_dir / file_name, format='PNG')
             image_id = index + 1  # COCO ids start at 1 (pycocotools treats id 0 as "none")
-            images.append(dict(id=image_id, file_name=file_name, width=self.img_size,
-                               height=self.img_size))
+            images.append(
+                dict(id=image_id, file_name=file_name, width=self.img_size, height=self.img_size))
             for obj in objects:
-                annotations.append(dict(id=len(annotations) + 1, image_id=image_id, iscrowd=0,
-                                        **obj))
-        categories = [dict(id=i + 1, name=name, supercategory='shape')
-                      for i, name in enumerate(SHAPES_CLASSES)]
-        return dict(info=dict(description=f'mmext shapes dataset ({split})',
-                              version=str(GENERATOR_VERSION), seed=seed),
-                    licenses=[], images=images, annotations=annotations, categories=categories)
+                annotations.append(
+                    dict(id=len(annotations) + 1, image_id=image_id, iscrowd=0, **obj))
+        categories = [
+            dict(id=i + 1, name=name, supercategory='shape')
+            for i, name in enumerate(SHAPES_CLASSES)
+        ]
+        return dict(
+            info=dict(
+                description=f'mmext shapes dataset ({split})',
+                version=str(GENERATOR_VERSION),
+                seed=seed),
+            licenses=[],
+            images=images,
+            annotations=annotations,
+            categories=categories)
 
     def write_dataset(self, root: Union[str, Path], num_train: int, num_val: int,
                       seed: int) -> Dict[str, Dict[str, int]]:
@@ -291,8 +314,7 @@ class ShapesDetectionGenerator:
             coco = self.write_split(root, split, num, seed)
             with open(root / 'annotations' / f'instances_{split}.json', 'w') as f:
                 json.dump(coco, f)
-            counts[split] = dict(images=len(coco['images']),
-                                 annotations=len(coco['annotations']))
+            counts[split] = dict(images=len(coco['images']), annotations=len(coco['annotations']))
         return counts
 
 
@@ -336,16 +358,18 @@ def ensure_shapes_dataset(root: Union[str, Path] = 'data/shapes',
         raise ValueError(f'num_train and num_val must be >= 0, got {num_train}, {num_val}')
     num_train, num_val, seed = int(num_train), int(num_val), int(seed)
     generator = ShapesDetectionGenerator(img_size=img_size, **generator_kwargs)
-    wanted = dict(version=GENERATOR_VERSION, classes=list(SHAPES_CLASSES),
-                  params=dict(generator.params(), num_train=num_train, num_val=num_val,
-                              seed=seed))
+    wanted = dict(
+        version=GENERATOR_VERSION,
+        classes=list(SHAPES_CLASSES),
+        params=dict(generator.params(), num_train=num_train, num_val=num_val, seed=seed))
     return ensure_generated(
-        Path(root), wanted,
+        Path(root),
+        wanted,
         files_complete=partial(_files_complete, num_images=dict(train=num_train, val=num_val)),
         write=lambda tmp: dict(counts=generator.write_dataset(tmp, num_train, num_val, seed)),
         owned=_OWNED_ENTRIES,
         what=f'the shapes dataset ({num_train} train + {num_val} val images, {img_size} px, '
-             f'seed {seed})',
+        f'seed {seed})',
         force=force)
 
 
@@ -354,8 +378,11 @@ def shapes_cfg_keys(ensure: Callable[..., Any], generator: type,
     """What a dataset's ``shapes_cfg`` may hold: the named keywords of its ``ensure`` function and
     of its generator class, except ``root`` (the dataset's ``data_root``) and ``unused``."""
     named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-    keys = {name for fn in (ensure, generator)
-            for name, p in inspect.signature(fn).parameters.items() if p.kind in named}
+    keys = {
+        name
+        for fn in (ensure, generator)
+        for name, p in inspect.signature(fn).parameters.items() if p.kind in named
+    }
     return frozenset(keys - {'root', *unused})
 
 
@@ -402,8 +429,11 @@ class ShapesCocoDataset(CheckedCocoDataset):
 
     METAINFO = dict(classes=SHAPES_CLASSES, palette=SHAPES_PALETTE)
 
-    def __init__(self, *args: Any, data_root: str = 'data/shapes',
-                 shapes_cfg: Optional[Dict[str, Any]] = None, **kwargs: Any) -> None:
+    def __init__(self,
+                 *args: Any,
+                 data_root: str = 'data/shapes',
+                 shapes_cfg: Optional[Dict[str, Any]] = None,
+                 **kwargs: Any) -> None:
         shapes_cfg = check_shapes_cfg('ShapesCocoDataset', shapes_cfg, data_root, _ENSURE_KEYS)
         ensure_shapes_dataset(data_root, **shapes_cfg)
         super().__init__(*args, data_root=data_root, **kwargs)

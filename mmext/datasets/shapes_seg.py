@@ -36,6 +36,7 @@ from mmseg.datasets import BaseSegDataset
 from PIL import Image
 
 from mmext.registry import DATASETS
+
 from .generated_dir import META_FILE, ensure_generated
 from .shapes import (SHAPES_CLASSES, SHAPES_PALETTE, ShapesDetectionGenerator, check_shapes_cfg,
                      shapes_cfg_keys)
@@ -47,11 +48,11 @@ __all__ = [
 
 #: Classes of the label maps read with ``reduce_zero_label=False``.
 SHAPES_SEG_CLASSES: Tuple[str, ...] = ('background', ) + tuple(SHAPES_CLASSES)
-SHAPES_SEG_METAINFO: Dict[str, Any] = dict(classes=SHAPES_SEG_CLASSES,
-                                           palette=[(0, 0, 0)] + list(SHAPES_PALETTE))
+SHAPES_SEG_METAINFO: Dict[str, Any] = dict(
+    classes=SHAPES_SEG_CLASSES, palette=[(0, 0, 0)] + list(SHAPES_PALETTE))
 #: Classes when read with ``reduce_zero_label=True`` (background ignored).
-SHAPES_SEG_METAINFO_NO_BG: Dict[str, Any] = dict(classes=tuple(SHAPES_CLASSES),
-                                                 palette=list(SHAPES_PALETTE))
+SHAPES_SEG_METAINFO_NO_BG: Dict[str, Any] = dict(
+    classes=tuple(SHAPES_CLASSES), palette=list(SHAPES_PALETTE))
 
 #: Bump whenever the rendered content changes, so cached datasets are regenerated.
 SEG_GENERATOR_VERSION = 1
@@ -113,8 +114,9 @@ class ShapesSegmentationGenerator(ShapesDetectionGenerator):
 
 def _seg_files_complete(root: Path, num_images: Dict[str, int]) -> bool:
     """Whether ``root`` holds the three PNGs of every image of both splits."""
-    return all(sum(1 for _ in (root / d / split).glob('*.png')) == num_images[split]
-               for split in _SPLITS for d in _DIRS)
+    return all(
+        sum(1 for _ in (root / d / split).glob('*.png')) == num_images[split] for split in _SPLITS
+        for d in _DIRS)
 
 
 def ensure_shapes_seg_dataset(root: Union[str, Path] = 'data/shapes_seg',
@@ -145,26 +147,34 @@ def ensure_shapes_seg_dataset(root: Union[str, Path] = 'data/shapes_seg',
     num_images = dict(train=int(num_train), val=int(num_val))
     seed = int(seed)
     generator = ShapesSegmentationGenerator(img_size=img_size, **generator_kwargs)
-    wanted = dict(version=SEG_GENERATOR_VERSION, kind='segmentation',
-                  classes=list(SHAPES_SEG_CLASSES),
-                  params=dict(generator.params(), num_train=num_images['train'],
-                              num_val=num_images['val'], seed=seed))
+    wanted = dict(
+        version=SEG_GENERATOR_VERSION,
+        kind='segmentation',
+        classes=list(SHAPES_SEG_CLASSES),
+        params=dict(
+            generator.params(), num_train=num_images['train'], num_val=num_images['val'],
+            seed=seed))
 
     def write(tmp: Path) -> Dict[str, Any]:
-        return dict(pixel_counts={split: generator.write_seg_split(tmp, split, n, seed)
-                                  for split, n in num_images.items()})
+        return dict(pixel_counts={
+            split: generator.write_seg_split(tmp, split, n, seed)
+            for split, n in num_images.items()
+        })
 
     return ensure_generated(
-        Path(root), wanted, files_complete=partial(_seg_files_complete, num_images=num_images),
-        write=write, owned=_OWNED_ENTRIES,
+        Path(root),
+        wanted,
+        files_complete=partial(_seg_files_complete, num_images=num_images),
+        write=write,
+        owned=_OWNED_ENTRIES,
         what=f'the shapes segmentation dataset ({num_train} train + {num_val} val images, '
-             f'{img_size} px, seed {seed})',
+        f'{img_size} px, seed {seed})',
         force=force)
 
 
 # min_visible is unused here: every visible pixel is labelled
-_SEG_KEYS = shapes_cfg_keys(ensure_shapes_seg_dataset, ShapesDetectionGenerator,
-                            unused=('min_visible', ))
+_SEG_KEYS = shapes_cfg_keys(
+    ensure_shapes_seg_dataset, ShapesDetectionGenerator, unused=('min_visible', ))
 
 
 @DATASETS.register_module()
@@ -208,9 +218,13 @@ class ShapesSegDataset(BaseSegDataset):
                                  f'{SHAPES_CLASSES} (background ignored); metainfo gives '
                                  f'{metainfo.get("classes")}')
         ensure_shapes_seg_dataset(data_root, **shapes_cfg)
-        super().__init__(data_root=data_root, reduce_zero_label=reduce_zero_label,
-                         img_suffix=img_suffix, seg_map_suffix=seg_map_suffix,
-                         metainfo=metainfo, **kwargs)
+        super().__init__(
+            data_root=data_root,
+            reduce_zero_label=reduce_zero_label,
+            img_suffix=img_suffix,
+            seg_map_suffix=seg_map_suffix,
+            metainfo=metainfo,
+            **kwargs)
 
     def get_label_map(self, new_classes=None) -> Optional[dict]:
         """No remapping under ``reduce_zero_label``: shifting the file's ids by one already gives

@@ -57,18 +57,20 @@ class _FusedLayerNormFunction(torch.autograd.Function):
             dprenorm = None
         dx, dweight, dbias = load_ext('_ext', _FUNCS).layer_norm_bwd(
             dy.contiguous(), s, mean, rstd, weight,
-            None if dprenorm is None else dprenorm.contiguous(),
-            weight is not None or ctx.has_bias)
-        return (dx, dweight if weight is not None else None,
-                dbias if ctx.has_bias else None, dx if ctx.has_residual else None,
-                dx.sum(0) if ctx.has_pre_bias else None, None, None)
+            None if dprenorm is None else dprenorm.contiguous(), weight is not None or ctx.has_bias)
+        return (dx, dweight if weight is not None else None, dbias if ctx.has_bias else None,
+                dx if ctx.has_residual else None, dx.sum(0) if ctx.has_pre_bias else None, None,
+                None)
 
 
-def fused_layer_norm(x: Tensor, normalized_shape: Union[int, Sequence[int]],
-                     weight: Optional[Tensor] = None, bias: Optional[Tensor] = None,
-                     eps: float = 1e-5, residual: Optional[Tensor] = None,
-                     pre_bias: Optional[Tensor] = None, return_prenorm: bool = False
-                     ) -> Union[Tensor, Tuple[Tensor, Tensor]]:
+def fused_layer_norm(x: Tensor,
+                     normalized_shape: Union[int, Sequence[int]],
+                     weight: Optional[Tensor] = None,
+                     bias: Optional[Tensor] = None,
+                     eps: float = 1e-5,
+                     residual: Optional[Tensor] = None,
+                     pre_bias: Optional[Tensor] = None,
+                     return_prenorm: bool = False) -> Union[Tensor, Tuple[Tensor, Tensor]]:
     """LayerNorm of ``x + pre_bias + residual`` over ``normalized_shape`` (the last dims).
 
     Returns ``y``, or ``(y, x + pre_bias + residual)`` with ``return_prenorm=True``.  Inputs of
@@ -96,8 +98,8 @@ def fused_layer_norm(x: Tensor, normalized_shape: Union[int, Sequence[int]],
     rows = (lambda t: t if t is None or two_d else t.reshape(-1, n))
     args = (rows(x).contiguous(), flat(weight), flat(bias), rows(residual), flat(pre_bias),
             float(eps), return_prenorm)
-    if torch.is_grad_enabled() and any(t is not None and t.requires_grad
-                                       for t in (x, weight, bias, residual, pre_bias)):
+    if torch.is_grad_enabled() and any(
+            t is not None and t.requires_grad for t in (x, weight, bias, residual, pre_bias)):
         y, s = _FusedLayerNormFunction.apply(*args)
     else:  # inference: skip the autograd.Function overhead
         y, _, _, s = load_ext('_ext', _FUNCS).layer_norm_fwd(args[0], args[3], args[4], args[1],
@@ -124,8 +126,12 @@ class FusedLayerNorm(nn.Module):
     """
     _abbr_ = 'ln'  # mmcv's build_norm_layer names the layer ln/ln1/... as for nn.LayerNorm
 
-    def __init__(self, normalized_shape: Union[int, Sequence[int]], eps: float = 1e-5,
-                 elementwise_affine: bool = True, bias: bool = True, device=None,
+    def __init__(self,
+                 normalized_shape: Union[int, Sequence[int]],
+                 eps: float = 1e-5,
+                 elementwise_affine: bool = True,
+                 bias: bool = True,
+                 device=None,
                  dtype=None) -> None:
         super().__init__()
         self.normalized_shape = (normalized_shape, ) if isinstance(
@@ -140,10 +146,17 @@ class FusedLayerNorm(nn.Module):
             self.register_parameter('weight', None)
             self.register_parameter('bias', None)
 
-    def forward(self, x: Tensor, residual: Optional[Tensor] = None
-                ) -> Union[Tensor, Tuple[Tensor, Tensor]]:
-        return fused_layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps,
-                                residual=residual, return_prenorm=residual is not None)
+    def forward(self,
+                x: Tensor,
+                residual: Optional[Tensor] = None) -> Union[Tensor, Tuple[Tensor, Tensor]]:
+        return fused_layer_norm(
+            x,
+            self.normalized_shape,
+            self.weight,
+            self.bias,
+            self.eps,
+            residual=residual,
+            return_prenorm=residual is not None)
 
     def extra_repr(self) -> str:
         return (f'{self.normalized_shape}, eps={self.eps}, '

@@ -47,7 +47,9 @@ def _scipy(cost: Tensor, num_rows: Tensor, num_cols: Tensor) -> Tensor:
     return torch.from_numpy(match).to(cost.device)
 
 
-def linear_sum_assignment(cost: Tensor, num_rows: Tensor, num_cols: Tensor,
+def linear_sum_assignment(cost: Tensor,
+                          num_rows: Tensor,
+                          num_cols: Tensor,
                           backend: str = 'auto') -> Tensor:
     """Minimum-cost matching of every block ``cost[b, :num_rows[b], :num_cols[b]]``.
 

@@ -21,8 +21,10 @@ from torch import Tensor
 
 from mmext.utils.ext_loader import ext_available, load_ext
 
-__all__ = ['IOU_MODES', 'fused_match_costs', 'fused_match_costs_usable', 'pairwise_box_iou',
-           'pairwise_box_l1']
+__all__ = [
+    'IOU_MODES', 'fused_match_costs', 'fused_match_costs_usable', 'pairwise_box_iou',
+    'pairwise_box_l1'
+]
 
 IOU_MODES = {'iou': 0, 'iof': 1, 'giou': 2}
 _FUNCS = ('pairwise_box_l1', 'pairwise_box_iou')
@@ -45,9 +47,8 @@ def fused_match_costs_usable(*tensors: Tensor) -> bool:
     if not _enabled or not ext_available('_ext', _FUNCS):
         return False
     grad = torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
-    return not grad and all(
-        t.device.type == 'cpu' and t.dtype in (torch.float32, torch.float64)
-        for t in tensors)
+    return not grad and all(t.device.type == 'cpu' and t.dtype in (torch.float32, torch.float64)
+                            for t in tensors)
 
 
 def _ext():
@@ -101,7 +102,10 @@ def pairwise_box_l1(pred: Tensor, gt: Tensor, scale: float = 1.) -> Tensor:
     return cost if scale == 1 else cost.mul_(scale)
 
 
-def pairwise_box_iou(pred: Tensor, gt: Tensor, mode: str = 'giou', eps: float = 1e-6,
+def pairwise_box_iou(pred: Tensor,
+                     gt: Tensor,
+                     mode: str = 'giou',
+                     eps: float = 1e-6,
                      scale: float = 1.) -> Tensor:
     """``[B, Q, G]``: ``scale * IoU`` (``mode`` 'iou', 'iof' or 'giou') of every pair of xyxy
     boxes ``pred [B, Q, 4]``, ``gt [B, G, 4]``; areas floored at ``eps`` as mmdet's

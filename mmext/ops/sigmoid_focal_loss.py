@@ -46,13 +46,13 @@ class SigmoidFocalLossSum(torch.autograd.Function):
         one_minus_p = torch.neg(p, out=relu_x).add_(1)  # reuse the buffer: [N, C] allocs are costly
         p_gamma = p.pow(gamma)
         grad = torch.addcmul(p, softplus, one_minus_p, value=gamma).mul_(p_gamma).mul_(1 - alpha)
-        loss = p_gamma.mul_(softplus)          # every entry as a negative, before (1 - alpha)
+        loss = p_gamma.mul_(softplus)  # every entry as a negative, before (1 - alpha)
 
         rows = ((labels >= 0) & (labels < x.size(1))).nonzero().squeeze(1)
         cols = labels[rows]
         loss[rows, cols] = 0
         x_pos, p_pos = x[rows, cols], p[rows, cols]
-        softplus_pos = F.softplus(-x_pos)      # -log(p); few entries, so the exact op
+        softplus_pos = F.softplus(-x_pos)  # -log(p); few entries, so the exact op
         q_gamma = (1 - p_pos).pow(gamma)
         grad[rows, cols] = -alpha * q_gamma * (gamma * p_pos * softplus_pos + (1 - p_pos))
         ctx.save_for_backward(grad)
@@ -91,7 +91,9 @@ def _mmcv_cuda_kernel():
     return _mmcv_kernel or None
 
 
-def sigmoid_focal_loss_sum(logits: Tensor, labels: Tensor, gamma: float = 2.0,
+def sigmoid_focal_loss_sum(logits: Tensor,
+                           labels: Tensor,
+                           gamma: float = 2.0,
                            alpha: float = 0.25) -> Tensor:
     """Scalar sum of the sigmoid focal loss of ``logits [N, C]`` against ``labels [N]`` (long;
     ``C`` = background), differentiable in ``logits``: what mmdet's

@@ -23,8 +23,10 @@ import torch
 from mmengine.logging import HistoryBuffer
 from mmengine.runner import CheckpointLoader
 
-__all__ = ['UnsafeCheckpointError', 'mmengine_safe_globals', 'allow_mmengine_checkpoint_types',
-           'load_local_checkpoint', 'setup_safe_checkpoint_loading']
+__all__ = [
+    'UnsafeCheckpointError', 'mmengine_safe_globals', 'allow_mmengine_checkpoint_types',
+    'load_local_checkpoint', 'setup_safe_checkpoint_loading'
+]
 
 SafeGlobal = Union[Callable, Tuple[Callable, str]]
 
@@ -56,8 +58,9 @@ def mmengine_safe_globals() -> List[SafeGlobal]:
     except ImportError:  # numpy < 2
         from numpy.core import multiarray
 
-    numpy_globals: List[SafeGlobal] = [np.ndarray, np.dtype, multiarray._reconstruct,
-                                       multiarray.scalar]
+    numpy_globals: List[SafeGlobal] = [
+        np.ndarray, np.dtype, multiarray._reconstruct, multiarray.scalar
+    ]
     # Checkpoints written under numpy 1.x name the same functions under numpy.core.
     numpy_globals += [(multiarray._reconstruct, 'numpy.core.multiarray._reconstruct'),
                       (multiarray.scalar, 'numpy.core.multiarray.scalar')]

@@ -17,8 +17,10 @@ __all__ = ['launcher_rank_and_world', 'init_cpu_dist']
 
 def _slurm_master_addr() -> str:
     node_list = os.environ['SLURM_NODELIST']
-    out = subprocess.run(['scontrol', 'show', 'hostname', node_list], check=True,
-                         capture_output=True, text=True).stdout
+    out = subprocess.run(['scontrol', 'show', 'hostname', node_list],
+                         check=True,
+                         capture_output=True,
+                         text=True).stdout
     return out.split()[0]
 
 
@@ -40,7 +42,9 @@ def launcher_rank_and_world(launcher: str) -> Tuple[int, int]:
     raise ValueError(f"unknown launcher '{launcher}'; expected one of pytorch, slurm, mpi")
 
 
-def init_cpu_dist(launcher: str, backend: str = 'gloo', timeout: Optional[float] = None,
+def init_cpu_dist(launcher: str,
+                  backend: str = 'gloo',
+                  timeout: Optional[float] = None,
                   **kwargs) -> None:
     """Start a gloo process group for ``launcher`` without touching CUDA.
 
@@ -49,8 +53,9 @@ def init_cpu_dist(launcher: str, backend: str = 'gloo', timeout: Optional[float]
     """
     rank, world_size = launcher_rank_and_world(launcher)
     if backend != 'gloo':
-        print_log(f"dist_cfg asks for backend '{backend}' but no GPU is available; using gloo",
-                  logger='current')
+        print_log(
+            f"dist_cfg asks for backend '{backend}' but no GPU is available; using gloo",
+            logger='current')
     if timeout is not None:
         kwargs['timeout'] = datetime.timedelta(seconds=timeout)
     os.environ.setdefault('LOCAL_RANK', str(rank))

@@ -62,8 +62,8 @@ def ext_available(name: str = '_ext', funcs: Tuple[str, ...] = ()) -> bool:
         load_ext(name, funcs)
     except ExtensionError as e:
         if ext_built(name):
-            warnings.warn(f'{e} Falling back to the slower torch implementations meanwhile.',
-                          stacklevel=2)
+            warnings.warn(
+                f'{e} Falling back to the slower torch implementations meanwhile.', stacklevel=2)
         return False
     return True
 

@@ -30,8 +30,9 @@ def register_all_modules(init_default_scope: bool = True) -> None:
     if current is not None and current.scope_name == 'mmext':
         return
     if current is not None:
-        warnings.warn(f"register_all_modules switches the default scope from "
-                      f"'{current.scope_name}' to 'mmext'; pass init_default_scope=False to keep it")
+        warnings.warn(
+            f"register_all_modules switches the default scope from "
+            f"'{current.scope_name}' to 'mmext'; pass init_default_scope=False to keep it")
     # Instance names are unique; the scope name is what lookups use.
     name = 'mmext'
     if DefaultScope.check_instance_created(name):

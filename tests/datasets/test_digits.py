@@ -1,4 +1,5 @@
-"""The digits split: deterministic, stratified, disjoint; DigitsDataset feeds mmpretrain's packer."""
+"""The digits split: deterministic, stratified, disjoint; DigitsDataset feeds mmpretrain's
+packer."""
 import numpy as np
 import pytest
 import torch
@@ -55,8 +56,13 @@ def test_bad_arguments_name_the_problem(kwargs, match):
 
 
 def test_dataset_with_pack_inputs():
-    ds = DATASETS.build(dict(type='DigitsDataset', split='val', image_size=24, channels=3,
-                             pipeline=[dict(type='mmpretrain.PackInputs')]))
+    ds = DATASETS.build(
+        dict(
+            type='DigitsDataset',
+            split='val',
+            image_size=24,
+            channels=3,
+            pipeline=[dict(type='mmpretrain.PackInputs')]))
     assert ds.metainfo['classes'] == DIGITS_CLASSES
     imgs, labels = load_digits_arrays('val', image_size=24)
     assert len(ds) == len(labels)

@@ -17,8 +17,10 @@ SMALL = dict(num_train=20, num_val=8, img_size=64, seed=0)
 
 
 def _files(root: Path) -> Dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob('*'))
-            if p.is_file()}
+    return {
+        str(p.relative_to(root)): p.read_bytes()
+        for p in sorted(root.rglob('*')) if p.is_file()
+    }
 
 
 def _mtimes(root: Path) -> Dict[str, int]:
@@ -37,13 +39,12 @@ def small(tmp_path_factory) -> Path:
 @pytest.fixture(scope='module')
 def stats_set(tmp_path_factory) -> Path:
     """Large enough (still < 1 s) for the statistical checks."""
-    return ensure_shapes_dataset(tmp_path_factory.mktemp('shapes') / 'stats', num_train=80,
-                                 num_val=4, img_size=96, seed=3)
+    return ensure_shapes_dataset(
+        tmp_path_factory.mktemp('shapes') / 'stats', num_train=80, num_val=4, img_size=96, seed=3)
 
 
 def test_layout(small: Path) -> None:
-    assert sorted(p.name for p in small.iterdir()) == ['annotations', 'meta.json', 'train',
-                                                       'val']
+    assert sorted(p.name for p in small.iterdir()) == ['annotations', 'meta.json', 'train', 'val']
     assert len(list((small / 'train').glob('*.png'))) == 20
     assert len(list((small / 'val').glob('*.png'))) == 8
     meta = json.loads((small / 'meta.json').read_text())
@@ -99,8 +100,8 @@ def test_annotation_sanity(stats_set: Path) -> None:
     assert sides.min() <= 12 and sides.max() >= size / 3  # small and large shapes
 
     def overlap(a, b) -> bool:
-        return (min(a[0] + a[2], b[0] + b[2]) > max(a[0], b[0]) and
-                min(a[1] + a[3], b[1] + b[3]) > max(a[1], b[1]))
+        return (min(a[0] + a[2], b[0] + b[2]) > max(a[0], b[0])
+                and min(a[1] + a[3], b[1] + b[3]) > max(a[1], b[1]))
 
     assert any(overlap(a, b) for boxes in by_image.values() for a, b in combinations(boxes, 2))
 
@@ -138,6 +139,7 @@ def test_regenerates_on_new_params(small: Path, tmp_path: Path) -> None:
 
 
 def test_interrupted_run_leaves_nothing(tmp_path: Path, monkeypatch) -> None:
+
     def boom(self, root, *args):
         (Path(root) / 'train').mkdir(parents=True)
         raise KeyboardInterrupt
@@ -170,8 +172,11 @@ def test_cli(tmp_path: Path, capsys) -> None:
         'make_shapes_dataset', REPO / 'tools' / 'misc' / 'make_shapes_dataset.py')
     cli = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(cli)
-    root = cli.main(['--out', str(tmp_path / 'cli'), '--num-train', '3', '--num-val', '2',
-                     '--img-size', '32', '--seed', '5'])
+    root = cli.main([
+        '--out',
+        str(tmp_path / 'cli'), '--num-train', '3', '--num-val', '2', '--img-size', '32', '--seed',
+        '5'
+    ])
     assert len(_load(root, 'val')['images']) == 2
     assert 'train: 3 images' in capsys.readouterr().out
 
@@ -180,24 +185,32 @@ def test_cli(tmp_path: Path, capsys) -> None:
 def test_mmdet_coco_dataset_reads_it(small: Path) -> None:
     from mmdet.datasets import CocoDataset
     coco = _load(small)
-    dataset = CocoDataset(data_root=str(small), ann_file='annotations/instances_train.json',
-                          data_prefix=dict(img='train/'), metainfo=SHAPES_METAINFO,
-                          test_mode=True, pipeline=[])
+    dataset = CocoDataset(
+        data_root=str(small),
+        ann_file='annotations/instances_train.json',
+        data_prefix=dict(img='train/'),
+        metainfo=SHAPES_METAINFO,
+        test_mode=True,
+        pipeline=[])
     assert len(dataset) == 20
     assert dataset.metainfo['classes'] == SHAPES_CLASSES
     for idx in range(len(dataset)):
         info = dataset.get_data_info(idx)
         anns = [a for a in coco['annotations'] if a['image_id'] == info['img_id']]
         assert Path(info['img_path']) == small / 'train' / f'{idx:06d}.png'
-        assert [ins['bbox'] for ins in info['instances']] == [
-            [a['bbox'][0], a['bbox'][1], a['bbox'][0] + a['bbox'][2], a['bbox'][1] + a['bbox'][3]]
-            for a in anns]
-        assert [ins['bbox_label'] for ins in info['instances']] == [
-            a['category_id'] - 1 for a in anns]
+        assert [ins['bbox'] for ins in info['instances']] == [[
+            a['bbox'][0], a['bbox'][1], a['bbox'][0] + a['bbox'][2], a['bbox'][1] + a['bbox'][3]
+        ] for a in anns]
+        assert [ins['bbox_label']
+                for ins in info['instances']] == [a['category_id'] - 1 for a in anns]
 
-    train = CocoDataset(data_root=str(small), ann_file='annotations/instances_train.json',
-                        data_prefix=dict(img='train/'), metainfo=SHAPES_METAINFO,
-                        filter_cfg=dict(filter_empty_gt=True, min_size=32), pipeline=[])
+    train = CocoDataset(
+        data_root=str(small),
+        ann_file='annotations/instances_train.json',
+        data_prefix=dict(img='train/'),
+        metainfo=SHAPES_METAINFO,
+        filter_cfg=dict(filter_empty_gt=True, min_size=32),
+        pipeline=[])
     non_empty = len({a['image_id'] for a in coco['annotations']})
     assert len(train) == non_empty < 20
 
@@ -211,10 +224,14 @@ def test_shapes_coco_dataset_generates_and_loads(tmp_path: Path) -> None:
         dict(type='mmdet.LoadAnnotations', with_bbox=True),
         dict(type='mmdet.PackDetInputs')
     ]
-    cfg = dict(type='ShapesCocoDataset', data_root=str(tmp_path / 'auto'),
-               shapes_cfg=dict(num_train=6, num_val=3, img_size=64),
-               ann_file='annotations/instances_val.json', data_prefix=dict(img='val/'),
-               test_mode=True, pipeline=pipeline)
+    cfg = dict(
+        type='ShapesCocoDataset',
+        data_root=str(tmp_path / 'auto'),
+        shapes_cfg=dict(num_train=6, num_val=3, img_size=64),
+        ann_file='annotations/instances_val.json',
+        data_prefix=dict(img='val/'),
+        test_mode=True,
+        pipeline=pipeline)
     with DefaultScope.overwrite_default_scope('mmext'):
         dataset = DATASETS.build(cfg)
         assert len(dataset) == 3
@@ -235,9 +252,13 @@ def test_coco_metric_scores_ground_truth_perfectly(small: Path) -> None:
     from mmdet.evaluation import CocoMetric
 
     ann_file = small / 'annotations' / 'instances_val.json'
-    dataset = CocoDataset(data_root=str(small), ann_file=str(ann_file),
-                          data_prefix=dict(img='val/'), metainfo=SHAPES_METAINFO,
-                          test_mode=True, pipeline=[])
+    dataset = CocoDataset(
+        data_root=str(small),
+        ann_file=str(ann_file),
+        data_prefix=dict(img='val/'),
+        metainfo=SHAPES_METAINFO,
+        test_mode=True,
+        pipeline=[])
     metric = CocoMetric(ann_file=str(ann_file), metric='bbox')
     metric.dataset_meta = dataset.metainfo
     samples = []
@@ -245,11 +266,12 @@ def test_coco_metric_scores_ground_truth_perfectly(small: Path) -> None:
         info = dataset.get_data_info(idx)
         boxes = torch.tensor([ins['bbox'] for ins in info['instances']],
                              dtype=torch.float32).reshape(-1, 4)
-        labels = torch.tensor([ins['bbox_label'] for ins in info['instances']],
-                              dtype=torch.int64)
-        samples.append(dict(img_id=info['img_id'], ori_shape=(info['height'], info['width']),
-                            pred_instances=dict(bboxes=boxes, labels=labels,
-                                                scores=torch.ones(len(labels)))))
+        labels = torch.tensor([ins['bbox_label'] for ins in info['instances']], dtype=torch.int64)
+        samples.append(
+            dict(
+                img_id=info['img_id'],
+                ori_shape=(info['height'], info['width']),
+                pred_instances=dict(bboxes=boxes, labels=labels, scores=torch.ones(len(labels)))))
     metric.process({}, samples)
     results = metric.evaluate(len(samples))
     assert results['coco/bbox_mAP'] == pytest.approx(1.0)

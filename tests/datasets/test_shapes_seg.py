@@ -18,8 +18,10 @@ SMALL = dict(num_train=12, num_val=4, img_size=48, seed=0)
 
 
 def _files(root: Path):
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob('*'))
-            if p.is_file()}
+    return {
+        str(p.relative_to(root)): p.read_bytes()
+        for p in sorted(root.rglob('*')) if p.is_file()
+    }
 
 
 @pytest.fixture(scope='module')
@@ -28,8 +30,8 @@ def small(tmp_path_factory) -> Path:
 
 
 def test_layout_and_meta(small):
-    assert sorted(p.name for p in small.iterdir()) == ['ann_dir', 'img_dir', 'inst_dir',
-                                                       'meta.json']
+    assert sorted(p.name
+                  for p in small.iterdir()) == ['ann_dir', 'img_dir', 'inst_dir', 'meta.json']
     for d in ('img_dir', 'ann_dir', 'inst_dir'):
         assert len(list((small / d / 'train').glob('*.png'))) == 12
         assert len(list((small / d / 'val').glob('*.png'))) == 4
@@ -78,13 +80,19 @@ def test_refuses_foreign_directory(tmp_path):
 
 @pytest.mark.parametrize('reduce', [False, True])
 def test_mmseg_dataset_reads_labels(small, reduce):
-    pipeline = [dict(type='LoadImageFromFile'),
-                dict(type='mmseg.LoadAnnotations'),
-                dict(type='mmseg.PackSegInputs')]
-    ds = DATASETS.build(dict(
-        type='mmext.ShapesSegDataset', data_root=str(small), shapes_cfg=SMALL,
-        reduce_zero_label=reduce, pipeline=pipeline,
-        data_prefix=dict(img_path='img_dir/train', seg_map_path='ann_dir/train')))
+    pipeline = [
+        dict(type='LoadImageFromFile'),
+        dict(type='mmseg.LoadAnnotations'),
+        dict(type='mmseg.PackSegInputs')
+    ]
+    ds = DATASETS.build(
+        dict(
+            type='mmext.ShapesSegDataset',
+            data_root=str(small),
+            shapes_cfg=SMALL,
+            reduce_zero_label=reduce,
+            pipeline=pipeline,
+            data_prefix=dict(img_path='img_dir/train', seg_map_path='ann_dir/train')))
     assert isinstance(ds, ShapesSegDataset) and len(ds) == 12
     raw = np.asarray(Image.open(small / 'ann_dir/train/000003.png')).astype(np.int64)
     got = ds[3]['data_samples'].gt_sem_seg.data[0].numpy()
@@ -117,8 +125,11 @@ def test_bad_config_keys(small):
     with pytest.raises(ValueError, match='unknown shapes_cfg'):
         ShapesSegDataset(data_root=str(small), shapes_cfg=dict(num_images=3))
     with pytest.raises(ValueError, match='reduce_zero_label=True'):
-        ShapesSegDataset(data_root=str(small), shapes_cfg=SMALL, reduce_zero_label=True,
-                         metainfo=dict(classes=SHAPES_SEG_CLASSES))
+        ShapesSegDataset(
+            data_root=str(small),
+            shapes_cfg=SMALL,
+            reduce_zero_label=True,
+            metainfo=dict(classes=SHAPES_SEG_CLASSES))
 
 
 def test_shapes_cfg_checks_are_shared_with_the_detection_dataset(tmp_path):
@@ -127,9 +138,10 @@ def test_shapes_cfg_checks_are_shared_with_the_detection_dataset(tmp_path):
     errors, raised before anything is generated."""
     from mmext.datasets import shapes, shapes_seg
     from mmext.datasets.shapes import ShapesCocoDataset
-    assert shapes_seg._SEG_KEYS == {'num_train', 'num_val', 'img_size', 'seed', 'force',
-                                    'max_objects', 'min_object_size', 'max_object_size',
-                                    'empty_prob'}
+    assert shapes_seg._SEG_KEYS == {
+        'num_train', 'num_val', 'img_size', 'seed', 'force', 'max_objects', 'min_object_size',
+        'max_object_size', 'empty_prob'
+    }
     assert shapes._ENSURE_KEYS == shapes_seg._SEG_KEYS | {'min_visible'}
     for cls in (ShapesSegDataset, ShapesCocoDataset):
         name = cls.__name__

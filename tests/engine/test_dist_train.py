@@ -32,11 +32,23 @@ randomness = dict(seed=0)
 def test_dist_train_two_cpu_ranks(tmp_path):
     cfg = tmp_path / 'toy_dist.py'
     cfg.write_text(textwrap.dedent(CONFIG.format(out=tmp_path)))
-    env = dict(os.environ, PYTHON=sys.executable, PORT='29517', OMP_NUM_THREADS='1',
-               PYTHONPATH=os.pathsep.join([str(HELPERS), str(ROOT)]))
-    proc = subprocess.run(
-        ['bash', str(ROOT / 'tools' / 'dist_train.sh'), str(cfg), '2', '--work-dir',
-         str(tmp_path / 'work')], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    env = dict(
+        os.environ,
+        PYTHON=sys.executable,
+        PORT='29517',
+        OMP_NUM_THREADS='1',
+        PYTHONPATH=os.pathsep.join([str(HELPERS), str(ROOT)]))
+    proc = subprocess.run([
+        'bash',
+        str(ROOT / 'tools' / 'dist_train.sh'),
+        str(cfg), '2', '--work-dir',
+        str(tmp_path / 'work')
+    ],
+                          cwd=ROOT,
+                          env=env,
+                          capture_output=True,
+                          text=True,
+                          timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
     ranks = [torch.load(tmp_path / f'rank{r}.pth', weights_only=True) for r in (0, 1)]

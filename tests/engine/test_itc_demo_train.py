@@ -52,9 +52,15 @@ def test_demo_reaches_zero_shot_target(tmp_path):
     """The full demo (`python tools/train.py configs/itc/itc_vit-tiny_digits_demo.py`): >= 90 %
     zero-shot accuracy on the held-out digits (measured numbers in configs/itc/README.md)."""
     env = dict(os.environ, OMP_NUM_THREADS=os.environ.get('OMP_NUM_THREADS', '1'))
-    proc = subprocess.run([sys.executable, 'tools/train.py', str(DEMO), '--work-dir',
-                           str(tmp_path)], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=3600)
+    proc = subprocess.run(
+        [sys.executable, 'tools/train.py',
+         str(DEMO), '--work-dir',
+         str(tmp_path)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=3600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     scalars = sorted(tmp_path.glob('*/vis_data/scalars.json'))[-1]
     records = [json.loads(line) for line in scalars.read_text().splitlines()]

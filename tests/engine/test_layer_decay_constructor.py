@@ -13,9 +13,15 @@ from mmext.engine.optimizers import LayerDecayOptimWrapperConstructor
 from mmext.registry import MODELS
 
 ARCH = dict(embed_dims=32, num_layers=4, num_heads=2, feedforward_channels=64)
-PARAMWISE = dict(layer_decay_rate=0.6, norm_decay_mult=0., bias_decay_mult=0.5,
-                 flat_decay_mult=0.25,
-                 custom_keys={'.cls_token': dict(decay_mult=0.), '.pos_embed': dict(decay_mult=0.)})
+PARAMWISE = dict(
+    layer_decay_rate=0.6,
+    norm_decay_mult=0.,
+    bias_decay_mult=0.5,
+    flat_decay_mult=0.25,
+    custom_keys={
+        '.cls_token': dict(decay_mult=0.),
+        '.pos_embed': dict(decay_mult=0.)
+    })
 OPTIM = dict(optimizer=dict(type='AdamW', lr=1e-3, weight_decay=0.05))
 
 
@@ -31,10 +37,15 @@ def quiet_logger():
 def classifier(backbone_type='mmext.VisionTransformer', frozen_stages=-1):
     from mmengine.registry import DefaultScope
     from mmpretrain.registry import MODELS as PRETRAIN_MODELS
-    cfg = dict(type='mmpretrain.ImageClassifier',
-               backbone=dict(type=backbone_type, arch=copy.deepcopy(ARCH), img_size=32,
-                             patch_size=8, frozen_stages=frozen_stages),
-               head=dict(type='mmpretrain.LinearClsHead', num_classes=5, in_channels=32))
+    cfg = dict(
+        type='mmpretrain.ImageClassifier',
+        backbone=dict(
+            type=backbone_type,
+            arch=copy.deepcopy(ARCH),
+            img_size=32,
+            patch_size=8,
+            frozen_stages=frozen_stages),
+        head=dict(type='mmpretrain.LinearClsHead', num_classes=5, in_channels=32))
     # ImageClassifier builds its default (unscoped) data preprocessor in the current scope,
     # which earlier tests' runners may have left at 'mmext'.
     with DefaultScope.overwrite_default_scope('mmpretrain'):
@@ -50,15 +61,18 @@ def per_param(optimizer, model):
     return out
 
 
-@pytest.mark.parametrize('backbone_type', ['mmext.VisionTransformer',
-                                           'mmpretrain.VisionTransformer'])
+@pytest.mark.parametrize('backbone_type',
+                         ['mmext.VisionTransformer', 'mmpretrain.VisionTransformer'])
 def test_matches_mmpretrain(backbone_type):
     from mmpretrain.engine.optimizers import \
         LearningRateDecayOptimWrapperConstructor as RefConstructor
     model = classifier(backbone_type)
-    ours = build_optim_wrapper(model, dict(
-        OPTIM, constructor='mmext.LayerDecayOptimWrapperConstructor',
-        paramwise_cfg=copy.deepcopy(PARAMWISE)))
+    ours = build_optim_wrapper(
+        model,
+        dict(
+            OPTIM,
+            constructor='mmext.LayerDecayOptimWrapperConstructor',
+            paramwise_cfg=copy.deepcopy(PARAMWISE)))
     ref = RefConstructor(dict(OPTIM), copy.deepcopy(PARAMWISE))(model)
     got, want = per_param(ours.optimizer, model), per_param(ref.optimizer, model)
     assert set(got) == set(want) == {n for n, _ in model.named_parameters()}
@@ -69,8 +83,8 @@ def test_matches_mmpretrain(backbone_type):
     assert len(ours.optimizer.param_groups) < len(ref.optimizer.param_groups) / 2
     # the decay itself: head at base lr, embeddings at rate ** (L + 1)
     assert got['head.fc.weight'][0] == pytest.approx(1e-3)
-    assert got['backbone.pos_embed'][0] == pytest.approx(1e-3 * 0.6 ** 5)
-    assert got['backbone.layers.2.attn.qkv.weight'][0] == pytest.approx(1e-3 * 0.6 ** 2)
+    assert got['backbone.pos_embed'][0] == pytest.approx(1e-3 * 0.6**5)
+    assert got['backbone.layers.2.attn.qkv.weight'][0] == pytest.approx(1e-3 * 0.6**2)
     assert got['backbone.pos_embed'][1] == 0 and got['backbone.ln1.weight'][1] == 0
 
 
@@ -88,11 +102,13 @@ def test_frozen_parameters_are_left_out_and_one_step_runs():
 
 
 def test_backbone_fallback_for_models_without_depths():
+
     class Wrapper(nn.Module):
+
         def __init__(self):
             super().__init__()
-            self.backbone = MODELS.build(dict(type='VisionTransformer', arch=ARCH, img_size=32,
-                                              patch_size=8))
+            self.backbone = MODELS.build(
+                dict(type='VisionTransformer', arch=ARCH, img_size=32, patch_size=8))
             self.fc = nn.Linear(32, 3)
 
     model = Wrapper()
@@ -100,7 +116,7 @@ def test_backbone_fallback_for_models_without_depths():
                                                dict(layer_decay_rate=0.5)).param_groups(model)
     lr = {n: g['lr'] for g in groups for n in g['param_names']}
     assert lr['fc.weight'] == pytest.approx(1e-3)
-    assert lr['backbone.patch_embed.projection.weight'] == pytest.approx(1e-3 * 0.5 ** 5)
+    assert lr['backbone.patch_embed.projection.weight'] == pytest.approx(1e-3 * 0.5**5)
 
 
 def test_errors_name_the_problem():

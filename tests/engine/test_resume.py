@@ -21,8 +21,11 @@ def make_runner(work_dir, name, max_iters=6, resume_from=None):
         model=ToyRegressor(),
         work_dir=str(work_dir),
         experiment_name=name,  # separate MessageHub/logger instances per run in one process
-        train_dataloader=dict(dataset=ToyDataset(), batch_size=8, num_workers=0,
-                              sampler=dict(type='DefaultSampler', shuffle=True)),
+        train_dataloader=dict(
+            dataset=ToyDataset(),
+            batch_size=8,
+            num_workers=0,
+            sampler=dict(type='DefaultSampler', shuffle=True)),
         train_cfg=dict(by_epoch=False, max_iters=max_iters),
         optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.05, momentum=0.9, weight_decay=1e-3)),
         # warm-up + steps: the scheduler state must survive the round trip too
@@ -30,8 +33,9 @@ def make_runner(work_dir, name, max_iters=6, resume_from=None):
             dict(type='LinearLR', start_factor=0.2, by_epoch=False, begin=0, end=4),
             dict(type='MultiStepLR', milestones=[4], gamma=0.5, by_epoch=False)
         ],
-        default_hooks=dict(checkpoint=dict(type='CheckpointHook', interval=3, by_epoch=False),
-                           logger=dict(type='LoggerHook', interval=1)),
+        default_hooks=dict(
+            checkpoint=dict(type='CheckpointHook', interval=3, by_epoch=False),
+            logger=dict(type='LoggerHook', interval=1)),
         custom_hooks=[hook],
         randomness=dict(seed=7),
         resume=resume_from is not None,

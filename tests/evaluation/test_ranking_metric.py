@@ -25,8 +25,12 @@ def brute(scores, target, exclude, k, name, policy):
     def value(r):
         if r + 1 > k:  # 1-based rank must be <= k
             return 0.0
-        return {'recall': 1.0, 'hr': 1.0, 'mrr': 1.0 / (r + 1),
-                'ndcg': 1.0 / math.log2(r + 2)}[name]
+        return {
+            'recall': 1.0,
+            'hr': 1.0,
+            'mrr': 1.0 / (r + 1),
+            'ndcg': 1.0 / math.log2(r + 2)
+        }[name]
 
     # For 'average', enumerate the orderings of the tied block: each puts the target at one
     # position with equal frequency, so the mean over orderings is the mean over positions.
@@ -42,21 +46,26 @@ def brute(scores, target, exclude, k, name, policy):
 @pytest.mark.parametrize('policy', ['average', 'optimistic', 'pessimistic'])
 def test_metric_matches_brute_force_with_ties(policy):
     rng = np.random.default_rng(1)
-    metric = METRICS.build(dict(type='mmext.RankingMetric', topk=(1, 3, 5),
-                                tie_policy=policy))
-    samples, expected = [], {f'{m}@{k}': [] for m in ('recall', 'hr', 'mrr', 'ndcg')
-                             for k in (1, 3, 5)}
+    metric = METRICS.build(dict(type='mmext.RankingMetric', topk=(1, 3, 5), tie_policy=policy))
+    samples, expected = [], {
+        f'{m}@{k}': []
+        for m in ('recall', 'hr', 'mrr', 'ndcg')
+        for k in (1, 3, 5)
+    }
     for _ in range(60):
         c = int(rng.integers(3, 12))
         scores = rng.integers(0, 4, c).astype(np.float32)  # many ties on purpose
         target = int(rng.integers(0, c))
         exclude = rng.choice(c, size=int(rng.integers(0, c // 2 + 1)), replace=False)
-        samples.append(dict(scores=torch.from_numpy(scores), target=target,
-                            exclude=torch.from_numpy(exclude).long()))
+        samples.append(
+            dict(
+                scores=torch.from_numpy(scores),
+                target=target,
+                exclude=torch.from_numpy(exclude).long()))
         for key in expected:
             m, k = key.split('@')
-            expected[key].append(brute(scores.tolist(), target, exclude.tolist(), int(k), m,
-                                       policy))
+            expected[key].append(
+                brute(scores.tolist(), target, exclude.tolist(), int(k), m, policy))
     metric.process({}, samples[:25])
     metric.process({}, samples[25:])
     got = metric.compute_metrics(metric.results)

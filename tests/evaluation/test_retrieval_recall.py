@@ -28,8 +28,13 @@ def test_retrieval_metric_both_directions_and_relevance_keys():
     # texts 0..3 look like images 0, 2, 3, 1
     images = F.normalize(torch.eye(4), dim=1)
     texts = images[[0, 2, 3, 1]]  # text of sample 1 looks like image 2, etc.
-    samples = [dict(image_feat=images[i], text_feat=texts[i], image_id=i,
-                    gt_label=torch.tensor([[0, 1, 1, 0][i]])) for i in range(4)]
+    samples = [
+        dict(
+            image_feat=images[i],
+            text_feat=texts[i],
+            image_id=i,
+            gt_label=torch.tensor([[0, 1, 1, 0][i]])) for i in range(4)
+    ]
     metric = RetrievalRecall(topk=(1, ), relevance_key='image_id')
     metric.process(None, samples)
     res = metric.compute_metrics(metric.results)
@@ -47,8 +52,9 @@ def test_retrieval_metric_both_directions_and_relevance_keys():
 def test_zero_shot_accuracy():
     metric = ZeroShotAccuracy(topk=(1, 2))
     scores = torch.tensor([[0.9, 0.1, 0.0], [0.2, 0.3, 0.5], [0.1, 0.5, 0.4]])
-    metric.process(None, [dict(pred_score=s, gt_label=torch.tensor([lab]))
-                          for s, lab in zip(scores, [0, 1, 2])])
+    metric.process(
+        None,
+        [dict(pred_score=s, gt_label=torch.tensor([lab])) for s, lab in zip(scores, [0, 1, 2])])
     res = metric.compute_metrics(metric.results)
     assert res['top1'] == pytest.approx(100 / 3)
     assert res['top2'] == pytest.approx(100.0)

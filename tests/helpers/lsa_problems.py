@@ -8,8 +8,11 @@ import torch
 KINDS = ('float', 'int_ties', 'tiny_range', 'large_float64')
 
 
-def random_lsa_batches(kind: str, seed: int, num_batches: int = 12,
-                       batch: int = 64) -> Iterator[Tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+def random_lsa_batches(
+        kind: str,
+        seed: int,
+        num_batches: int = 12,
+        batch: int = 64) -> Iterator[Tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     """Yield ``(cost [B, R, C], num_rows [B], num_cols [B])`` padded batches.
 
     ``R`` and ``C`` are drawn from 1..12 per batch; per-image sizes cover 0 and 1 columns, 1 row,

@@ -29,7 +29,7 @@ class ToyRegressor(BaseModel):
         out = self.fc(torch.relu(self.bn(self.conv(x.unsqueeze(1)))).flatten(1)).squeeze(1)
         if mode == 'loss':
             y = torch.stack(targets) if isinstance(targets, list) else targets
-            return dict(loss=((out - y) ** 2).mean())
+            return dict(loss=((out - y)**2).mean())
         return out
 
 
@@ -64,6 +64,10 @@ class RecordLossHook(Hook):
     def after_train(self, runner) -> None:
         if self.out_dir:
             model = runner.model.module if hasattr(runner.model, 'module') else runner.model
-            torch.save(dict(losses=self.losses, params=model.state_dict(),
-                            world_size=runner.world_size, wrapper=type(runner.model).__name__),
-                       osp.join(self.out_dir, f'rank{runner.rank}.pth'))
+            torch.save(
+                dict(
+                    losses=self.losses,
+                    params=model.state_dict(),
+                    world_size=runner.world_size,
+                    wrapper=type(runner.model).__name__),
+                osp.join(self.out_dir, f'rank{runner.rank}.pth'))

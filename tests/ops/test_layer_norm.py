@@ -63,8 +63,10 @@ def test_backward_matches_torch(n, dtype):
 
 def test_gradcheck_float64_with_residual_and_bias():
     g = torch.Generator().manual_seed(2)
-    args = [torch.randn(*s, generator=g, dtype=torch.float64, requires_grad=True)
-            for s in [(4, 9), (9, ), (9, ), (4, 9), (9, )]]
+    args = [
+        torch.randn(*s, generator=g, dtype=torch.float64, requires_grad=True)
+        for s in [(4, 9), (9, ), (9, ), (4, 9), (9, )]
+    ]
 
     def fn(x, w, b, r, pb):
         y, s = fused_layer_norm(x, 9, w, b, 1e-5, residual=r, pre_bias=pb, return_prenorm=True)
@@ -78,8 +80,9 @@ def test_gradcheck_float64_with_residual_and_bias():
 def test_gradcheck_weight_or_bias_alone(affine):
     """Either affine tensor may be absent; the other still gets its gradient."""
     g = torch.Generator().manual_seed(3)
-    x, p = (torch.randn(*s, generator=g, dtype=torch.float64, requires_grad=True)
-            for s in [(5, 7), (7, )])
+    x, p = (
+        torch.randn(*s, generator=g, dtype=torch.float64, requires_grad=True)
+        for s in [(5, 7), (7, )])
     if affine == 'weight':
         fn = (lambda x, w: fused_layer_norm(x, 7, w, None))
     else:
@@ -194,8 +197,8 @@ def test_backbones_take_fused_layer_norm_from_norm_cfg(backbone):
     fused.load_state_dict(ref.state_dict())
     ref.eval()
     fused.eval()
-    x = torch.randn(2, 3, 64 if backbone == 'SwinTransformer' else 32, 64 if backbone ==
-                    'SwinTransformer' else 32)
+    x = torch.randn(2, 3, 64 if backbone == 'SwinTransformer' else 32,
+                    64 if backbone == 'SwinTransformer' else 32)
     with torch.no_grad():
         for a, b in zip(ref(x), fused(x)):
             assert torch.allclose(a, b, atol=1e-4)

@@ -34,12 +34,14 @@ def _hard_rows(n: int, dtype: torch.dtype) -> torch.Tensor:
     """Rows where a naive float32 mean/variance loses most of its digits."""
     g = torch.Generator().manual_seed(0)
     base = torch.randn(6, n, generator=g, dtype=torch.float64)
-    rows = [base[0] * 1e-3 + 1e4,  # |mean| >> std
-            base[1] * 1e-2 - 3e3,
-            base[2] * 1e4,  # huge spread
-            base[3] * 1e-6,  # tiny spread
-            base[4].clone(),
-            base[5] * 1e-3 + 1e4]
+    rows = [
+        base[0] * 1e-3 + 1e4,  # |mean| >> std
+        base[1] * 1e-2 - 3e3,
+        base[2] * 1e4,  # huge spread
+        base[3] * 1e-6,  # tiny spread
+        base[4].clone(),
+        base[5] * 1e-3 + 1e4
+    ]
     rows[4][0] = 1e4  # the shift (first element) is an outlier
     rows[5][0] = -1e4
     return torch.stack(rows).to(dtype)
@@ -68,8 +70,8 @@ def test_simd_and_scalar_kernels_agree(dtype, monkeypatch):
 
     def run():
         xs = [t.clone().requires_grad_() for t in (x, w, b, r, pb)]
-        y, s = fused_layer_norm(xs[0], n, xs[1], xs[2], residual=xs[3], pre_bias=xs[4],
-                                return_prenorm=True)
+        y, s = fused_layer_norm(
+            xs[0], n, xs[1], xs[2], residual=xs[3], pre_bias=xs[4], return_prenorm=True)
         (y.float() * dy.float()).sum().backward()
         return [y, s] + [t.grad for t in xs]
 

@@ -5,8 +5,8 @@ import importlib
 import numpy as np
 import pytest
 import torch
-from scipy.optimize import linear_sum_assignment as scipy_lsa
 from lsa_problems import KINDS, random_lsa_batches
+from scipy.optimize import linear_sum_assignment as scipy_lsa
 
 from mmext.ops import linear_sum_assignment
 from mmext.utils.ext_loader import ext_built
@@ -46,20 +46,18 @@ def test_random_batches_are_optimal(kind):
 @pytest.mark.parametrize('kind', KINDS)
 def test_scipy_backend_random_batches(kind):
     """The fallback on the same kinds of padded batches (fewer: scipy is the reference)."""
-    for cost, num_rows, num_cols in random_lsa_batches(kind, seed=200 + KINDS.index(kind),
-                                                       num_batches=3):
+    for cost, num_rows, num_cols in random_lsa_batches(
+            kind, seed=200 + KINDS.index(kind), num_batches=3):
         _check(cost, num_rows, num_cols, 'scipy')
 
 
 @pytest.mark.parametrize('backend', ['auto', 'scipy', pytest.param('compiled', marks=needs_ext)])
-@pytest.mark.parametrize('shape', [(3, 300, 50), (3, 20, 100), (2, 40, 40), (2, 1, 30),
-                                   (2, 30, 1)])
+@pytest.mark.parametrize('shape', [(3, 300, 50), (3, 20, 100), (2, 40, 40), (2, 1, 30), (2, 30, 1)])
 def test_detr_sizes_agree_with_scipy_exactly(shape, backend):
     """Random float costs have one optimum, so the matching itself equals scipy's."""
     cost = torch.rand(*shape, generator=torch.Generator().manual_seed(1))
     B, R, C = shape
-    match = linear_sum_assignment(cost, torch.full((B, ), R), torch.full((B, ), C),
-                                  backend=backend)
+    match = linear_sum_assignment(cost, torch.full((B, ), R), torch.full((B, ), C), backend=backend)
     for b in range(B):
         rows, cols = scipy_lsa(cost[b].double().numpy())
         expected = torch.full((R, ), -1, dtype=torch.long)

@@ -5,8 +5,7 @@ import importlib
 import pytest
 import torch
 
-from mmext.ops import (fused_match_costs, fused_match_costs_usable, pairwise_box_iou,
-                       pairwise_box_l1)
+from mmext.ops import fused_match_costs, fused_match_costs_usable, pairwise_box_iou, pairwise_box_l1
 from mmext.utils.ext_loader import ext_built, load_ext
 
 needs_ext = pytest.mark.skipif(not ext_built(), reason='mmext was built without ops')
@@ -89,7 +88,8 @@ def test_empty_and_mismatched_inputs():
         pairwise_box_l1(torch.zeros(1, 2, 4), torch.zeros(1, 2, 4, dtype=torch.float64))
     with pytest.raises(RuntimeError, match='floating-point'):  # the op would take torch here
         load_ext('_ext', ['pairwise_box_l1']).pairwise_box_l1(
-            torch.zeros(1, 2, 4, dtype=torch.long), torch.zeros(1, 2, 4).long(), 1.)
+            torch.zeros(1, 2, 4, dtype=torch.long),
+            torch.zeros(1, 2, 4).long(), 1.)
 
 
 @needs_ext

@@ -40,10 +40,17 @@ def test_blip_retrieval_builds_with_mmext_head(tmp_path):  # pragma: no cover - 
     cfg = Config.fromfile(str(ROOT / 'projects/mmpretrain/blip-base_8xb32_retrieval_mmext-itc.py'))
     m = cfg.model
     m.tokenizer.name_or_path = str(vocab)
-    m.vision_backbone.update(arch=dict(embed_dims=32, num_layers=1, num_heads=2,
-                                       feedforward_channels=64), img_size=32, patch_size=16)
-    m.text_backbone.med_config.update(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                                      intermediate_size=64, vocab_size=16, encoder_width=32)
+    m.vision_backbone.update(
+        arch=dict(embed_dims=32, num_layers=1, num_heads=2, feedforward_channels=64),
+        img_size=32,
+        patch_size=16)
+    m.text_backbone.med_config.update(
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        vocab_size=16,
+        encoder_width=32)
     m.vision_neck.update(in_features=32, out_features=16)
     m.text_neck.update(in_features=32, out_features=16)
     m.head.update(embed_dim=16, queue_size=8)

@@ -38,8 +38,9 @@ def train_step(cfg, registry, data):
 
 def images(n=2):
     gen = torch.Generator().manual_seed(0)
-    return [torch.randint(0, 256, (3, SIZE, SIZE), generator=gen, dtype=torch.uint8)
-            for _ in range(n)]
+    return [
+        torch.randint(0, 256, (3, SIZE, SIZE), generator=gen, dtype=torch.uint8) for _ in range(n)
+    ]
 
 
 def det_samples():
@@ -48,10 +49,15 @@ def det_samples():
     from mmengine.structures import InstanceData
     samples = []
     for boxes, labels in [([[4., 6., 30., 40.], [20., 20., 60., 50.]], [0, 2]), ([], [])]:
-        s = DetDataSample(metainfo=dict(img_shape=(SIZE, SIZE), ori_shape=(SIZE, SIZE),
-                                        scale_factor=(1., 1.), batch_input_shape=(SIZE, SIZE)))
-        s.gt_instances = InstanceData(bboxes=torch.tensor(boxes).reshape(-1, 4),
-                                      labels=torch.tensor(labels, dtype=torch.long))
+        s = DetDataSample(
+            metainfo=dict(
+                img_shape=(SIZE, SIZE),
+                ori_shape=(SIZE, SIZE),
+                scale_factor=(1., 1.),
+                batch_input_shape=(SIZE, SIZE)))
+        s.gt_instances = InstanceData(
+            bboxes=torch.tensor(boxes).reshape(-1, 4),
+            labels=torch.tensor(labels, dtype=torch.long))
         samples.append(s)
     return samples
 
@@ -60,10 +66,13 @@ def test_mmdet_project_uses_mmext_head():
     from mmdet.registry import MODELS
 
     from mmext.models.dense_heads import FCOSHead
-    cfg = load('mmdet/fcos_r50-caffe_fpn_gn-head_1x_coco_mmext.py',
-               **{'model.backbone.depth': 18, 'model.backbone.init_cfg': None,
-                  'model.neck.in_channels': [64, 128, 256, 512],
-                  'model.bbox_head.num_classes': 3})
+    cfg = load(
+        'mmdet/fcos_r50-caffe_fpn_gn-head_1x_coco_mmext.py', **{
+            'model.backbone.depth': 18,
+            'model.backbone.init_cfg': None,
+            'model.neck.in_channels': [64, 128, 256, 512],
+            'model.bbox_head.num_classes': 3
+        })
     model, losses = train_step(cfg, MODELS, dict(inputs=images(), data_samples=det_samples()))
     assert type(model.bbox_head) is FCOSHead
     assert {'loss_cls', 'loss_bbox', 'loss_centerness'} <= set(losses)
@@ -75,9 +84,13 @@ def test_mmdet_project_uses_mmext_detr():
     from mmext.models.dense_heads import DETRHead
     from mmext.models.detectors import DETR
     from mmext.models.task_modules import HungarianAssigner
-    cfg = load('mmdet/detr_r50_8xb2-150e_coco_mmext.py',
-               **{'model.backbone.depth': 18, 'model.backbone.init_cfg': None,
-                  'model.neck.in_channels': [512], 'model.bbox_head.num_classes': 3})
+    cfg = load(
+        'mmdet/detr_r50_8xb2-150e_coco_mmext.py', **{
+            'model.backbone.depth': 18,
+            'model.backbone.init_cfg': None,
+            'model.neck.in_channels': [512],
+            'model.bbox_head.num_classes': 3
+        })
     model, losses = train_step(cfg, MODELS, dict(inputs=images(), data_samples=det_samples()))
     assert type(model) is DETR and type(model.bbox_head) is DETRHead
     assert type(model.bbox_head.assigner) is HungarianAssigner
@@ -88,11 +101,16 @@ def test_mmseg_project_trains():
     from mmengine.structures import PixelData
     from mmseg.registry import MODELS
     from mmseg.structures import SegDataSample
-    cfg = load('mmseg/fcn_r50-d8_4xb4-80k_ade20k-512x512_mmext.py',
-               **{'model.backbone.depth': 18, 'model.decode_head.in_channels': 512,
-                  'model.decode_head.channels': 64, 'model.auxiliary_head.in_channels': 256,
-                  'model.auxiliary_head.channels': 32, 'model.pretrained': None,
-                  'model.data_preprocessor.size': (SIZE, SIZE)})
+    cfg = load(
+        'mmseg/fcn_r50-d8_4xb4-80k_ade20k-512x512_mmext.py', **{
+            'model.backbone.depth': 18,
+            'model.decode_head.in_channels': 512,
+            'model.decode_head.channels': 64,
+            'model.auxiliary_head.in_channels': 256,
+            'model.auxiliary_head.channels': 32,
+            'model.pretrained': None,
+            'model.data_preprocessor.size': (SIZE, SIZE)
+        })
     gen = torch.Generator().manual_seed(1)
     samples = []
     for _ in range(2):

@@ -42,15 +42,30 @@ def test_written_split_reads_back_in_the_same_order(tmp_path):
 
 
 def _history(ranks_ours, ranks_ref):
-    return {side: [{'valid': {'ranks': r}} for r in epochs]
-            for side, epochs in (('mmext', ranks_ours), ('recbole', ranks_ref))}
+    return {
+        side: [{
+            'valid': {
+                'ranks': r
+            }
+        } for r in epochs]
+        for side, epochs in (('mmext', ranks_ours), ('recbole', ranks_ref))
+    }
 
 
 def test_paired_difference_by_hand():
     # NDCG@10 gain of rank r is 1 / log2(r + 2); rank >= 10 scores 0
     ours = [{'a': [0, 0], 'b': [20, 0], 'c': [1, 0]}, {'a': [0, 0], 'b': [3, 0], 'c': [1, 0]}]
-    ref = [{'a': [1, 0], 'b': [0, 0], 'c': [1, 0], 'extra': [0, 0]},
-           {'a': [1, 0], 'b': [0, 0], 'c': [1, 0], 'extra': [0, 0]}]
+    ref = [{
+        'a': [1, 0],
+        'b': [0, 0],
+        'c': [1, 0],
+        'extra': [0, 0]
+    }, {
+        'a': [1, 0],
+        'b': [0, 0],
+        'c': [1, 0],
+        'extra': [0, 0]
+    }]
     out = bench_recbole.paired_difference(_history(ours, ref), 'valid', 'ndcg', range(2))
     g = lambda r: 1 / np.log2(r + 2)  # noqa: E731
     diff = np.array([g(0) - g(1), (0 + g(3)) / 2 - g(0), 0.0])  # users a, b, c
@@ -70,14 +85,31 @@ def test_check_ranks_rejects_ranks_that_do_not_reproduce_the_metric():
 def test_recorded_recbole_replays_only_a_matching_run(tmp_path):
     import argparse
     import json
-    args = dict(models=['sasrec'], max_len=50, batch_targets=2048, lr=1e-3, dropout=0.5,
-                seed=2020, holdout_shift=0, epochs=2)
-    epochs = [{split: {'ndcg@10': 0.01 * (e + 1), 'split': split} for split in ('valid', 'test')}
-              for e in range(3)]
-    saved = dict(args=args, results=[dict(
-        model='SASRec', info=dict(recbole=dict(train_targets=7)),
-        times=dict(recbole=dict(cpu_epochs=[3., 2., 1.], wall_epochs=[6., 5., 4.])),
-        history=dict(recbole=epochs, mmext=[]))])
+    args = dict(
+        models=['sasrec'],
+        max_len=50,
+        batch_targets=2048,
+        lr=1e-3,
+        dropout=0.5,
+        seed=2020,
+        holdout_shift=0,
+        epochs=2)
+    epochs = [{
+        split: {
+            'ndcg@10': 0.01 * (e + 1),
+            'split': split
+        }
+        for split in ('valid', 'test')
+    } for e in range(3)]
+    saved = dict(
+        args=args,
+        results=[
+            dict(
+                model='SASRec',
+                info=dict(recbole=dict(train_targets=7)),
+                times=dict(recbole=dict(cpu_epochs=[3., 2., 1.], wall_epochs=[6., 5., 4.])),
+                history=dict(recbole=epochs, mmext=[]))
+        ])
     path = tmp_path / 'run.json'
     path.write_text(json.dumps(saved))
     ref = bench_recbole.RecordedRecBole(str(path), argparse.Namespace(**args), 'SASRec')
@@ -87,10 +119,10 @@ def test_recorded_recbole_replays_only_a_matching_run(tmp_path):
         assert ref.last['cpu'] == 3. - e and ref.last['wall'] == 6. - e
         assert ref.ask('test') == epochs[e]['test']
     with pytest.raises(ValueError, match=r"other RecBole settings .*'seed': \(2020, 2021\)"):
-        bench_recbole.RecordedRecBole(str(path), argparse.Namespace(**dict(args, seed=2021)),
-                                      'SASRec')
+        bench_recbole.RecordedRecBole(
+            str(path), argparse.Namespace(**dict(args, seed=2021)), 'SASRec')
     with pytest.raises(ValueError, match='3 recorded epochs, 4 asked for'):
-        bench_recbole.RecordedRecBole(str(path), argparse.Namespace(**dict(args, epochs=4)),
-                                      'SASRec')
+        bench_recbole.RecordedRecBole(
+            str(path), argparse.Namespace(**dict(args, epochs=4)), 'SASRec')
     with pytest.raises(ValueError, match='no per-epoch GRU4Rec history'):
         bench_recbole.RecordedRecBole(str(path), argparse.Namespace(**args), 'GRU4Rec')

@@ -15,8 +15,8 @@ PNG_MAGIC = b'\x89PNG\r\n\x1a\n'
 
 @pytest.fixture(scope='module')
 def report() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        'demo_report', REPO / 'tools' / 'analysis' / 'demo_report.py')
+    spec = importlib.util.spec_from_file_location('demo_report',
+                                                  REPO / 'tools' / 'analysis' / 'demo_report.py')
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -31,12 +31,26 @@ def _write_scalars(run_dir: Path, epochs: int = 3, iters_per_epoch: int = 5) -> 
         for i in range(1, iters_per_epoch + 1):
             it = (epoch - 1) * iters_per_epoch + i
             loss_cls, loss_bbox = 1.0 / it, 0.5 / it
-            lines.append(dict(lr=0.01, data_time=0.01, loss=loss_cls + loss_bbox,
-                              loss_cls=loss_cls, loss_bbox=loss_bbox, time=0.1, epoch=epoch,
-                              iter=it, memory=100, step=it))
-        lines.append({'coco/bbox_mAP': 0.1 * epoch, 'coco/bbox_mAP_50': 0.2 * epoch,
-                      'coco/bbox_mAP_s': -1.0, 'data_time': 0.01, 'time': 0.05,
-                      'step': epoch})
+            lines.append(
+                dict(
+                    lr=0.01,
+                    data_time=0.01,
+                    loss=loss_cls + loss_bbox,
+                    loss_cls=loss_cls,
+                    loss_bbox=loss_bbox,
+                    time=0.1,
+                    epoch=epoch,
+                    iter=it,
+                    memory=100,
+                    step=it))
+        lines.append({
+            'coco/bbox_mAP': 0.1 * epoch,
+            'coco/bbox_mAP_50': 0.2 * epoch,
+            'coco/bbox_mAP_s': -1.0,
+            'data_time': 0.01,
+            'time': 0.05,
+            'step': epoch
+        })
     path.write_text('\n'.join(json.dumps(line) for line in lines) + '\n')
     return path
 
@@ -84,15 +98,23 @@ def test_plot_curves_without_validation(report, tmp_path: Path) -> None:
 def test_draw_prediction_grid(report, tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     samples = [
-        dict(image=rng.integers(0, 255, (64, 64, 3), dtype=np.uint8), title=f'{i}.png',
-             gt_bboxes=np.array([[4, 4, 30, 30]], dtype=np.float32), gt_labels=np.array([i % 4]),
-             pred_bboxes=np.array([[5, 5, 31, 29], [40, 40, 60, 60]], dtype=np.float32),
-             pred_labels=np.array([i % 4, 1]), pred_scores=np.array([0.9, 0.1]))
-        for i in range(5)
+        dict(
+            image=rng.integers(0, 255, (64, 64, 3), dtype=np.uint8),
+            title=f'{i}.png',
+            gt_bboxes=np.array([[4, 4, 30, 30]], dtype=np.float32),
+            gt_labels=np.array([i % 4]),
+            pred_bboxes=np.array([[5, 5, 31, 29], [40, 40, 60, 60]], dtype=np.float32),
+            pred_labels=np.array([i % 4, 1]),
+            pred_scores=np.array([0.9, 0.1])) for i in range(5)
     ]
-    samples.append(dict(image=np.zeros((64, 64, 3), np.uint8), gt_bboxes=np.zeros((0, 4)),
-                        gt_labels=np.zeros(0), pred_bboxes=np.zeros((0, 4)),
-                        pred_labels=np.zeros(0), pred_scores=np.zeros(0)))
+    samples.append(
+        dict(
+            image=np.zeros((64, 64, 3), np.uint8),
+            gt_bboxes=np.zeros((0, 4)),
+            gt_labels=np.zeros(0),
+            pred_bboxes=np.zeros((0, 4)),
+            pred_labels=np.zeros(0),
+            pred_scores=np.zeros(0)))
     out = report.draw_prediction_grid(samples, ('circle', 'square', 'triangle', 'cross'),
                                       tmp_path / 'predictions.png')
     _assert_png(out)
@@ -155,9 +177,12 @@ def test_cli_with_random_tiny_detector(report, tmp_path: Path, capsys) -> None:
     _write_scalars(work_dir / '20240101_000000')
 
     # score_thr 0 so that the untrained model's low-confidence boxes are drawn too.
-    written = report.main([str(config), str(checkpoint), '--work-dir', str(work_dir),
-                           '--num-images', '3', '--out-dir', str(tmp_path / 'report'),
-                           '--score-thr', '0'])
+    written = report.main([
+        str(config),
+        str(checkpoint), '--work-dir',
+        str(work_dir), '--num-images', '3', '--out-dir',
+        str(tmp_path / 'report'), '--score-thr', '0'
+    ])
     assert written['predictions'] == tmp_path / 'report' / 'predictions.png'
     for path in written.values():
         _assert_png(path)

@@ -36,9 +36,14 @@ conv = load_converter()
 
 @pytest.fixture(scope='module')
 def timm_model():
-    model = timm.create_model('swin_tiny_patch4_window7_224', pretrained=False,
-                              embed_dim=32, depths=(2, 2, 2, 2), num_heads=(1, 2, 2, 4),
-                              num_classes=NUM_CLASSES, drop_path_rate=0.).eval()
+    model = timm.create_model(
+        'swin_tiny_patch4_window7_224',
+        pretrained=False,
+        embed_dim=32,
+        depths=(2, 2, 2, 2),
+        num_heads=(1, 2, 2, 4),
+        num_classes=NUM_CLASSES,
+        drop_path_rate=0.).eval()
     gen = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for p in model.parameters():
@@ -52,7 +57,10 @@ def image():
 
 def backbone_from(sd, prefix='backbone.'):
     model = SwinTransformer(arch=ARCH, drop_path_rate=0.).eval()
-    model.load_state_dict({k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)},
+    model.load_state_dict({
+        k[len(prefix):]: v
+        for k, v in sd.items() if k.startswith(prefix)
+    },
                           strict=True)
     return model
 
@@ -76,9 +84,11 @@ def test_timm_round_trip_is_exact(timm_model):
     mm = conv.to_mmext(sd)
     assert_same(conv.from_mmext(mm, 'timm'), sd)
     with torch.no_grad():
-        torch.testing.assert_close(backbone_from(mm)(image())[0],
-                                   timm_model.forward_features(image()).permute(0, 3, 1, 2),
-                                   atol=1e-5, rtol=0)
+        torch.testing.assert_close(
+            backbone_from(mm)(image())[0],
+            timm_model.forward_features(image()).permute(0, 3, 1, 2),
+            atol=1e-5,
+            rtol=0)
 
 
 def test_official_layout_loads_in_timm_and_round_trips(timm_model):
@@ -87,9 +97,13 @@ def test_official_layout_loads_in_timm_and_round_trips(timm_model):
     assert conv.detect_layout(official) == 'official'
     assert 'layers.0.downsample.reduction.weight' in official and 'head.weight' in official
     # timm's loader for official checkpoints reads our official layout back to its own
-    fresh = timm.create_model('swin_tiny_patch4_window7_224', pretrained=False, embed_dim=32,
-                              depths=(2, 2, 2, 2), num_heads=(1, 2, 2, 4),
-                              num_classes=NUM_CLASSES).eval()
+    fresh = timm.create_model(
+        'swin_tiny_patch4_window7_224',
+        pretrained=False,
+        embed_dim=32,
+        depths=(2, 2, 2, 2),
+        num_heads=(1, 2, 2, 4),
+        num_classes=NUM_CLASSES).eval()
     fresh.load_state_dict(checkpoint_filter_fn(dict(model=official), fresh), strict=True)
     with torch.no_grad():
         torch.testing.assert_close(fresh(image()), timm_model(image()), atol=0, rtol=0)
@@ -101,8 +115,8 @@ def test_patch_merging_reorder_matches_the_neighbour_order():
     from mmext.models.backbones.swin_blocks import PatchMerging
     c = 3
     x = torch.randn(1, 4, 6, c)
-    official = torch.cat([x[:, 0::2, 0::2], x[:, 1::2, 0::2], x[:, 0::2, 1::2],
-                          x[:, 1::2, 1::2]], -1).flatten(1, 2)
+    official = torch.cat([x[:, 0::2, 0::2], x[:, 1::2, 0::2], x[:, 0::2, 1::2], x[:, 1::2, 1::2]],
+                         -1).flatten(1, 2)
     merge = PatchMerging(c, 2 * c)
     w_official = torch.randn(2 * c, 4 * c)
     with torch.no_grad():
@@ -116,8 +130,8 @@ def test_patch_merging_reorder_matches_the_neighbour_order():
 
 @pytest.mark.parametrize('layout, wrap, suffix', [('timm', False, '.safetensors'),
                                                   ('official', True, '.pth')])
-def test_cli_output_loads_through_pretrained_init_cfg(timm_model, tmp_path, layout, wrap,
-                                                      suffix, monkeypatch, capsys):
+def test_cli_output_loads_through_pretrained_init_cfg(timm_model, tmp_path, layout, wrap, suffix,
+                                                      monkeypatch, capsys):
     src = conv.from_mmext(conv.to_mmext(timm_model.state_dict()), layout)
     path = tmp_path / f'src{suffix}'
     if suffix == '.safetensors':
@@ -127,21 +141,28 @@ def test_cli_output_loads_through_pretrained_init_cfg(timm_model, tmp_path, layo
         torch.save(dict(model=src) if wrap else src, path)
     out = tmp_path / 'mmext.pth'
     if layout == 'official':  # once as a real command line
-        done = subprocess.run([sys.executable, str(SCRIPT), str(path), str(out)],
-                              capture_output=True, text=True, cwd=ROOT)
+        done = subprocess.run([sys.executable, str(SCRIPT),
+                               str(path), str(out)],
+                              capture_output=True,
+                              text=True,
+                              cwd=ROOT)
         assert done.returncode == 0, done.stderr
         stdout = done.stdout
     else:
         stdout = cli(path, out, monkeypatch=monkeypatch, capsys=capsys)
     assert f'{len(src)} keys' in stdout
-    model = SwinTransformer(arch=ARCH, drop_path_rate=0., init_cfg=dict(
-        type='Pretrained', checkpoint=str(out), prefix='backbone.'))
+    model = SwinTransformer(
+        arch=ARCH,
+        drop_path_rate=0.,
+        init_cfg=dict(type='Pretrained', checkpoint=str(out), prefix='backbone.'))
     model.init_weights()
     model.eval()
     with torch.no_grad():
-        torch.testing.assert_close(model(image())[0],
-                                   timm_model.forward_features(image()).permute(0, 3, 1, 2),
-                                   atol=1e-5, rtol=0)
+        torch.testing.assert_close(
+            model(image())[0],
+            timm_model.forward_features(image()).permute(0, 3, 1, 2),
+            atol=1e-5,
+            rtol=0)
 
 
 def test_converted_classifier_equals_timm_logits(timm_model):
@@ -149,16 +170,17 @@ def test_converted_classifier_equals_timm_logits(timm_model):
     (the layout of configs/swin/swin-tiny_16xb64_in1k.py)."""
     from mmengine.registry import DefaultScope
     from mmpretrain.registry import MODELS
-    cfg = dict(type='ImageClassifier',
-               backbone=dict(type='mmext.SwinTransformer', arch=ARCH, drop_path_rate=0.),
-               neck=dict(type='GlobalAveragePooling'),
-               head=dict(type='LinearClsHead', num_classes=NUM_CLASSES, in_channels=256))
+    cfg = dict(
+        type='ImageClassifier',
+        backbone=dict(type='mmext.SwinTransformer', arch=ARCH, drop_path_rate=0.),
+        neck=dict(type='GlobalAveragePooling'),
+        head=dict(type='LinearClsHead', num_classes=NUM_CLASSES, in_channels=256))
     with DefaultScope.overwrite_default_scope('mmpretrain'):
         clf = MODELS.build(cfg).eval()
     clf.load_state_dict(conv.to_mmext(timm_model.state_dict()), strict=True)
     with torch.no_grad():
-        torch.testing.assert_close(clf(image(), mode='tensor'), timm_model(image()),
-                                   atol=1e-5, rtol=0)
+        torch.testing.assert_close(
+            clf(image(), mode='tensor'), timm_model(image()), atol=1e-5, rtol=0)
 
 
 def test_backbone_only_output(timm_model, tmp_path, monkeypatch, capsys):
@@ -180,8 +202,12 @@ def test_legacy_mmcls_final_norm_key_loads(timm_model):
 
 
 @pytest.mark.parametrize('sd, match', [
-    ({'stages.0.blocks.0.norm1.weight': torch.zeros(1)}, 'already has mmext'),
-    ({'blocks.0.weight': torch.zeros(1)}, 'not an official or timm'),
+    ({
+        'stages.0.blocks.0.norm1.weight': torch.zeros(1)
+    }, 'already has mmext'),
+    ({
+        'blocks.0.weight': torch.zeros(1)
+    }, 'not an official or timm'),
 ])
 def test_wrong_inputs_raise_clear_errors(sd, match):
     with pytest.raises(ValueError, match=match):
@@ -190,5 +216,7 @@ def test_wrong_inputs_raise_clear_errors(sd, match):
 
 def test_unknown_key_is_named():
     with pytest.raises(KeyError, match='layers.0.blocks.0.gamma'):
-        conv.to_mmext({'layers.0.blocks.0.gamma.weight': torch.zeros(1),
-                       'layers.0.blocks.0.norm1.weight': torch.zeros(1)})
+        conv.to_mmext({
+            'layers.0.blocks.0.gamma.weight': torch.zeros(1),
+            'layers.0.blocks.0.norm1.weight': torch.zeros(1)
+        })

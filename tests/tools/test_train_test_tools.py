@@ -59,20 +59,29 @@ def test_demo_pipeline_end_to_end(tmp_path):
     data = tmp_path / 'shapes'
     shapes = dict(num_train=32, num_val=8, img_size=128, seed=3)
     # score_thr=0: one epoch on 32 images predicts little, and CocoMetric skips empty results
-    opts = ['train_cfg.max_epochs=1', 'train_cfg.val_interval=1', 'model.test_cfg.score_thr=0.0',
-            'train_dataloader.num_workers=0', 'val_dataloader.num_workers=0',
-            'test_dataloader.num_workers=0', 'train_dataloader.persistent_workers=False',
-            'val_dataloader.persistent_workers=False', 'test_dataloader.persistent_workers=False',
-            f'val_evaluator.ann_file={data}/annotations/instances_val.json',
-            f'test_evaluator.ann_file={data}/annotations/instances_val.json']
+    opts = [
+        'train_cfg.max_epochs=1', 'train_cfg.val_interval=1', 'model.test_cfg.score_thr=0.0',
+        'train_dataloader.num_workers=0', 'val_dataloader.num_workers=0',
+        'test_dataloader.num_workers=0', 'train_dataloader.persistent_workers=False',
+        'val_dataloader.persistent_workers=False', 'test_dataloader.persistent_workers=False',
+        f'val_evaluator.ann_file={data}/annotations/instances_val.json',
+        f'test_evaluator.ann_file={data}/annotations/instances_val.json'
+    ]
     for split in ('train', 'val', 'test'):
         opts.append(f'{split}_dataloader.dataset.data_root={data}')
         opts += [f'{split}_dataloader.dataset.shapes_cfg.{k}={v}' for k, v in shapes.items()]
     work = tmp_path / 'work'
     env = dict(os.environ, PYTHON=sys.executable)
-    proc = subprocess.run(['bash', str(ROOT / 'tools' / 'run_demo.sh'), str(DEMO), str(work),
-                           '--cfg-options', *opts], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=600)
+    proc = subprocess.run(
+        ['bash',
+         str(ROOT / 'tools' / 'run_demo.sh'),
+         str(DEMO),
+         str(work), '--cfg-options', *opts],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600)
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log[-4000:]
     assert 'Average Precision  (AP) @[ IoU=0.50:0.95 | area=   all' in log  # COCO table
@@ -81,16 +90,23 @@ def test_demo_pipeline_end_to_end(tmp_path):
     metrics = sorted(work.glob('*/*.json'))
     assert metrics, 'tools/test.py wrote no metrics file'
     assert 'coco/bbox_mAP' in json.loads(metrics[-1].read_text())
-    assert len(json.loads((data / 'annotations' / 'instances_train.json').read_text())
-               ['images']) == 32
+    assert len(json.loads(
+        (data / 'annotations' / 'instances_train.json').read_text())['images']) == 32
 
     # The same checkpoint evaluated by 2 CPU ranks (gloo): results are gathered across ranks and
     # scored once, so the metrics equal the single-process test's.
     ckpt = (work / 'last_checkpoint').read_text().strip()
-    dist = subprocess.run(['bash', str(ROOT / 'tools' / 'dist_test.sh'), str(DEMO), ckpt, '2',
-                           '--work-dir', str(tmp_path / 'dist'), '--cfg-options', *opts],
-                          cwd=ROOT, env=dict(env, PORT='29531', OMP_NUM_THREADS='1'),
-                          capture_output=True, text=True, timeout=600)
+    dist = subprocess.run([
+        'bash',
+        str(ROOT / 'tools' / 'dist_test.sh'),
+        str(DEMO), ckpt, '2', '--work-dir',
+        str(tmp_path / 'dist'), '--cfg-options', *opts
+    ],
+                          cwd=ROOT,
+                          env=dict(env, PORT='29531', OMP_NUM_THREADS='1'),
+                          capture_output=True,
+                          text=True,
+                          timeout=600)
     assert dist.returncode == 0, (dist.stdout + dist.stderr)[-4000:]
     dist_metrics = json.loads(sorted((tmp_path / 'dist').glob('*/*.json'))[-1].read_text())
     single = json.loads(metrics[-1].read_text())

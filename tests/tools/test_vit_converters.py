@@ -14,11 +14,13 @@ from mmext.models.backbones.vision_transformer import VisionTransformer
 ROOT = Path(__file__).resolve().parents[2]
 CONVERTERS = ROOT / 'tools' / 'model_converters'
 sys.path.insert(0, str(CONVERTERS))
-from vit_official_to_mmext import (convert_mmext_to_official,  # noqa: E402
-                                   convert_official_to_mmext)
-from vit_timm_to_mmext import convert_mmext_to_timm, convert_timm_to_mmext  # noqa: E402
+# isort: off  (the converters are scripts: importable only once their folder is on sys.path)
 import vit_official_to_mmext  # noqa: E402
 import vit_timm_to_mmext  # noqa: E402
+from vit_official_to_mmext import convert_mmext_to_official, convert_official_to_mmext  # noqa: E402
+from vit_timm_to_mmext import convert_mmext_to_timm, convert_timm_to_mmext  # noqa: E402
+
+# isort: on
 
 ARCH = dict(embed_dims=48, num_layers=3, num_heads=4, feedforward_channels=96)
 
@@ -38,11 +40,17 @@ def run_cli(module, monkeypatch, *args):
 
 def timm_vit(global_pool='token'):
     from timm.models.vision_transformer import VisionTransformer as TimmViT
-    return TimmViT(img_size=32, patch_size=8, in_chans=3, num_classes=0, global_pool=global_pool,
-                   embed_dim=ARCH['embed_dims'], depth=ARCH['num_layers'],
-                   num_heads=ARCH['num_heads'],
-                   mlp_ratio=ARCH['feedforward_channels'] / ARCH['embed_dims'],
-                   dynamic_img_size=True)
+    return TimmViT(
+        img_size=32,
+        patch_size=8,
+        in_chans=3,
+        num_classes=0,
+        global_pool=global_pool,
+        embed_dim=ARCH['embed_dims'],
+        depth=ARCH['num_layers'],
+        num_heads=ARCH['num_heads'],
+        mlp_ratio=ARCH['feedforward_channels'] / ARCH['embed_dims'],
+        dynamic_img_size=True)
 
 
 def test_timm_round_trip_and_classifier_keys():
@@ -87,9 +95,7 @@ def test_official_npz_round_trip_against_timm_loader(tmp_path):
         loaded.load_state_dict(convert_official_to_mmext(dict(weights)))
     x = torch.randn(2, 3, 40, 40)
     with torch.no_grad():
-        torch.testing.assert_close(loaded.eval()(x)[0],
-                                   timm_model.eval()(x),
-                                   atol=1e-5, rtol=0)
+        torch.testing.assert_close(loaded.eval()(x)[0], timm_model.eval()(x), atol=1e-5, rtol=0)
 
 
 def test_timm_cli_writes_a_pretrained_loadable_file(tmp_path, monkeypatch):
@@ -98,8 +104,8 @@ def test_timm_cli_writes_a_pretrained_loadable_file(tmp_path, monkeypatch):
     src, dst = tmp_path / 'timm.pth', tmp_path / 'mmext.pth'
     torch.save(timm_model.state_dict(), src)
     run_cli(vit_timm_to_mmext, monkeypatch, src, dst)
-    ours = VisionTransformer(arch=ARCH, img_size=32, patch_size=8,
-                             init_cfg=dict(type='Pretrained', checkpoint=str(dst)))
+    ours = VisionTransformer(
+        arch=ARCH, img_size=32, patch_size=8, init_cfg=dict(type='Pretrained', checkpoint=str(dst)))
     ours.init_weights()
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
@@ -112,8 +118,8 @@ def test_official_cli_writes_a_pretrained_loadable_file(tmp_path, monkeypatch):
     src, dst = tmp_path / 'vit.npz', tmp_path / 'mmext.pth'
     np.savez(src, **convert_mmext_to_official(model.state_dict(), ARCH['num_heads']))
     run_cli(vit_official_to_mmext, monkeypatch, src, dst)
-    loaded = VisionTransformer(arch=ARCH, img_size=32, patch_size=8,
-                               init_cfg=dict(type='Pretrained', checkpoint=str(dst)))
+    loaded = VisionTransformer(
+        arch=ARCH, img_size=32, patch_size=8, init_cfg=dict(type='Pretrained', checkpoint=str(dst)))
     loaded.init_weights()
     for k, v in model.state_dict().items():
         assert torch.equal(loaded.state_dict()[k], v), k

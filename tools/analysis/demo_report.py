@@ -51,8 +51,10 @@ def find_scalars_file(work_dir: Path) -> Path:
         raise FileNotFoundError(
             f'no <timestamp>/vis_data/scalars.json under {work_dir}; was this the work_dir '
             'of a training run with the LocalVisBackend?')
-    newest = max(runs, key=lambda d: (bool(_TIMESTAMP.match(d.name)), d.name
-                                      if _TIMESTAMP.match(d.name) else '', d.stat().st_mtime))
+    newest = max(
+        runs,
+        key=lambda d: (bool(_TIMESTAMP.match(d.name)), d.name
+                       if _TIMESTAMP.match(d.name) else '', d.stat().st_mtime))
     return newest / 'vis_data' / 'scalars.json'
 
 
@@ -111,17 +113,20 @@ def plot_curves(scalars_file: Path, out_file: Path) -> Path:
         raise ValueError(f'{scalars_file} holds neither loss nor validation metric lines')
     fig, (ax_loss, ax_map) = plt.subplots(1, 2, figsize=(11, 4))
 
-    loss_keys = sorted({k for rec in train for k in rec if k.startswith('loss')},
+    loss_keys = sorted({k
+                        for rec in train
+                        for k in rec if k.startswith('loss')},
                        key=lambda k: (k != 'loss', k))  # total loss first
     for key in loss_keys:
         xs, ys = _series(train, key, ('step', 'iter'))
         ax_loss.plot(xs, ys, label=key, linewidth=2.0 if key == 'loss' else 1.0)
-    _finish_axes(ax_loss, 'iteration', 'loss', 'training losses', bool(loss_keys),
-                 'no loss lines')
+    _finish_axes(ax_loss, 'iteration', 'loss', 'training losses', bool(loss_keys), 'no loss lines')
 
     # Metric prefixes vary (coco/, pascal_voc/...); plot any bbox_mAP / bbox_mAP_50.
-    map_keys = sorted({k for rec in val for k in rec
-                       if k.split('/')[-1] in ('bbox_mAP', 'bbox_mAP_50')})
+    map_keys = sorted(
+        {k
+         for rec in val
+         for k in rec if k.split('/')[-1] in ('bbox_mAP', 'bbox_mAP_50')})
     for key in map_keys:
         xs, ys = _series(val, key, ('step', ))
         ax_map.plot(xs, ys, marker='o', label=key)
@@ -175,14 +180,21 @@ def draw_prediction_grid(samples: Sequence[Dict[str, Any]],
 
     for ax, sample in zip(axes.flat, samples):
         ax.imshow(sample['image'])
-        for box, label in zip(np.asarray(sample['gt_bboxes']).reshape(-1, 4),
-                              np.asarray(sample['gt_labels']).reshape(-1)):
+        for box, label in zip(
+                np.asarray(sample['gt_bboxes']).reshape(-1, 4),
+                np.asarray(sample['gt_labels']).reshape(-1)):
             x1, y1, x2, y2 = map(float, box)
             for edge, style, width in (('black', '-', 2.0), ('white', '--', 1.0)):
                 # White dashes over a dark line: visible on light and dark backgrounds.
-                ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, edgecolor=edge,
-                                       linestyle=style, linewidth=width,
-                                       alpha=0.5 if edge == 'black' else 1.0))
+                ax.add_patch(
+                    Rectangle((x1, y1),
+                              x2 - x1,
+                              y2 - y1,
+                              fill=False,
+                              edgecolor=edge,
+                              linestyle=style,
+                              linewidth=width,
+                              alpha=0.5 if edge == 'black' else 1.0))
         scores = np.asarray(sample['pred_scores'], dtype=float).reshape(-1)
         keep = scores > score_thr
         boxes = np.asarray(sample['pred_bboxes'], dtype=float).reshape(-1, 4)[keep]
@@ -190,20 +202,29 @@ def draw_prediction_grid(samples: Sequence[Dict[str, Any]],
         for box, label, score in zip(boxes, labels, scores[keep]):
             x1, y1, x2, y2 = map(float, box)
             c = colour(int(label))
-            ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, edgecolor=c,
-                                   linewidth=1.5))
-            ax.text(x1, y1, f'{name(int(label))} {score:.2f}', fontsize=6, color='black',
-                    va='bottom', bbox=dict(facecolor=c, alpha=0.8, pad=0.5, linewidth=0))
+            ax.add_patch(
+                Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, edgecolor=c, linewidth=1.5))
+            ax.text(
+                x1,
+                y1,
+                f'{name(int(label))} {score:.2f}',
+                fontsize=6,
+                color='black',
+                va='bottom',
+                bbox=dict(facecolor=c, alpha=0.8, pad=0.5, linewidth=0))
         n_gt = len(np.asarray(sample['gt_labels']).reshape(-1))
-        ax.set_title(f"{sample.get('title', '')}  gt {n_gt} / pred {int(keep.sum())}",
-                     fontsize=7)
+        ax.set_title(f"{sample.get('title', '')}  gt {n_gt} / pred {int(keep.sum())}", fontsize=7)
         ax.axis('off')
     for ax in axes.flat[len(samples):]:
         ax.axis('off')
-    fig.legend(handles=[
-        Line2D([], [], color='grey', linestyle='--', label='ground truth'),
-        Line2D([], [], color='grey', linewidth=1.5, label=f'prediction (score > {score_thr})')
-    ], loc='lower center', ncol=2, fontsize=8)
+    fig.legend(
+        handles=[
+            Line2D([], [], color='grey', linestyle='--', label='ground truth'),
+            Line2D([], [], color='grey', linewidth=1.5, label=f'prediction (score > {score_thr})')
+        ],
+        loc='lower center',
+        ncol=2,
+        fontsize=8)
     fig.tight_layout(rect=(0, 0.04, 1, 1))
     out_file = Path(out_file)
     out_file.parent.mkdir(parents=True, exist_ok=True)
@@ -212,9 +233,13 @@ def draw_prediction_grid(samples: Sequence[Dict[str, Any]],
     return out_file
 
 
-def run_inference(config: str, checkpoint: str, num_images: int = 8, device: str = 'cpu',
-                  cfg_options: Optional[Dict[str, Any]] = None
-                  ) -> Tuple[List[Dict[str, Any]], Dict[str, Any]]:
+def run_inference(
+        config: str,
+        checkpoint: str,
+        num_images: int = 8,
+        device: str = 'cpu',
+        cfg_options: Optional[Dict[str,
+                                   Any]] = None) -> Tuple[List[Dict[str, Any]], Dict[str, Any]]:
     """Predict on the first ``num_images`` images of the config's validation dataset.
 
     The model and the dataset are built through mmengine's registries under the config's
@@ -261,18 +286,18 @@ def _predict(model: Any, dataset: Any, num_images: int) -> List[Dict[str, Any]]:
             outputs = model.test_step(pseudo_collate([dataset[i] for i in chunk]))
         for idx, out in zip(chunk, outputs):
             info = dataset.get_data_info(idx)
-            instances = [ins for ins in info.get('instances', [])
-                         if not ins.get('ignore_flag', 0)]
+            instances = [ins for ins in info.get('instances', []) if not ins.get('ignore_flag', 0)]
             pred = out.pred_instances
-            samples.append(dict(
-                image=np.asarray(Image.open(info['img_path']).convert('RGB')),
-                title=Path(info['img_path']).name,
-                gt_bboxes=np.array([ins['bbox'] for ins in instances],
-                                   dtype=np.float32).reshape(-1, 4),
-                gt_labels=np.array([ins['bbox_label'] for ins in instances], dtype=np.int64),
-                pred_bboxes=pred.bboxes.cpu().numpy(),
-                pred_labels=pred.labels.cpu().numpy(),
-                pred_scores=pred.scores.cpu().numpy()))
+            samples.append(
+                dict(
+                    image=np.asarray(Image.open(info['img_path']).convert('RGB')),
+                    title=Path(info['img_path']).name,
+                    gt_bboxes=np.array([ins['bbox'] for ins in instances],
+                                       dtype=np.float32).reshape(-1, 4),
+                    gt_labels=np.array([ins['bbox_label'] for ins in instances], dtype=np.int64),
+                    pred_bboxes=pred.bboxes.cpu().numpy(),
+                    pred_labels=pred.labels.cpu().numpy(),
+                    pred_scores=pred.scores.cpu().numpy()))
     return samples
 
 
@@ -282,15 +307,20 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                                      'trained detector.')
     parser.add_argument('config', help='the training config')
     parser.add_argument('checkpoint', help='the trained checkpoint (.pth)')
-    parser.add_argument('--work-dir', required=True,
-                        help='the training work_dir (holds <timestamp>/vis_data/scalars.json)')
+    parser.add_argument(
+        '--work-dir',
+        required=True,
+        help='the training work_dir (holds <timestamp>/vis_data/scalars.json)')
     parser.add_argument('--num-images', type=int, default=8, help='validation images to show')
     parser.add_argument('--out-dir', default=None, help='where to write (default: --work-dir)')
-    parser.add_argument('--score-thr', type=float, default=0.3,
-                        help='lowest prediction score drawn (exclusive)')
+    parser.add_argument(
+        '--score-thr', type=float, default=0.3, help='lowest prediction score drawn (exclusive)')
     parser.add_argument('--device', default='cpu', help="e.g. 'cpu' or 'cuda:0'")
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='override config entries, as for tools/train.py')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override config entries, as for tools/train.py')
     return parser.parse_args(argv)
 
 
@@ -302,9 +332,12 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Path]:
     samples, meta = run_inference(args.config, args.checkpoint, args.num_images, args.device,
                                   args.cfg_options)
     written = dict(
-        predictions=draw_prediction_grid(samples, meta.get('classes', ()),
-                                         out_dir / 'predictions.png', args.score_thr,
-                                         palette=meta.get('palette')),
+        predictions=draw_prediction_grid(
+            samples,
+            meta.get('classes', ()),
+            out_dir / 'predictions.png',
+            args.score_thr,
+            palette=meta.get('palette')),
         curves=plot_curves(scalars, out_dir / 'curves.png'))
     for path in written.values():
         print(f'wrote {path}')

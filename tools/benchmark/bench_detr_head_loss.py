@@ -16,19 +16,25 @@ import torch
 from mmdet.models.dense_heads import DETRHead as MMDetDETRHead
 from mmengine.registry import DefaultScope
 from mmengine.structures import InstanceData
+from timing import interleaved  # tools/benchmark/timing.py
 
 import mmext  # noqa: F401
 from mmext.models.dense_heads import DETRHead
-from timing import interleaved  # tools/benchmark/timing.py
 
 LOSSES = dict(
-    loss_cls=dict(type='CrossEntropyLoss', bg_cls_weight=0.1, use_sigmoid=False,
-                  loss_weight=1.0, class_weight=1.0),
+    loss_cls=dict(
+        type='CrossEntropyLoss',
+        bg_cls_weight=0.1,
+        use_sigmoid=False,
+        loss_weight=1.0,
+        class_weight=1.0),
     loss_bbox=dict(type='L1Loss', loss_weight=5.0),
     loss_iou=dict(type='GIoULoss', loss_weight=2.0))
-DETR_COSTS = [dict(type='ClassificationCost', weight=1.),
-              dict(type='BBoxL1Cost', weight=5.0, box_format='xywh'),
-              dict(type='IoUCost', iou_mode='giou', weight=2.0)]
+DETR_COSTS = [
+    dict(type='ClassificationCost', weight=1.),
+    dict(type='BBoxL1Cost', weight=5.0, box_format='xywh'),
+    dict(type='IoUCost', iou_mode='giou', weight=2.0)
+]
 
 
 class PerImageAssigner:
@@ -59,8 +65,10 @@ def make_inputs(args: argparse.Namespace):
         n = max(args.boxes - args.batch // 2 + b, 0)  # varied counts around the mean
         xy = torch.rand(n, 2, generator=gen) * torch.tensor([w, h]) * 0.7
         wh = torch.rand(n, 2, generator=gen) * torch.tensor([w, h]) * 0.3 + 8
-        gts.append(InstanceData(bboxes=torch.cat([xy, xy + wh], 1),
-                                labels=torch.randint(0, args.classes, (n, ), generator=gen)))
+        gts.append(
+            InstanceData(
+                bboxes=torch.cat([xy, xy + wh], 1),
+                labels=torch.randint(0, args.classes, (n, ), generator=gen)))
         metas.append(dict(img_shape=(h, w)))
     shape = (args.layers, args.batch, args.queries)
     cls = torch.randn(*shape, args.classes + 1, generator=gen)
@@ -75,9 +83,11 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     per_image = copy.deepcopy(ours)
     per_image.assigner = PerImageAssigner(per_image.assigner)
     with DefaultScope.overwrite_default_scope('mmdet'):
-        ref = MMDetDETRHead(num_classes=args.classes, embed_dims=256, **copy.deepcopy(LOSSES),
-                            train_cfg=dict(assigner=dict(type='HungarianAssigner',
-                                                         match_costs=DETR_COSTS)))
+        ref = MMDetDETRHead(
+            num_classes=args.classes,
+            embed_dims=256,
+            **copy.deepcopy(LOSSES),
+            train_cfg=dict(assigner=dict(type='HungarianAssigner', match_costs=DETR_COSTS)))
     cls, box, gts, metas = make_inputs(args)
     heads: Dict[str, Callable[[], dict]] = {
         'mmdet': lambda: ref.loss_by_feat(cls, box, gts, metas),
@@ -86,8 +96,9 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     }
     with torch.no_grad():
         results = {name: fn() for name, fn in heads.items()}
-        diff = max(float((results['mmext batched'][k] - results['mmdet'][k]).abs())
-                   for k in results['mmdet'])
+        diff = max(
+            float((results['mmext batched'][k] - results['mmdet'][k]).abs())
+            for k in results['mmdet'])
         if diff > 1e-5 or any(not torch.equal(results['mmext batched'][k], v)
                               for k, v in results['mmext per-image'].items()):
             raise SystemExit(f'losses differ (max |mmext - mmdet| = {diff:.2e}); not timing')

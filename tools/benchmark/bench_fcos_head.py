@@ -31,14 +31,18 @@ from mmdet.models.dense_heads import FCOSHead as MMDetFCOSHead
 from mmdet.utils import register_all_modules
 from mmengine.logging import MMLogger
 from mmengine.structures import InstanceData
-
-from mmext.models.dense_heads import FCOSHead
 from timing import interleaved  # tools/benchmark/timing.py
 
+from mmext.models.dense_heads import FCOSHead
+
 STRIDES = (8, 16, 32, 64, 128)
-TRICKS = dict(center_sampling=True, center_sample_radius=1.5, norm_on_bbox=True,
-              centerness_on_reg=True, conv_bias=True,
-              loss_bbox=dict(type='GIoULoss', loss_weight=1.0))
+TRICKS = dict(
+    center_sampling=True,
+    center_sample_radius=1.5,
+    norm_on_bbox=True,
+    centerness_on_reg=True,
+    conv_bias=True,
+    loss_bbox=dict(type='GIoULoss', loss_weight=1.0))
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -52,11 +56,13 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument('--threads', type=int, default=None, help='torch intra-op threads')
     parser.add_argument('--device', default='cpu')
     parser.add_argument('--repeats', type=int, default=5, help='timed runs of the full head')
-    parser.add_argument('--fast-repeats', type=int, default=30,
-                        help='timed runs of loss-only and targets-only')
+    parser.add_argument(
+        '--fast-repeats', type=int, default=30, help='timed runs of loss-only and targets-only')
     parser.add_argument('--skip-head', action='store_true', help='skip the (slow) full head')
-    parser.add_argument('--profile', action='store_true',
-                        help='print the top operators of one loss_by_feat + backward per head')
+    parser.add_argument(
+        '--profile',
+        action='store_true',
+        help='print the top operators of one loss_by_feat + backward per head')
     parser.add_argument('--seed', type=int, default=0)
     return parser.parse_args(argv)
 
@@ -64,24 +70,31 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 def make_batch(args: argparse.Namespace,
                device: torch.device) -> Tuple[List[torch.Tensor], List[InstanceData], List[dict]]:
     gen = torch.Generator().manual_seed(args.seed)
-    feats = [torch.randn(args.batch, args.channels, -(-args.img // s), -(-args.img // s),
-                         generator=gen).to(device) for s in STRIDES]
+    feats = [
+        torch.randn(args.batch, args.channels, -(-args.img // s), -(-args.img // s),
+                    generator=gen).to(device) for s in STRIDES
+    ]
     gts = []
     for _ in range(args.batch):
         # log-uniform sizes so that boxes land on every regress range
         wh = torch.exp(torch.empty(args.boxes, 2).uniform_(2.0, 6.2, generator=gen))
         center = torch.rand(args.boxes, 2, generator=gen) * args.img
         boxes = torch.cat([center - wh / 2, center + wh / 2], 1).clamp(0, args.img)
-        labels = torch.randint(0, args.num_classes, (args.boxes,), generator=gen)
+        labels = torch.randint(0, args.num_classes, (args.boxes, ), generator=gen)
         gts.append(InstanceData(bboxes=boxes.to(device), labels=labels.to(device)))
-    metas = [dict(img_shape=(args.img, args.img), pad_shape=(args.img, args.img),
-                  scale_factor=(1.0, 1.0))] * args.batch
+    metas = [
+        dict(
+            img_shape=(args.img, args.img), pad_shape=(args.img, args.img), scale_factor=(1.0, 1.0))
+    ] * args.batch
     return feats, gts, metas
 
 
 def build_heads(args: argparse.Namespace, device: torch.device) -> Tuple[MMDetFCOSHead, FCOSHead]:
-    cfg = dict(num_classes=args.num_classes, in_channels=args.channels,
-               feat_channels=args.channels, strides=STRIDES)
+    cfg = dict(
+        num_classes=args.num_classes,
+        in_channels=args.channels,
+        feat_channels=args.channels,
+        strides=STRIDES)
     if args.config == 'tricks':
         cfg.update(TRICKS)
     torch.manual_seed(args.seed)
@@ -95,8 +108,8 @@ def build_heads(args: argparse.Namespace, device: torch.device) -> Tuple[MMDetFC
 
 def conv_flops(head: torch.nn.Module, feats: List[torch.Tensor]) -> float:
     """Multiply-adds x 2 of one forward of every Conv2d of the head over all levels."""
-    per_position = sum(2 * m.in_channels * m.out_channels * m.kernel_size[0] * m.kernel_size[1]
-                       // m.groups for m in head.modules() if isinstance(m, torch.nn.Conv2d))
+    per_position = sum(2 * m.in_channels * m.out_channels * m.kernel_size[0] * m.kernel_size[1] //
+                       m.groups for m in head.modules() if isinstance(m, torch.nn.Conv2d))
     return float(per_position * sum(f.shape[0] * f.shape[2] * f.shape[3] for f in feats))
 
 
@@ -104,8 +117,10 @@ def time_pair(fns: Dict[str, Callable[[], object]], repeats: int,
               device: torch.device) -> Dict[str, Tuple[float, float]]:
     """Median wall and process-CPU seconds of each function, called alternately."""
     samples = interleaved(fns, repeats, device=device)
-    return {name: (statistics.median(s.wall for s in ss), statistics.median(s.cpu for s in ss))
-            for name, ss in samples.items()}
+    return {
+        name: (statistics.median(s.wall for s in ss), statistics.median(s.cpu for s in ss))
+        for name, ss in samples.items()
+    }
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
@@ -173,18 +188,27 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     rows = []
     if not args.skip_head:
         rows.append(('head (fwd+targets+loss+bwd)',
-                     time_pair({n: (lambda h=h: head_step(h)) for n, h in heads.items()},
-                               args.repeats, device)))
+                     time_pair({
+                         n: (lambda h=h: head_step(h))
+                         for n, h in heads.items()
+                     }, args.repeats, device)))
         rows.append(('convs (fwd + bwd, no loss)',
-                     time_pair({n: (lambda h=h: conv_step(h)) for n, h in heads.items()},
-                               args.repeats, device)))
+                     time_pair({
+                         n: (lambda h=h: conv_step(h))
+                         for n, h in heads.items()
+                     }, args.repeats, device)))
     rows.append(('loss_by_feat + bwd',
-                 time_pair({n: (lambda h=h: loss_step(h)) for n, h in heads.items()},
-                           args.fast_repeats, device)))
+                 time_pair({
+                     n: (lambda h=h: loss_step(h))
+                     for n, h in heads.items()
+                 }, args.fast_repeats, device)))
     with torch.no_grad():
-        rows.append(('get_targets',
-                     time_pair({n: (lambda h=h: h.get_targets(points, gts))
-                                for n, h in heads.items()}, args.fast_repeats, device)))
+        rows.append(
+            ('get_targets',
+             time_pair({
+                 n: (lambda h=h: h.get_targets(points, gts))
+                 for n, h in heads.items()
+             }, args.fast_repeats, device)))
     print(f'\nmedian ms (wall | process CPU), load average before: '
           f'{" ".join(f"{x:.2f}" for x in os.getloadavg())}')
     columns = f'{"mmdet":>10}{"mmext":>10}{"ratio":>8}'
@@ -198,9 +222,10 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         times = dict(rows)
         conv_wall = min(w for w, _ in times['convs (fwd + bwd, no loss)'].values())
         gflop = 3 * conv_flops(ours, feats) / 1e9  # forward, input grad and weight grad
+        ceiling = times['head (fwd+targets+loss+bwd)']['mmdet'][0] / conv_wall
         print(f'convolutions: {gflop:.0f} GFLOP per step (fwd + bwd), run at '
               f'{gflop / conv_wall:.0f} GFLOP/s; ceiling for any head with these convolutions: '
-              f'mmdet head step / convs = {times["head (fwd+targets+loss+bwd)"]["mmdet"][0] / conv_wall:.2f}x')
+              f'mmdet head step / convs = {ceiling:.2f}x')
 
 
 if __name__ == '__main__':

@@ -19,10 +19,10 @@ from mmengine.config import Config
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import DefaultScope
 from mmengine.structures import InstanceData
+from timing import interleaved  # tools/benchmark/timing.py
 
 import mmext  # noqa: F401
 from mmext.registry import MODELS
-from timing import interleaved  # tools/benchmark/timing.py
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -42,13 +42,15 @@ def make_batch(args: argparse.Namespace, num_classes: int) -> Dict[str, list]:
     gen = torch.Generator().manual_seed(args.seed)
     inputs, samples = [], []
     for _ in range(args.batch):
-        inputs.append(torch.randint(0, 256, (3, args.img, args.img), generator=gen,
-                                    dtype=torch.uint8))
+        inputs.append(
+            torch.randint(0, 256, (3, args.img, args.img), generator=gen, dtype=torch.uint8))
         xy = torch.rand(args.boxes, 2, generator=gen) * args.img * 0.7
         wh = 8 + torch.rand(args.boxes, 2, generator=gen) * args.img * 0.3
-        sample = DetDataSample(metainfo=dict(img_shape=(args.img, args.img),
-                                             ori_shape=(args.img, args.img),
-                                             scale_factor=(1., 1.)))
+        sample = DetDataSample(
+            metainfo=dict(
+                img_shape=(args.img, args.img),
+                ori_shape=(args.img, args.img),
+                scale_factor=(1., 1.)))
         sample.gt_instances = InstanceData(
             bboxes=torch.cat([xy, (xy + wh).clamp(max=args.img)], 1),
             labels=torch.randint(0, num_classes, (args.boxes, ), generator=gen))
@@ -78,7 +80,9 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     first = {n: models[n].train_step(copy.deepcopy(batch), optims[n]) for n in models}
     diffs = {k: abs(float(first['mmdet'][k]) - float(first['mmext'][k])) for k in first['mmdet']}
     samples = interleaved({n: (lambda n=n: models[n].train_step(batch, optims[n]))
-                           for n in models}, args.repeats, warmup=args.warmup)
+                           for n in models},
+                          args.repeats,
+                          warmup=args.warmup)
 
     med = {n: statistics.median(x.wall for x in ss) * 1e3 for n, ss in samples.items()}
     print(f'torch {torch.__version__}, {torch.get_num_threads()} threads; {args.config}; '

@@ -22,34 +22,45 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import torch
 from mmdet.models.task_modules.assigners import HungarianAssigner as MMDetHungarianAssigner
 from mmengine.structures import InstanceData
+from timing import interleaved  # tools/benchmark/timing.py
 
 from mmext.models.task_modules.assigners import HungarianAssigner
 from mmext.ops import fused_match_costs
 from mmext.utils.ext_loader import ext_available
-from timing import interleaved  # tools/benchmark/timing.py
 
 COSTS = dict(
-    detr=[dict(type='ClassificationCost', weight=1.),
-          dict(type='BBoxL1Cost', box_format='xywh', weight=5.),
-          dict(type='IoUCost', iou_mode='giou', weight=2.)],
-    deformable=[dict(type='FocalLossCost', weight=2.),
-                dict(type='BBoxL1Cost', box_format='xywh', weight=5.),
-                dict(type='IoUCost', iou_mode='giou', weight=2.)])
+    detr=[
+        dict(type='ClassificationCost', weight=1.),
+        dict(type='BBoxL1Cost', box_format='xywh', weight=5.),
+        dict(type='IoUCost', iou_mode='giou', weight=2.)
+    ],
+    deformable=[
+        dict(type='FocalLossCost', weight=2.),
+        dict(type='BBoxL1Cost', box_format='xywh', weight=5.),
+        dict(type='IoUCost', iou_mode='giou', weight=2.)
+    ])
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('--case', action='append', default=None,
-                        help='BxQxG, repeatable (default: 8x300x50 and 16x100x20)')
+    parser.add_argument(
+        '--case',
+        action='append',
+        default=None,
+        help='BxQxG, repeatable (default: 8x300x50 and 16x100x20)')
     parser.add_argument('--costs', choices=sorted(COSTS), default='detr')
     parser.add_argument('--num-classes', type=int, default=80)
     parser.add_argument('--threads', type=int, default=None, help='torch intra-op threads')
     parser.add_argument('--device', default='cpu')
     parser.add_argument('--repeats', type=int, default=20)
-    parser.add_argument('--skip-torch-solver', action='store_true',
-                        help='no effect: the torch solver was removed (kept for recorded commands)')
-    parser.add_argument('--no-fused-costs', action='store_true',
-                        help="time mmext's torch cost expressions instead of the fused kernels")
+    parser.add_argument(
+        '--skip-torch-solver',
+        action='store_true',
+        help='no effect: the torch solver was removed (kept for recorded commands)')
+    parser.add_argument(
+        '--no-fused-costs',
+        action='store_true',
+        help="time mmext's torch cost expressions instead of the fused kernels")
     parser.add_argument('--seed', type=int, default=0)
     return parser.parse_args(argv)
 
@@ -66,10 +77,12 @@ def make_batch(B: int, Q: int, G: int, num_classes: int, device: str, seed: int)
             wh = torch.rand(n, 2, generator=g) * 0.5 + 0.01
             return (torch.cat([cxcy - wh / 2, cxcy + wh / 2], -1).clamp(0, 1) * scale)
 
-        preds.append(InstanceData(scores=torch.randn(Q, num_classes, generator=g),
-                                  bboxes=boxes(Q)).to(device))
-        gts.append(InstanceData(labels=torch.randint(0, num_classes, (G, ), generator=g),
-                                bboxes=boxes(G)).to(device))
+        preds.append(
+            InstanceData(scores=torch.randn(Q, num_classes, generator=g),
+                         bboxes=boxes(Q)).to(device))
+        gts.append(
+            InstanceData(labels=torch.randint(0, num_classes, (G, ), generator=g),
+                         bboxes=boxes(G)).to(device))
         metas.append(dict(img_shape=(int(h), int(w))))
     return preds, gts, metas
 
@@ -87,8 +100,10 @@ def timed(fns: Dict[str, Callable[[], object]], repeats: int,
           device: str) -> Dict[str, Tuple[float, float]]:
     """Median and minimum wall seconds of each function, called alternately."""
     samples = interleaved(fns, repeats, device=device)
-    return {name: (statistics.median(s.wall for s in ss), min(s.wall for s in ss))
-            for name, ss in samples.items()}
+    return {
+        name: (statistics.median(s.wall for s in ss), min(s.wall for s in ss))
+        for name, ss in samples.items()
+    }
 
 
 def run_case(case: Tuple[int, int, int], args: argparse.Namespace) -> bool:

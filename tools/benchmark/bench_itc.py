@@ -18,9 +18,9 @@ import torch
 import torch.nn.functional as F
 from mmpretrain.models.heads import ITCHead as MMPretrainITCHead
 from mmpretrain.structures import DataSample
+from timing import interleaved  # tools/benchmark/timing.py
 
 from mmext.models.losses import ITCLoss
-from timing import interleaved  # tools/benchmark/timing.py
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -40,8 +40,9 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     n, d, k = args.batch, args.dim, args.queue
     theirs = MMPretrainITCHead(embed_dim=d, queue_size=k, alpha=0.4)
     ours = ITCLoss(d, queue_size=k, use_distill=True, alpha=0.4)
-    ours.queue.enqueue(dict(image=theirs.image_queue.t().clone(),
-                            text=theirs.text_queue.t().clone()), theirs.idx_queue[0].clone())
+    ours.queue.enqueue(
+        dict(image=theirs.image_queue.t().clone(), text=theirs.text_queue.t().clone()),
+        theirs.idx_queue[0].clone())
     raw = [torch.randn(n, d, requires_grad=True) for _ in range(2)]
     feats_m = [F.normalize(torch.randn(n, d), dim=-1) for _ in range(2)]
     ids = torch.randint(0, n // 2, (n, ))  # about two captions per image
@@ -55,16 +56,24 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
 
     l_theirs, g_theirs = step(theirs)
     l_ours, g_ours = step(ours)
-    worst = max([abs(l_ours - l_theirs).item()] +
-                [(a - b).abs().max().item() for a, b in zip(g_ours, g_theirs)])
+    worst = max([abs(l_ours - l_theirs).item()] + [(a - b).abs().max().item()
+                                                   for a, b in zip(g_ours, g_theirs)])
     ok = worst <= 1e-5
     print(f'batch {n}, dim {d}, queue {k}, threads {args.threads}: loss {l_ours.item():.6f} vs '
           f'{l_theirs.item():.6f}; max |diff| over loss and grads {worst:.2e} '
           f'({"agree" if ok else "DIFFER"})')
-    samples_t = interleaved({'mmpretrain ITCHead': lambda: step(theirs),
-                             'mmext ITCLoss': lambda: step(ours)}, args.repeats)
-    stats = {name: (statistics.median(s.wall for s in ss), min(s.wall for s in ss),
-                    statistics.median(s.cpu for s in ss)) for name, ss in samples_t.items()}
+    samples_t = interleaved(
+        {
+            'mmpretrain ITCHead': lambda: step(theirs),
+            'mmext ITCLoss': lambda: step(ours)
+        }, args.repeats)
+    stats = {
+        name: (statistics.median(s.wall
+                                 for s in ss), min(s.wall
+                                                   for s in ss), statistics.median(s.cpu
+                                                                                   for s in ss))
+        for name, ss in samples_t.items()
+    }
     base = stats['mmpretrain ITCHead']
     for name, (med, low, cpu) in stats.items():
         print(f'  {name:20s} wall median {med * 1e3:8.2f} ms  min {low * 1e3:8.2f} ms  '

@@ -16,10 +16,10 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
+from timing import interleaved  # tools/benchmark/timing.py
 
 from mmext.ops import fused_layer_norm
 from mmext.utils.ext_loader import ext_available
-from timing import interleaved  # tools/benchmark/timing.py
 
 DTYPES = dict(fp32=torch.float32, fp16=torch.float16, bf16=torch.bfloat16)
 
@@ -69,17 +69,21 @@ def bench_shape(m: int, n: int, dtype: torch.dtype, args, impls: Dict[str, Calla
         return lambda: fn(x, n, w, b)
 
     def fwd_bwd(fn):
+
         def run():
             xg.grad = wg.grad = bg.grad = None
             fn(xg, n, wg, bg).backward(dy)
+
         return run
 
     size = x.element_size() * m * n
     rows = []
     t_f = interleaved({k: fwd(f) for k, f in impls.items()}, args.repeats, device=dev)
     t_fb = interleaved({k: fwd_bwd(f) for k, f in impls.items()}, args.repeats, device=dev)
-    med = {k: (statistics.median(s.wall for s in t_f[k]), statistics.median(s.wall for s in t_fb[k]))
-           for k in impls}
+    med = {
+        k: (statistics.median(s.wall for s in t_f[k]), statistics.median(s.wall for s in t_fb[k]))
+        for k in impls
+    }
     base_f, base_fb = med['torch']
     for k, (f, fb) in med.items():
         row = (f'{m:6d} x {n:5d} {str(dtype)[6:]:8s} {k:6s} fwd {f * 1e3:8.3f} ms '
@@ -101,18 +105,19 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         raise SystemExit('mmext._ext is missing or stale: the benchmark would time the fallback')
     impls: Dict[str, Callable] = {
         'torch': lambda x, n, w, b: F.layer_norm(x, (n, ), w, b, 1e-5),
-        'mmext': lambda x, n, w, b: fused_layer_norm(x, n, w, b, 1e-5)}
+        'mmext': lambda x, n, w, b: fused_layer_norm(x, n, w, b, 1e-5)
+    }
     apex = apex_layer_norm() if args.device == 'cuda' else None
     if apex is not None:
         impls['apex'] = apex
     args.copy_gbs = None
     if args.device == 'cuda':
         args.copy_gbs = copy_bandwidth(args.device, 256 << 20, args.repeats)
-    print(f'torch {torch.__version__}, device {args.device}'
-          + (f' ({torch.cuda.get_device_name()})' if args.device == 'cuda' else
-             f', {torch.get_num_threads()} threads')
-          + (f', device-to-device copy {args.copy_gbs:.0f} GB/s' if args.copy_gbs else '')
-          + f'; medians of {args.repeats}; ratios are torch / candidate')
+    print(f'torch {torch.__version__}, device {args.device}' +
+          (f' ({torch.cuda.get_device_name()})' if args.device ==
+           'cuda' else f', {torch.get_num_threads()} threads') +
+          (f', device-to-device copy {args.copy_gbs:.0f} GB/s' if args.copy_gbs else '') +
+          f'; medians of {args.repeats}; ratios are torch / candidate')
     for dtype in args.dtype:
         for m in args.m:
             for n in args.n:

@@ -15,14 +15,14 @@ import statistics
 from typing import Callable, Dict, Optional, Sequence
 
 import torch
+from memory import measure_in_subprocess, report_step_peak  # tools/benchmark/memory.py
 from mmengine.config import ConfigDict
 from mmengine.registry import DefaultScope
 from mmengine.structures import PixelData
 from mmseg.structures import SegDataSample
+from timing import interleaved  # tools/benchmark/timing.py
 
 from mmext.models.seg_heads import MaskFormerHead
-from memory import measure_in_subprocess, report_step_peak  # tools/benchmark/memory.py
-from timing import interleaved  # tools/benchmark/timing.py
 
 CANDIDATES = ('mmseg', 'mmext')
 IN_CHANNELS = [256, 512, 1024, 2048]
@@ -48,26 +48,59 @@ def head_cfg(args: argparse.Namespace, ours: bool) -> dict:
     s = '' if ours else 'mmdet.'
     attn = dict(embed_dims=256, num_heads=8, attn_drop=0.0, proj_drop=0.0, batch_first=True)
     return dict(
-        in_channels=IN_CHANNELS, feat_channels=256, out_channels=256, num_classes=args.classes,
-        num_queries=args.queries, in_index=[0, 1, 2, 3],
-        pixel_decoder=dict(type=f'{s}PixelDecoder', norm_cfg=dict(type='GN', num_groups=32),
-                           act_cfg=dict(type='ReLU')),
+        in_channels=IN_CHANNELS,
+        feat_channels=256,
+        out_channels=256,
+        num_classes=args.classes,
+        num_queries=args.queries,
+        in_index=[0, 1, 2, 3],
+        pixel_decoder=dict(
+            type=f'{s}PixelDecoder',
+            norm_cfg=dict(type='GN', num_groups=32),
+            act_cfg=dict(type='ReLU')),
         enforce_decoder_input_project=False,
         positional_encoding=dict(num_feats=128, normalize=True),
-        transformer_decoder=dict(num_layers=args.layers, return_intermediate=True, layer_cfg=dict(
-            self_attn_cfg=attn, cross_attn_cfg=dict(attn),
-            ffn_cfg=dict(embed_dims=256, feedforward_channels=2048, num_fcs=2, ffn_drop=0.0,
-                         act_cfg=dict(type='ReLU', inplace=True)))),
-        loss_cls=dict(type='mmdet.CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0,
-                      reduction='mean', class_weight=[1.0] * args.classes + [0.1]),
-        loss_mask=dict(type='mmdet.FocalLoss', use_sigmoid=True, gamma=2.0, alpha=0.25,
-                       reduction='mean', loss_weight=20.0),
-        loss_dice=dict(type=f'{s}DiceLoss', use_sigmoid=True, activate=True, reduction='mean',
-                       naive_dice=True, eps=1.0, loss_weight=1.0),
-        train_cfg=dict(assigner=dict(type=f'{s}HungarianAssigner', match_costs=[
-            dict(type=f'{s}ClassificationCost', weight=1.0),
-            dict(type=f'{s}FocalLossCost', weight=20.0, binary_input=True),
-            dict(type=f'{s}DiceCost', weight=1.0, pred_act=True, eps=1.0)]),
+        transformer_decoder=dict(
+            num_layers=args.layers,
+            return_intermediate=True,
+            layer_cfg=dict(
+                self_attn_cfg=attn,
+                cross_attn_cfg=dict(attn),
+                ffn_cfg=dict(
+                    embed_dims=256,
+                    feedforward_channels=2048,
+                    num_fcs=2,
+                    ffn_drop=0.0,
+                    act_cfg=dict(type='ReLU', inplace=True)))),
+        loss_cls=dict(
+            type='mmdet.CrossEntropyLoss',
+            use_sigmoid=False,
+            loss_weight=1.0,
+            reduction='mean',
+            class_weight=[1.0] * args.classes + [0.1]),
+        loss_mask=dict(
+            type='mmdet.FocalLoss',
+            use_sigmoid=True,
+            gamma=2.0,
+            alpha=0.25,
+            reduction='mean',
+            loss_weight=20.0),
+        loss_dice=dict(
+            type=f'{s}DiceLoss',
+            use_sigmoid=True,
+            activate=True,
+            reduction='mean',
+            naive_dice=True,
+            eps=1.0,
+            loss_weight=1.0),
+        train_cfg=dict(
+            assigner=dict(
+                type=f'{s}HungarianAssigner',
+                match_costs=[
+                    dict(type=f'{s}ClassificationCost', weight=1.0),
+                    dict(type=f'{s}FocalLossCost', weight=20.0, binary_input=True),
+                    dict(type=f'{s}DiceCost', weight=1.0, pred_act=True, eps=1.0)
+                ]),
             sampler=dict(type='mmdet.MaskPseudoSampler')))
 
 
@@ -90,28 +123,32 @@ def build(name: str, args: argparse.Namespace) -> torch.nn.Module:
 
 def inputs(args: argparse.Namespace):
     gen = torch.Generator().manual_seed(1)
-    feats = [torch.randn(args.batch, c, args.size // 2**(i + 2), args.size // 2**(i + 2),
-                         generator=gen).to(args.device) for i, c in enumerate(IN_CHANNELS)]
+    feats = [
+        torch.randn(args.batch, c, args.size // 2**(i + 2), args.size // 2**(i + 2),
+                    generator=gen).to(args.device) for i, c in enumerate(IN_CHANNELS)
+    ]
     samples = []
     for _ in range(args.batch):
         classes = torch.randperm(args.classes, generator=gen)[:args.classes_per_image]
         coarse = classes[torch.randint(0, len(classes), (1, 1, 8, 8), generator=gen)]
-        seg = torch.nn.functional.interpolate(coarse.float(), size=(args.size, args.size),
-                                              mode='nearest')[0].long()
+        seg = torch.nn.functional.interpolate(
+            coarse.float(), size=(args.size, args.size), mode='nearest')[0].long()
         seg[:, :, -args.size // 16:] = 255  # a band of ignored pixels
-        s = SegDataSample(metainfo=dict(img_shape=(args.size, args.size),
-                                        pad_shape=(args.size, args.size)))
+        s = SegDataSample(
+            metainfo=dict(img_shape=(args.size, args.size), pad_shape=(args.size, args.size)))
         s.gt_sem_seg = PixelData(data=seg.to(args.device))
         samples.append(s)
     return feats, samples
 
 
 def step_fn(head, feats, samples) -> Callable[[], Dict[str, torch.Tensor]]:
+
     def step():
         head.zero_grad(set_to_none=True)
         losses = head.loss(feats, copy.deepcopy(samples), {})
         sum(losses.values()).sum().backward()
         return losses
+
     return step
 
 
@@ -140,15 +177,18 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     feats, samples = inputs(args)
     steps = {name: step_fn(h, feats, samples) for name, h in heads.items()}
     first = {name: fn() for name, fn in steps.items()}  # also the warm-up
-    diff = max(float((first['mmext'][k] - first['mmseg'][k].reshape(())).detach().abs())
-               for k in first['mmseg'])
+    diff = max(
+        float((first['mmext'][k] - first['mmseg'][k].reshape(())).detach().abs())
+        for k in first['mmseg'])
     if diff > 1e-4:
         raise SystemExit(f'losses differ (max |mmext - mmseg| = {diff:.2e}); not timing')
     samples_t = interleaved(steps, args.repeats, warmup=0, device=args.device)
     wall = {n: statistics.median(s.wall for s in ss) for n, ss in samples_t.items()}
     cpu = {n: statistics.median(s.cpu for s in ss) for n, ss in samples_t.items()}
     mem: Dict[str, float] = {} if args.skip_memory else {
-        n: measure_memory(n, args) for n in CANDIDATES}
+        n: measure_memory(n, args)
+        for n in CANDIDATES
+    }
     print(f'torch {torch.__version__}, device {args.device}, {torch.get_num_threads()} '
           f'thread(s); batch {args.batch} x {args.size}x{args.size}, {args.classes} classes '
           f'(~{args.classes_per_image}/image), {args.queries} queries, {args.layers} layers; '

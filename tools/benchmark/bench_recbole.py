@@ -79,40 +79,70 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument('--models', nargs='+', default=['sasrec'], choices=['sasrec', 'gru4rec'])
     parser.add_argument('--epochs', type=int, default=8)
     parser.add_argument('--threads', type=int, default=1, help='torch threads on each side')
-    parser.add_argument('--steps', type=int, default=0,
-                        help='timing only: time calls of this many optimiser steps instead of '
-                        'whole epochs and scale by the steps per epoch (no quality)')
+    parser.add_argument(
+        '--steps',
+        type=int,
+        default=0,
+        help='timing only: time calls of this many optimiser steps instead of '
+        'whole epochs and scale by the steps per epoch (no quality)')
     parser.add_argument('--repeats', type=int, default=3, help='timed calls with --steps')
     parser.add_argument('--max-len', type=int, default=50)
-    parser.add_argument('--train-stride', type=int, default=None,
-                        help='our training windows start every this many items (default '
-                        'max_len: no overlap); smaller gives every target more history')
-    parser.add_argument('--batch-targets', type=int, default=2048,
-                        help="RecBole's train_batch_size (targets per step on both sides)")
+    parser.add_argument(
+        '--train-stride',
+        type=int,
+        default=None,
+        help='our training windows start every this many items (default '
+        'max_len: no overlap); smaller gives every target more history')
+    parser.add_argument(
+        '--batch-targets',
+        type=int,
+        default=2048,
+        help="RecBole's train_batch_size (targets per step on both sides)")
     parser.add_argument('--lr', type=float, default=1e-3)
-    parser.add_argument('--dropout', type=float, default=0.5,
-                        help="SASRec's dropout (RecBole's hidden and attention dropout)")
-    parser.add_argument('--ours-dropout', type=float, default=None,
-                        help="our SASRec's dropout when it should differ from RecBole's: one "
-                        'forward per window shares a dropout mask among its targets, where '
-                        'RecBole draws one per prefix (default: --dropout)')
+    parser.add_argument(
+        '--dropout',
+        type=float,
+        default=0.5,
+        help="SASRec's dropout (RecBole's hidden and attention dropout)")
+    parser.add_argument(
+        '--ours-dropout',
+        type=float,
+        default=None,
+        help="our SASRec's dropout when it should differ from RecBole's: one "
+        'forward per window shares a dropout mask among its targets, where '
+        'RecBole draws one per prefix (default: --dropout)')
     parser.add_argument('--seed', type=int, default=2020)
-    parser.add_argument('--eval-every-epoch', action='store_true',
-                        help='evaluate both sides after every epoch (untimed) and also report '
-                        "each side's test numbers at its best validation NDCG@10 epoch")
-    parser.add_argument('--recbole-python', default=None,
-                        help='python of the RecBole venv (default: set it up / reuse it with '
-                        'tools/benchmark/setup_recbole_env.sh)')
-    parser.add_argument('--holdout-shift', type=int, default=0, metavar='K',
-                        help="drop every user's last K interactions before the split, so "
-                        'that validation and test fall K positions earlier')
-    parser.add_argument('--ours-model', type=json.loads, default=None, metavar='JSON',
-                        help='override arguments of our SASRec, e.g. \'{"norm": "post", '
-                        '"ffn_dropout": 0, "position_origin": "left"}\' (RecBole\'s model)')
-    parser.add_argument('--reuse-recbole', metavar='FILE', default=None,
-                        help="replay RecBole's side from an earlier --json of this script "
-                        '(made with --eval-every-epoch and the same RecBole settings) instead '
-                        'of training it again')
+    parser.add_argument(
+        '--eval-every-epoch',
+        action='store_true',
+        help='evaluate both sides after every epoch (untimed) and also report '
+        "each side's test numbers at its best validation NDCG@10 epoch")
+    parser.add_argument(
+        '--recbole-python',
+        default=None,
+        help='python of the RecBole venv (default: set it up / reuse it with '
+        'tools/benchmark/setup_recbole_env.sh)')
+    parser.add_argument(
+        '--holdout-shift',
+        type=int,
+        default=0,
+        metavar='K',
+        help="drop every user's last K interactions before the split, so "
+        'that validation and test fall K positions earlier')
+    parser.add_argument(
+        '--ours-model',
+        type=json.loads,
+        default=None,
+        metavar='JSON',
+        help='override arguments of our SASRec, e.g. \'{"norm": "post", '
+        '"ffn_dropout": 0, "position_origin": "left"}\' (RecBole\'s model)')
+    parser.add_argument(
+        '--reuse-recbole',
+        metavar='FILE',
+        default=None,
+        help="replay RecBole's side from an earlier --json of this script "
+        '(made with --eval-every-epoch and the same RecBole settings) instead '
+        'of training it again')
     parser.add_argument('--json', help='also write the results here')
     args = parser.parse_args(argv)
     if args.ours_model is not None and not isinstance(args.ours_model, dict):
@@ -133,7 +163,9 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     here = osp.dirname(osp.abspath(__file__))
     sys.path.insert(0, here)  # timing.py
     python = None if args.reuse_recbole else args.recbole_python or subprocess.run(
-        ['bash', osp.join(here, 'setup_recbole_env.sh')], check=True, capture_output=True,
+        ['bash', osp.join(here, 'setup_recbole_env.sh')],
+        check=True,
+        capture_output=True,
         text=True).stdout.strip().splitlines()[-1]
 
     from mmext.datasets.recsys import ml100k_path
@@ -153,13 +185,17 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         data_kw = dict(ann_file=path, max_len=args.max_len)
         for model in args.models:
             name = {'sasrec': 'SASRec', 'gru4rec': 'GRU4Rec'}[model]
-            what = (f'{args.repeats} timed calls of {args.steps} RecBole steps' if args.steps
-                    else f'{args.epochs} epochs')
-            print(f'== {name}, {what}, {args.threads} thread(s) per side, seed {args.seed}, '
-                  f'max_len {args.max_len}', flush=True)
+            what = (f'{args.repeats} timed calls of {args.steps} RecBole steps'
+                    if args.steps else f'{args.epochs} epochs')
+            print(
+                f'== {name}, {what}, {args.threads} thread(s) per side, seed {args.seed}, '
+                f'max_len {args.max_len}',
+                flush=True)
             if model == 'sasrec':
-                print(f'   dropout: RecBole {args.dropout}, mmext {args.ours_dropout}; '
-                      f'mmext train_stride {args.train_stride}', flush=True)
+                print(
+                    f'   dropout: RecBole {args.dropout}, mmext {args.ours_dropout}; '
+                    f'mmext train_stride {args.train_stride}',
+                    flush=True)
             result = run_pair(args, name, python, work, data_kw, dataset)
             print(report(result), flush=True)
             results.append(result)

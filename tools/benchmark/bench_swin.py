@@ -40,8 +40,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 
 
 def build(name: str, args: argparse.Namespace, same_weights: bool = True) -> torch.nn.Module:
-    kw = dict(arch=args.arch, out_indices=tuple(args.out_indices), drop_path_rate=0.,
-              pad_small_map=True)
+    kw = dict(
+        arch=args.arch, out_indices=tuple(args.out_indices), drop_path_rate=0., pad_small_map=True)
     torch.manual_seed(0)
     model = PretrainSwin(**kw) if name == 'mmpretrain' else SwinTransformer(**kw)
     if name == 'mmext' and same_weights:  # the reference's weights
@@ -50,9 +50,11 @@ def build(name: str, args: argparse.Namespace, same_weights: bool = True) -> tor
 
 
 def step_fn(model: torch.nn.Module, x: torch.Tensor) -> Callable[[], None]:
+
     def step() -> None:
         model.zero_grad(set_to_none=True)
         sum(o.float().mean() for o in model(x)).backward()
+
     return step
 
 
@@ -87,9 +89,12 @@ def memory_child(args: argparse.Namespace) -> None:
 
 
 def measure_memory(name: str, args: argparse.Namespace) -> float:
-    argv = ['--arch', args.arch, '--batch', str(args.batch), '--size', str(args.size),
-            '--threads', str(args.threads), '--device', args.device,
-            '--out-indices', *map(str, args.out_indices)]
+    argv = [
+        '--arch', args.arch, '--batch',
+        str(args.batch), '--size',
+        str(args.size), '--threads',
+        str(args.threads), '--device', args.device, '--out-indices', *map(str, args.out_indices)
+    ]
     return measure_in_subprocess(__file__, argv, name)[0]
 
 
@@ -114,7 +119,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         steps[name] = step_fn(model, x)
     samples = interleaved(steps, args.repeats, warmup=1, device=args.device)
     memory = {name: measure_memory(name, args) for name in CANDIDATES}
-    saved = {name: saved_activation_bytes(m, x) / 2 ** 20 for name, m in models.items()}
+    saved = {name: saved_activation_bytes(m, x) / 2**20 for name, m in models.items()}
 
     wall = {n: statistics.median(s.wall for s in ss) for n, ss in samples.items()}
     cpu = {n: statistics.median(s.cpu for s in ss) for n, ss in samples.items()}

@@ -23,26 +23,29 @@ import sys
 from typing import Dict, Optional, Sequence, Tuple
 
 import torch
+from memory import measure_in_subprocess, report_step_peak  # tools/benchmark/memory.py
 from mmengine.logging import MMLogger
 from mmpretrain.models.backbones import VisionTransformer as RefViT
+from timing import interleaved  # tools/benchmark/timing.py
 
 from mmext.models.backbones.vision_transformer import VisionTransformer
-from memory import measure_in_subprocess, report_step_peak  # tools/benchmark/memory.py
-from timing import interleaved  # tools/benchmark/timing.py
 
 NAMES = ('mmpretrain', 'mmext')
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('--arch', default='small', choices=('tiny', 'small', 'base', 'large'),
-                        help="mmext arch (mmpretrain gets the same settings as a dict; note "
-                        "its own 'small' differs)")
+    parser.add_argument(
+        '--arch',
+        default='small',
+        choices=('tiny', 'small', 'base', 'large'),
+        help="mmext arch (mmpretrain gets the same settings as a dict; note "
+        "its own 'small' differs)")
     parser.add_argument('--img', type=int, default=224, help='input size (square)')
     parser.add_argument('--patch', type=int, default=16)
     parser.add_argument('--batch', type=int, default=8)
-    parser.add_argument('--out-type', default='cls_token',
-                        choices=('cls_token', 'featmap', 'avg_featmap', 'raw'))
+    parser.add_argument(
+        '--out-type', default='cls_token', choices=('cls_token', 'featmap', 'avg_featmap', 'raw'))
     parser.add_argument('--threads', type=int, default=None, help='torch intra-op threads')
     parser.add_argument('--device', default='cpu')
     parser.add_argument('--repeats', type=int, default=10)
@@ -74,7 +77,8 @@ def make_batch(args: argparse.Namespace, device: torch.device) -> torch.Tensor:
     return torch.randn(args.batch, 3, args.img, args.img, generator=gen).to(device)
 
 
-def step(model: torch.nn.Module, x: torch.Tensor,
+def step(model: torch.nn.Module,
+         x: torch.Tensor,
          set_to_none: bool = True) -> Tuple[torch.Tensor, torch.Tensor]:
     """One forward + backward; returns the output and the input gradient."""
     model.zero_grad(set_to_none=set_to_none)
@@ -143,7 +147,9 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
 def time_steps(args: argparse.Namespace, models: Dict[str, torch.nn.Module], x: torch.Tensor,
                device: torch.device) -> None:
     load = ' '.join(f'{v:.2f}' for v in os.getloadavg())
-    samples = interleaved({n: (lambda m=models[n]: step(m, x)) for n in NAMES}, args.repeats,
+    samples = interleaved({n: (lambda m=models[n]: step(m, x))
+                           for n in NAMES},
+                          args.repeats,
                           device=device)
     wall = {n: statistics.median(s.wall for s in samples[n]) for n in NAMES}
     cpu = {n: statistics.median(s.cpu for s in samples[n]) for n in NAMES}

@@ -21,7 +21,9 @@ def sync(device: Optional[Union[str, torch.device]]) -> None:
         torch.cuda.synchronize(device)
 
 
-def interleaved(fns: Dict[str, Callable[[], object]], repeats: int, warmup: int = 1,
+def interleaved(fns: Dict[str, Callable[[], object]],
+                repeats: int,
+                warmup: int = 1,
                 device: Optional[Union[str, torch.device]] = None) -> Dict[str, List[Sample]]:
     """Call every function ``warmup`` times, then ``repeats`` rounds of one call each, in turn;
     return the per-call samples of each."""

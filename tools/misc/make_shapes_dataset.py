@@ -22,16 +22,21 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--img-size', type=int, default=128, help='image width and height')
     parser.add_argument('--seed', type=int, default=0, help='seed of every random choice')
     parser.add_argument('--max-objects', type=int, default=6, help='most shapes per image')
-    parser.add_argument('--force', action='store_true',
-                        help='regenerate even if a matching dataset exists')
+    parser.add_argument(
+        '--force', action='store_true', help='regenerate even if a matching dataset exists')
     return parser.parse_args(argv)
 
 
 def main(argv: Optional[List[str]] = None) -> Path:
     args = parse_args(argv)
-    root = ensure_shapes_dataset(args.out, num_train=args.num_train, num_val=args.num_val,
-                                 img_size=args.img_size, seed=args.seed,
-                                 max_objects=args.max_objects, force=args.force)
+    root = ensure_shapes_dataset(
+        args.out,
+        num_train=args.num_train,
+        num_val=args.num_val,
+        img_size=args.img_size,
+        seed=args.seed,
+        max_objects=args.max_objects,
+        force=args.force)
     meta = json.loads((root / 'meta.json').read_text())
     print(f'shapes dataset at {root} (classes: {", ".join(SHAPES_CLASSES)})')
     for split, count in meta.get('counts', {}).items():

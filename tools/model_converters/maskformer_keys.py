@@ -27,7 +27,8 @@ PREDICTOR_KEYS = ('query_embed', 'transformer_decoder', 'decoder_input_proj', 'd
 HEAD_PREFIXES = ('decode_head.', 'panoptic_head.')
 
 
-def convert(state_dict: Dict[str, torch.Tensor], to: str,
+def convert(state_dict: Dict[str, torch.Tensor],
+            to: str,
             prefixes: Sequence[str] = HEAD_PREFIXES) -> 'OrderedDict[str, torch.Tensor]':
     """Rename the predictor keys under each of ``prefixes`` to the ``to`` layout
     (``'mmext'`` or ``'toolbox'``); returns a new ordered dict."""
@@ -56,9 +57,11 @@ def main(argv=None) -> None:
     parser.add_argument('src')
     parser.add_argument('dst')
     parser.add_argument('--to', choices=('mmext', 'toolbox'), required=True)
-    parser.add_argument('--prefix', action='append',
-                        help="head prefix (repeatable); default: 'decode_head.' and "
-                        "'panoptic_head.'; '' for a bare head state dict")
+    parser.add_argument(
+        '--prefix',
+        action='append',
+        help="head prefix (repeatable); default: 'decode_head.' and "
+        "'panoptic_head.'; '' for a bare head state dict")
     args = parser.parse_args(argv)
     ckpt = torch.load(args.src, map_location='cpu', weights_only=False)
     prefixes = tuple(args.prefix) if args.prefix else HEAD_PREFIXES

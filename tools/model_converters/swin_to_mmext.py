@@ -46,7 +46,7 @@ BLOCK_KEYS = {
 
 def relative_position_index(table_rows: int) -> Tensor:
     """The ``[M*M, M*M]`` index buffer of a square window with a ``(2M-1)^2``-row bias table."""
-    side = int(round(table_rows ** 0.5))
+    side = int(round(table_rows**0.5))
     if side * side != table_rows or side % 2 == 0:
         raise ValueError(f'a relative position bias table with {table_rows} rows is not '
                          '(2M-1)^2 for a square window M')
@@ -92,14 +92,15 @@ def detect_layout(sd: Dict[str, Tensor]) -> str:
     return 'official' if any(k.startswith('layers.0.downsample.') for k in sd) else 'timm'
 
 
-def to_mmext(sd: Dict[str, Tensor], layout: Optional[str] = None,
+def to_mmext(sd: Dict[str, Tensor],
+             layout: Optional[str] = None,
              prefix: str = 'backbone.') -> 'OrderedDict[str, Tensor]':
     """Official/timm Swin state dict -> mmext (mmpretrain ImageClassifier) state dict."""
     layout = layout or detect_layout(sd)
     if layout not in LAYOUTS:
         raise ValueError(f'layout must be one of {LAYOUTS}, got {layout!r}')
-    num_stages = 1 + max(int(m.group(1)) for k in sd
-                         for m in [re.match(r'layers\.(\d+)\.', k)] if m)
+    num_stages = 1 + max(
+        int(m.group(1)) for k in sd for m in [re.match(r'layers\.(\d+)\.', k)] if m)
     out: 'OrderedDict[str, Tensor]' = OrderedDict()
     for key, value in sd.items():
         if key.endswith('relative_position_index') or key.endswith('attn_mask'):
@@ -121,8 +122,9 @@ def to_mmext(sd: Dict[str, Tensor], layout: Optional[str] = None,
                                  'an official one? pass --layout official')
             out[f'{prefix}stages.{stage}.downsample.{m.group(2)}.{m.group(3)}'] = \
                 merge_to_mmext(value)
-        elif (m := re.match(r'layers\.(\d+)\.blocks\.(\d+)\.(.+)\.(weight|bias|'
-                            r'relative_position_bias_table)$', key)):
+        elif (m := re.match(
+                r'layers\.(\d+)\.blocks\.(\d+)\.(.+)\.(weight|bias|'
+                r'relative_position_bias_table)$', key)):
             stage, block, name, param = m.groups()
             if param == 'relative_position_bias_table':
                 new = (f'{prefix}stages.{stage}.blocks.{block}.'
@@ -138,14 +140,16 @@ def to_mmext(sd: Dict[str, Tensor], layout: Optional[str] = None,
     return out
 
 
-def from_mmext(sd: Dict[str, Tensor], layout: str = 'timm',
+def from_mmext(sd: Dict[str, Tensor],
+               layout: str = 'timm',
                prefix: str = 'backbone.') -> 'OrderedDict[str, Tensor]':
     """mmext state dict (with ``prefix``) -> official or timm layout (no ``attn_mask``)."""
     if layout not in LAYOUTS:
         raise ValueError(f'layout must be one of {LAYOUTS}, got {layout!r}')
     inverse = {v: k for k, v in BLOCK_KEYS.items()}
-    last = max(int(m.group(1)) for k in sd
-               for m in [re.match(re.escape(prefix) + r'stages\.(\d+)\.', k)] if m)
+    last = max(
+        int(m.group(1)) for k in sd for m in [re.match(re.escape(prefix) + r'stages\.(\d+)\.', k)]
+        if m)
     out: 'OrderedDict[str, Tensor]' = OrderedDict()
     for key, value in sd.items():
         if key.startswith('head.fc.'):
@@ -193,12 +197,14 @@ def main() -> None:
     parser.add_argument('src', help='official .pth, timm .pth/.bin/.safetensors')
     parser.add_argument('dst', help='output .pth for mmext')
     parser.add_argument('--layout', choices=('auto', ) + LAYOUTS, default='auto')
-    parser.add_argument('--backbone-only', action='store_true',
-                        help='drop the classifier and the backbone. prefix')
+    parser.add_argument(
+        '--backbone-only', action='store_true', help='drop the classifier and the backbone. prefix')
     args = parser.parse_args()
     sd = load_any(args.src)
-    out = to_mmext(sd, None if args.layout == 'auto' else args.layout,
-                   prefix='' if args.backbone_only else 'backbone.')
+    out = to_mmext(
+        sd,
+        None if args.layout == 'auto' else args.layout,
+        prefix='' if args.backbone_only else 'backbone.')
     if args.backbone_only:
         out = OrderedDict((k, v) for k, v in out.items() if not k.startswith('head.'))
     torch.save(dict(state_dict=out, meta=dict(converted_from=args.src)), args.dst)

@@ -39,13 +39,13 @@ def _layout(weights: Mapping[str, np.ndarray]) -> Dict[str, str]:
     if f'{prefix}Transformer/encoderblock/LayerNorm_0/scale' in weights:
         raise ValueError('scanned (stacked-layer) big_vision checkpoints are not supported')
     big_vision = f'{prefix}pos_embedding' in weights
-    return dict(prefix=prefix,
-                pos=f'{prefix}pos_embedding' if big_vision
-                else f'{prefix}Transformer/posembed_input/pos_embedding',
-                mha='MultiHeadDotProductAttention_0' if big_vision
-                else 'MultiHeadDotProductAttention_1',
-                ln2='LayerNorm_1' if big_vision else 'LayerNorm_2',
-                mlp='MlpBlock_0' if big_vision else 'MlpBlock_3')
+    return dict(
+        prefix=prefix,
+        pos=f'{prefix}pos_embedding'
+        if big_vision else f'{prefix}Transformer/posembed_input/pos_embedding',
+        mha='MultiHeadDotProductAttention_0' if big_vision else 'MultiHeadDotProductAttention_1',
+        ln2='LayerNorm_1' if big_vision else 'LayerNorm_2',
+        mlp='MlpBlock_0' if big_vision else 'MlpBlock_3')
 
 
 def _t(array: np.ndarray) -> torch.Tensor:
@@ -67,9 +67,11 @@ def convert_official_to_mmext(weights: Mapping[str, np.ndarray],
     if f'{p}cls' in weights:
         out[pre + 'cls_token'] = _t(weights[f'{p}cls']).reshape(1, 1, -1)
     out[pre + 'pos_embed'] = _t(weights[lay['pos']]).reshape(1, -1, kernel.shape[-1])
-    blocks = sorted({int(m.group(1)) for k in weights
-                     for m in [re.match(rf'^{re.escape(p)}Transformer/encoderblock_(\d+)/', k)]
-                     if m})
+    blocks = sorted({
+        int(m.group(1))
+        for k in weights
+        for m in [re.match(rf'^{re.escape(p)}Transformer/encoderblock_(\d+)/', k)] if m
+    })
     if blocks != list(range(len(blocks))) or not blocks:
         raise ValueError(f'encoder blocks must be numbered 0..N-1, found {blocks}')
     for i in blocks:
@@ -79,9 +81,9 @@ def convert_official_to_mmext(weights: Mapping[str, np.ndarray],
         out[dst + 'ln1.weight'] = _t(weights[src + 'LayerNorm_0/scale'])
         out[dst + 'ln1.bias'] = _t(weights[src + 'LayerNorm_0/bias'])
         dims = weights[mha + 'query/kernel'].shape[0]
-        out[dst + 'attn.qkv.weight'] = torch.cat(
-            [_t(weights[f'{mha}{n}/kernel']).reshape(dims, -1).t() for n in ('query', 'key',
-                                                                            'value')])
+        out[dst + 'attn.qkv.weight'] = torch.cat([
+            _t(weights[f'{mha}{n}/kernel']).reshape(dims, -1).t() for n in ('query', 'key', 'value')
+        ])
         if f'{mha}query/bias' in weights:
             out[dst + 'attn.qkv.bias'] = torch.cat(
                 [_t(weights[f'{mha}{n}/bias']).reshape(-1) for n in ('query', 'key', 'value')])
@@ -107,8 +109,10 @@ def convert_official_to_mmext(weights: Mapping[str, np.ndarray],
 def convert_mmext_to_official(state_dict: Mapping[str, torch.Tensor],
                               num_heads: int) -> Dict[str, np.ndarray]:
     """The inverse (original layout, no prefix): mmext backbone keys -> ``.npz`` arrays."""
-    sd = {k[len('backbone.'):] if k.startswith('backbone.') else k: v.detach().cpu().numpy()
-          for k, v in state_dict.items()}
+    sd = {
+        k[len('backbone.'):] if k.startswith('backbone.') else k: v.detach().cpu().numpy()
+        for k, v in state_dict.items()
+    }
     out: Dict[str, np.ndarray] = {}
     out['embedding/kernel'] = sd['patch_embed.projection.weight'].transpose(2, 3, 1, 0)
     out['embedding/bias'] = sd['patch_embed.projection.bias']
@@ -149,13 +153,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('src', help='official ViT .npz')
     parser.add_argument('dst', help='output .pth')
-    parser.add_argument('--classifier', action='store_true',
-                        help='keep the head: backbone.* + head.fc.* (mmpretrain ImageClassifier)')
+    parser.add_argument(
+        '--classifier',
+        action='store_true',
+        help='keep the head: backbone.* + head.fc.* (mmpretrain ImageClassifier)')
     args = parser.parse_args()
     with np.load(args.src) as weights:
         converted = convert_official_to_mmext(dict(weights), classifier=args.classifier)
-    torch.save(dict(state_dict=converted, meta=dict(source='official-npz', file=args.src)),
-               args.dst)
+    torch.save(
+        dict(state_dict=converted, meta=dict(source='official-npz', file=args.src)), args.dst)
     print(f'wrote {args.dst}')
 
 

@@ -98,7 +98,7 @@ def convert_timm_to_mmext(state_dict: Dict[str, torch.Tensor],
     pos, cls = state_dict.get('pos_embed'), state_dict.get('cls_token')
     if pos is not None and cls is not None:
         grid = pos.shape[1]
-        if int(grid ** 0.5) ** 2 == grid:  # no class-token slot (timm no_embed_class=True)
+        if int(grid**0.5)**2 == grid:  # no class-token slot (timm no_embed_class=True)
             raise ValueError(f'timm pos_embed {tuple(pos.shape)} has no class-token position '
                              '(no_embed_class=True); mmext adds the embedding after the class '
                              'token is prepended and cannot represent this model')
@@ -132,8 +132,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('src', help='timm checkpoint (.pth/.bin/.safetensors)')
     parser.add_argument('dst', help='output .pth')
-    parser.add_argument('--classifier', action='store_true',
-                        help='keep the head: backbone.* + head.fc.* (mmpretrain ImageClassifier)')
+    parser.add_argument(
+        '--classifier',
+        action='store_true',
+        help='keep the head: backbone.* + head.fc.* (mmpretrain ImageClassifier)')
     parser.add_argument('--reverse', action='store_true', help='mmext -> timm instead')
     args = parser.parse_args()
     state_dict = _load(args.src)

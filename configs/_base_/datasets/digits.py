@@ -21,14 +21,17 @@ test_pipeline = [dict(type='mmpretrain.PackInputs')]
 train_dataloader = dict(
     batch_size=64,
     num_workers=0,  # in-memory data: worker processes would only cost start-up time
-    dataset=dict(type='mmext.DigitsDataset', split='train', pipeline=train_pipeline,
-                 **digits_cfg),
+    dataset=dict(type='mmext.DigitsDataset', split='train', pipeline=train_pipeline, **digits_cfg),
     sampler=dict(type='DefaultSampler', shuffle=True))
 val_dataloader = dict(
     batch_size=128,
     num_workers=0,
-    dataset=dict(type='mmext.DigitsDataset', split='val', pipeline=test_pipeline,
-                 test_mode=True, **digits_cfg),
+    dataset=dict(
+        type='mmext.DigitsDataset',
+        split='val',
+        pipeline=test_pipeline,
+        test_mode=True,
+        **digits_cfg),
     sampler=dict(type='DefaultSampler', shuffle=False))
 val_evaluator = dict(type='mmpretrain.Accuracy', topk=(1, ))
 test_dataloader = val_dataloader

@@ -45,7 +45,11 @@ test_dataloader = dict(
 # models, so numbers compare with tools/benchmark/bench_recbole.py).  A list, not a dict: a dict
 # with a `metrics` key would be read by mmengine as an Evaluator config.
 val_evaluator = [
-    dict(type='RankingMetric', topk=[10], metrics=['hr', 'ndcg', 'mrr'], tie_policy='average',
-         exclude_seen=False)
+    dict(
+        type='RankingMetric',
+        topk=[10],
+        metrics=['hr', 'ndcg', 'mrr'],
+        tie_policy='average',
+        exclude_seen=False)
 ]
 test_evaluator = val_evaluator

@@ -37,6 +37,11 @@ test_dataloader = val_dataloader
 # Full ranking over all items, ties averaged; items already in the session are NOT excluded
 # (GRU4Rec's protocol: repeats are legitimate next items), only the padding id.
 # A list: mmengine reads a dict holding a `metrics` key as an Evaluator config.
-val_evaluator = [dict(type='RankingMetric', topk=(10, 20), metrics=('recall', 'mrr', 'ndcg'),
-                      tie_policy='average')]
+val_evaluator = [
+    dict(
+        type='RankingMetric',
+        topk=(10, 20),
+        metrics=('recall', 'mrr', 'ndcg'),
+        tie_policy='average')
+]
 test_evaluator = val_evaluator

@@ -35,8 +35,8 @@ model = dict(
         strides=[8, 16, 32, 64, 128],
         norm_cfg=dict(type='GN', num_groups=32, requires_grad=True),
         bbox_coder=dict(type='mmdet.DistancePointBBoxCoder'),
-        loss_cls=dict(type='mmdet.FocalLoss', use_sigmoid=True, gamma=2.0, alpha=0.25,
-                      loss_weight=1.0),
+        loss_cls=dict(
+            type='mmdet.FocalLoss', use_sigmoid=True, gamma=2.0, alpha=0.25, loss_weight=1.0),
         loss_bbox=dict(type='mmdet.IoULoss', loss_weight=1.0),
         loss_centerness=dict(type='mmdet.CrossEntropyLoss', use_sigmoid=True, loss_weight=1.0)),
     test_cfg=dict(

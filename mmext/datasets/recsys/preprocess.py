@@ -69,13 +69,15 @@ def k_core_filter(users: np.ndarray, items: np.ndarray, k_user: int, k_item: int
         keep = new_keep
 
 
-def drop_consecutive_repeats(groups: np.ndarray, items: np.ndarray,
+def drop_consecutive_repeats(groups: np.ndarray,
+                             items: np.ndarray,
                              times: Optional[np.ndarray] = None) -> np.ndarray:
     """Keep-mask without immediate repeats: an event is dropped when the previous event of the
     same group (in time order if ``times`` is given, else in input order) has the same item."""
     n = _check_aligned(groups=groups, items=items)
-    order = (stable_time_order(groups, times) if times is not None else
-             np.argsort(group_codes(groups), kind='stable'))
+    order = (
+        stable_time_order(groups, times) if times is not None else np.argsort(
+            group_codes(groups), kind='stable'))
     g, it = group_codes(groups)[order], group_codes(items)[order]
     repeat = np.zeros(n, dtype=bool)
     repeat[1:] = (g[1:] == g[:-1]) & (it[1:] == it[:-1])
@@ -92,8 +94,9 @@ def filter_short_sessions(groups: np.ndarray, min_length: int = 2) -> np.ndarray
     return np.bincount(codes)[codes] >= min_length
 
 
-def split_by_time(groups: np.ndarray, times: np.ndarray, test_seconds: float = 86400.0
-                  ) -> np.ndarray:
+def split_by_time(groups: np.ndarray,
+                  times: np.ndarray,
+                  test_seconds: float = 86400.0) -> np.ndarray:
     """Train-mask of the time-based split: a group whose *last* event is at or after
     ``max(times) - test_seconds`` is a test group (all its events), every other group trains.
 
@@ -115,8 +118,9 @@ def filter_unseen_items(items: np.ndarray, train_items: Iterable) -> Tuple[np.nd
     A model cannot score an item it has no embedding for; dropping these events (and counting
     them, so the caller can log it) is what GRU4Rec's evaluation does.
     """
-    keep = np.isin(np.asarray(items), np.asarray(list(train_items) if not isinstance(
-        train_items, np.ndarray) else train_items))
+    keep = np.isin(
+        np.asarray(items),
+        np.asarray(list(train_items) if not isinstance(train_items, np.ndarray) else train_items))
     return keep, int((~keep).sum())
 
 

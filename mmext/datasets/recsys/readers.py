@@ -40,11 +40,13 @@ def _parse_header(path: str, header: str) -> List[tuple]:
     for pos, spec in enumerate(header.rstrip('\r\n').split('\t')):
         name, sep, ftype = spec.strip().partition(':')
         if not sep or not name:
-            raise _error(path, 1, f'header field {pos + 1} {spec!r} is not of the form '
-                         f'name:type (types: {", ".join(ATOMIC_TYPES)})')
+            raise _error(
+                path, 1, f'header field {pos + 1} {spec!r} is not of the form '
+                f'name:type (types: {", ".join(ATOMIC_TYPES)})')
         if ftype not in ATOMIC_TYPES:
-            raise _error(path, 1, f'header field {spec!r} has unknown type {ftype!r} '
-                         f'(known: {", ".join(ATOMIC_TYPES)})')
+            raise _error(
+                path, 1, f'header field {spec!r} has unknown type {ftype!r} '
+                f'(known: {", ".join(ATOMIC_TYPES)})')
         if name in (f[0] for f in fields):
             raise _error(path, 1, f'header names field {name!r} twice')
         fields.append((name, ftype))
@@ -61,8 +63,7 @@ def _to_float(path: str, line_no: int, name: str, text: str) -> float:
     return value
 
 
-def read_atomic_inter(path: str, fields: Optional[Sequence[str]] = None
-                      ) -> Dict[str, np.ndarray]:
+def read_atomic_inter(path: str, fields: Optional[Sequence[str]] = None) -> Dict[str, np.ndarray]:
     """Read a RecBole atomic file (``.inter``, ``.item``, ``.user``).
 
     Args:
@@ -98,8 +99,9 @@ def read_atomic_inter(path: str, fields: Optional[Sequence[str]] = None
                 continue
             parts = line.split('\t')
             if len(parts) != n_fields:
-                raise _error(path, line_no, f'{len(parts)} tab-separated values, the header '
-                             f'has {n_fields} fields ({", ".join(names)})')
+                raise _error(
+                    path, line_no, f'{len(parts)} tab-separated values, the header '
+                    f'has {n_fields} fields ({", ".join(names)})')
             for idx, name, ftype in cols:
                 text = parts[idx]
                 if ftype == 'token':
@@ -113,9 +115,9 @@ def read_atomic_inter(path: str, fields: Optional[Sequence[str]] = None
                 elif ftype == 'token_seq':
                     values[name].append(tuple(text.split()))
                 else:  # float_seq
-                    values[name].append(np.array(
-                        [_to_float(path, line_no, name, t) for t in text.split()],
-                        dtype=np.float64))
+                    values[name].append(
+                        np.array([_to_float(path, line_no, name, t) for t in text.split()],
+                                 dtype=np.float64))
     out: Dict[str, np.ndarray] = {}
     for _, name, ftype in cols:
         if ftype == 'token':
@@ -136,8 +138,9 @@ def _parse_time(path: str, line_no: int, name: str, text: str) -> float:
         try:  # ISO-8601 as in yoochoose-clicks.dat: 2014-04-07T10:51:09.277Z
             stamp = datetime.datetime.fromisoformat(text.replace('Z', '+00:00'))
         except ValueError:
-            raise _error(path, line_no, f'column {name!r}: {text!r} is neither a number nor '
-                         'an ISO-8601 date-time') from None
+            raise _error(
+                path, line_no, f'column {name!r}: {text!r} is neither a number nor '
+                'an ISO-8601 date-time') from None
         if stamp.tzinfo is None:
             stamp = stamp.replace(tzinfo=datetime.timezone.utc)
         return stamp.timestamp()
@@ -146,8 +149,11 @@ def _parse_time(path: str, line_no: int, name: str, text: str) -> float:
     return value
 
 
-def read_session_file(path: str, session_key: str = 'SessionId', item_key: str = 'ItemId',
-                      time_key: str = 'Time', sep: Optional[str] = None,
+def read_session_file(path: str,
+                      session_key: str = 'SessionId',
+                      item_key: str = 'ItemId',
+                      time_key: str = 'Time',
+                      sep: Optional[str] = None,
                       columns: Optional[Sequence[str]] = None) -> Dict[str, np.ndarray]:
     """Read a GRU4Rec-style click file.
 
@@ -179,8 +185,9 @@ def read_session_file(path: str, session_key: str = 'SessionId', item_key: str =
         idx = {}
         for key in (session_key, item_key, time_key):
             if key not in header:
-                raise _error(path, 1, f'no column {key!r} in the header {header} '
-                             f'(separator {sep!r}); set session_key/item_key/time_key')
+                raise _error(
+                    path, 1, f'no column {key!r} in the header {header} '
+                    f'(separator {sep!r}); set session_key/item_key/time_key')
             idx[key] = header.index(key)
         n_cols = len(header)
         sessions, items, times = [], [], []
@@ -195,8 +202,9 @@ def read_session_file(path: str, session_key: str = 'SessionId', item_key: str =
                 continue
             parts = line.split(sep)
             if len(parts) != n_cols:
-                raise _error(path, line_no, f'{len(parts)} values separated by {sep!r}, '
-                             f'expected {n_cols} ({", ".join(header)})')
+                raise _error(
+                    path, line_no, f'{len(parts)} values separated by {sep!r}, '
+                    f'expected {n_cols} ({", ".join(header)})')
             s, i, t = parts[idx[session_key]], parts[idx[item_key]], parts[idx[time_key]]
             for name, text in ((session_key, s), (item_key, i), (time_key, t)):
                 if not text.strip():
@@ -204,8 +212,10 @@ def read_session_file(path: str, session_key: str = 'SessionId', item_key: str =
             sessions.append(s.strip())
             items.append(i.strip())
             times.append(_parse_time(path, line_no, time_key, t.strip()))
-    return dict(session_id=np.array(sessions, dtype=str), item_id=np.array(items, dtype=str),
-                timestamp=np.array(times, dtype=np.float64))
+    return dict(
+        session_id=np.array(sessions, dtype=str),
+        item_id=np.array(items, dtype=str),
+        timestamp=np.array(times, dtype=np.float64))
 
 
 def ml100k_path() -> str:

@@ -37,6 +37,7 @@ import torch
 from mmengine.dataset import BaseDataset
 
 from mmext.registry import DATASETS, FUNCTIONS
+
 from .preprocess import IdMap, drop_consecutive_repeats, k_core_filter, stable_time_order
 from .readers import ml100k_path, read_atomic_inter
 
@@ -46,10 +47,15 @@ _SPLITS = ('train', 'val', 'test')
 _CACHE: Dict[tuple, Dict[str, Any]] = {}
 
 
-def leave_one_out_sequences(path: str, user_field: str = 'user_id', item_field: str = 'item_id',
-                            time_field: str = 'timestamp', rating_field: str = 'rating',
-                            min_rating: Optional[float] = None, user_core: int = 0,
-                            item_core: int = 0, drop_repeats: bool = False) -> Dict[str, Any]:
+def leave_one_out_sequences(path: str,
+                            user_field: str = 'user_id',
+                            item_field: str = 'item_id',
+                            time_field: str = 'timestamp',
+                            rating_field: str = 'rating',
+                            min_rating: Optional[float] = None,
+                            user_core: int = 0,
+                            item_core: int = 0,
+                            drop_repeats: bool = False) -> Dict[str, Any]:
     """Read an atomic ``.inter`` file, filter it and order each user's items by time.
 
     Filters, in order: ``rating >= min_rating`` (if given), the (``user_core``, ``item_core``)
@@ -60,10 +66,10 @@ def leave_one_out_sequences(path: str, user_field: str = 'user_id', item_field: 
         order, ...], 'num_interactions': int}``, users in order of their first interaction in the
         file.
     """
-    fields = [user_field, item_field, time_field] + ([rating_field] if min_rating is not None
-                                                     else [])
-    key = (osp.abspath(path), osp.getmtime(path), tuple(fields), min_rating, user_core,
-           item_core, drop_repeats)
+    fields = [user_field, item_field, time_field
+              ] + ([rating_field] if min_rating is not None else [])
+    key = (osp.abspath(path), osp.getmtime(path), tuple(fields), min_rating, user_core, item_core,
+           drop_repeats)
     if key in _CACHE:
         return _CACHE[key]
     cols = read_atomic_inter(path, fields)
@@ -85,9 +91,10 @@ def leave_one_out_sequences(path: str, user_field: str = 'user_id', item_field: 
     users, items = users[order], items[order]
     starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]])
     ends = np.r_[starts[1:], len(users)]
-    result = dict(users=[str(users[s]) for s in starts],
-                  sequences=[items[s:e] for s, e in zip(starts, ends)],
-                  num_interactions=int(len(users)))
+    result = dict(
+        users=[str(users[s]) for s in starts],
+        sequences=[items[s:e] for s, e in zip(starts, ends)],
+        num_interactions=int(len(users)))
     _CACHE.clear()  # one file at a time: train/val/test datasets of one config share it
     _CACHE[key] = result
     return result
@@ -130,21 +137,33 @@ class LeaveOneOutSequenceDataset(BaseDataset):
     ``num_users``, the id maps (``item_map``/``user_map`` as :meth:`IdMap.to_dict`) and ``stats``.
     """
 
-    def __init__(self, ann_file: Optional[str] = '', split: str = 'train', max_len: int = 50,
-                 user_core: int = 0, item_core: int = 0, min_rating: Optional[float] = None,
-                 drop_repeats: bool = False, train_windows: str = 'last',
-                 train_stride: Optional[int] = None, num_train_negatives: int = 0,
-                 num_eval_negatives: int = 0, eval_negative_distribution: str = 'uniform',
-                 seed: int = 0, expected_num_items: Optional[int] = None, user_field: str = 'user_id', item_field: str = 'item_id',
-                 time_field: str = 'timestamp', rating_field: str = 'rating',
+    def __init__(self,
+                 ann_file: Optional[str] = '',
+                 split: str = 'train',
+                 max_len: int = 50,
+                 user_core: int = 0,
+                 item_core: int = 0,
+                 min_rating: Optional[float] = None,
+                 drop_repeats: bool = False,
+                 train_windows: str = 'last',
+                 train_stride: Optional[int] = None,
+                 num_train_negatives: int = 0,
+                 num_eval_negatives: int = 0,
+                 eval_negative_distribution: str = 'uniform',
+                 seed: int = 0,
+                 expected_num_items: Optional[int] = None,
+                 user_field: str = 'user_id',
+                 item_field: str = 'item_id',
+                 time_field: str = 'timestamp',
+                 rating_field: str = 'rating',
                  **kwargs) -> None:
         checks = [
             (split in _SPLITS, f'split={split!r}: expected one of {_SPLITS}'),
             (isinstance(max_len, int) and max_len >= 1, f'max_len={max_len!r}: must be >= 1'),
-            (train_windows in ('last', 'all'),
-             f"train_windows={train_windows!r}: expected 'last' or 'all'"),
-            (train_stride is None or (isinstance(train_stride, int) and
-                                      1 <= train_stride <= max_len),
+            (train_windows
+             in ('last', 'all'), f"train_windows={train_windows!r}: expected 'last' or 'all'"),
+            (train_stride is None
+             or (isinstance(train_stride, int) and 1 <= train_stride <= max_len),
              f'train_stride={train_stride!r}: must be in [1, max_len={max_len}]'),
             (num_train_negatives >= 0, f'num_train_negatives={num_train_negatives!r} < 0'),
             (num_eval_negatives >= 0, f'num_eval_negatives={num_eval_negatives!r} < 0'),
@@ -157,10 +176,15 @@ class LeaveOneOutSequenceDataset(BaseDataset):
                 raise ValueError(f'LeaveOneOutSequenceDataset: {message}')
         self.split = split
         self.max_len = max_len
-        self.filter_args = dict(user_field=user_field, item_field=item_field,
-                                time_field=time_field, rating_field=rating_field,
-                                min_rating=min_rating, user_core=user_core,
-                                item_core=item_core, drop_repeats=drop_repeats)
+        self.filter_args = dict(
+            user_field=user_field,
+            item_field=item_field,
+            time_field=time_field,
+            rating_field=rating_field,
+            min_rating=min_rating,
+            user_core=user_core,
+            item_core=item_core,
+            drop_repeats=drop_repeats)
         self.train_windows = train_windows
         self.train_stride = train_stride or max_len
         self.num_train_negatives = num_train_negatives
@@ -189,9 +213,14 @@ class LeaveOneOutSequenceDataset(BaseDataset):
                 f'LeaveOneOutSequenceDataset: {path} gives {num_items} training items after '
                 f'filtering, the config expects expected_num_items={self.expected_num_items}; '
                 f'set the model\'s num_items (and expected_num_items) to {num_items}')
-        stats = dict(num_interactions=raw['num_interactions'], num_users=len(users),
-                     num_items=num_items, users_too_short=sum(len(s) < 3 for s in sequences),
-                     val_targets_unseen=0, test_targets_unseen=0, history_items_unseen=0)
+        stats = dict(
+            num_interactions=raw['num_interactions'],
+            num_users=len(users),
+            num_items=num_items,
+            users_too_short=sum(len(s) < 3 for s in sequences),
+            val_targets_unseen=0,
+            test_targets_unseen=0,
+            history_items_unseen=0)
         train_ids = [item_map.encode(p) for p in train_parts]
         self._user_train_items = [np.unique(t) for t in train_ids]
         data_list: List[dict] = []
@@ -218,8 +247,12 @@ class LeaveOneOutSequenceDataset(BaseDataset):
                 data_list.append(info)
         stats['num_samples'] = len(data_list)
         self._metainfo.update(
-            num_items=num_items, num_users=len(users), max_len=self.max_len,
-            item_map=item_map.to_dict(), user_map=user_map.to_dict(), stats=stats,
+            num_items=num_items,
+            num_users=len(users),
+            max_len=self.max_len,
+            item_map=item_map.to_dict(),
+            user_map=user_map.to_dict(),
+            stats=stats,
             data_file=path)
         if not data_list:
             raise ValueError(f'LeaveOneOutSequenceDataset: {path} gives no {self.split} sample '
@@ -242,8 +275,8 @@ class LeaveOneOutSequenceDataset(BaseDataset):
             end -= stride
         return windows[::-1]
 
-    def _eval_negatives(self, rng: np.random.Generator, interacted: np.ndarray,
-                        counts: np.ndarray, user: int) -> np.ndarray:
+    def _eval_negatives(self, rng: np.random.Generator, interacted: np.ndarray, counts: np.ndarray,
+                        user: int) -> np.ndarray:
         allowed = np.ones(len(counts), dtype=bool)
         allowed[0] = False
         allowed[interacted] = False
@@ -270,13 +303,18 @@ class LeaveOneOutSequenceDataset(BaseDataset):
     def prepare_data(self, idx: int) -> Dict[str, Any]:
         info = self.get_data_info(idx)
         if self.split == 'train':
-            sample = dict(user=info['user'], seq=_left_pad(info['seq'], self.max_len),
-                          target=_left_pad(info['target'], self.max_len))
+            sample = dict(
+                user=info['user'],
+                seq=_left_pad(info['seq'], self.max_len),
+                target=_left_pad(info['target'], self.max_len))
             if self.num_train_negatives:
                 sample['negatives'] = self._train_negatives(info)
             return sample
-        sample = dict(user=info['user'], seq=_left_pad(info['history'], self.max_len),
-                      target=info['target'], seen=torch.from_numpy(np.unique(info['history'])))
+        sample = dict(
+            user=info['user'],
+            seq=_left_pad(info['history'], self.max_len),
+            target=info['target'],
+            seen=torch.from_numpy(np.unique(info['history'])))
         if 'negatives' in info:
             sample['negatives'] = torch.from_numpy(info['negatives'])
         return sample

@@ -37,6 +37,7 @@ from mmengine.logging import print_log
 from torch.utils.data import Dataset
 
 from mmext.registry import DATASETS
+
 from .preprocess import (IdMap, drop_consecutive_repeats, filter_short_sessions,
                          filter_unseen_items, k_core_filter, split_by_time, stable_time_order)
 from .readers import ml100k_path, read_atomic_inter, read_session_file
@@ -49,8 +50,12 @@ _CACHE: Dict[str, Dict[str, Any]] = {}
 class SessionSplit:
     """Sessions stored contiguously: ``items[offsets[s]:offsets[s + 1]]`` is session ``s``."""
 
-    def __init__(self, items: np.ndarray, offsets: np.ndarray, times: np.ndarray,
-                 session_keys: np.ndarray, targets: Optional[np.ndarray] = None) -> None:
+    def __init__(self,
+                 items: np.ndarray,
+                 offsets: np.ndarray,
+                 times: np.ndarray,
+                 session_keys: np.ndarray,
+                 targets: Optional[np.ndarray] = None) -> None:
         self.items, self.offsets, self.times = items, offsets, times
         self.session_keys = session_keys
         # Which events are evaluated as the target of their predecessor (default: every
@@ -76,12 +81,15 @@ def _sessions_from_events(groups: np.ndarray, times: np.ndarray,
     return np.cumsum(new) - 1
 
 
-def _to_split(sessions: np.ndarray, items: np.ndarray, times: np.ndarray,
-              keys: np.ndarray, targets: Optional[np.ndarray] = None) -> SessionSplit:
+def _to_split(sessions: np.ndarray,
+              items: np.ndarray,
+              times: np.ndarray,
+              keys: np.ndarray,
+              targets: Optional[np.ndarray] = None) -> SessionSplit:
     """Contiguous sessions ordered by start time (ties by label); events stay in time order."""
     if len(sessions) == 0:
-        return SessionSplit(np.zeros(0, np.int64), np.zeros(1, np.int64), np.zeros(0),
-                            np.zeros(0, dtype=str))
+        return SessionSplit(
+            np.zeros(0, np.int64), np.zeros(1, np.int64), np.zeros(0), np.zeros(0, dtype=str))
     labels, first, counts = np.unique(sessions, return_index=True, return_counts=True)
     start_time = times[first]
     sess_order = np.lexsort((labels, start_time))
@@ -97,18 +105,22 @@ def _to_split(sessions: np.ndarray, items: np.ndarray, times: np.ndarray,
     return SessionSplit(items[order], offsets, times[order], keys[first[sess_order]], tg)
 
 
-def _read_events(path: str, file_format: str, group_key: Optional[str],
-                 item_key: Optional[str], time_key: Optional[str], sep: Optional[str],
+def _read_events(path: str, file_format: str, group_key: Optional[str], item_key: Optional[str],
+                 time_key: Optional[str], sep: Optional[str],
                  columns: Optional[Sequence[str]]) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     if file_format == 'atomic':
-        g_key, i_key, t_key = (group_key or 'user_id', item_key or 'item_id',
-                               time_key or 'timestamp')
+        g_key, i_key, t_key = (group_key or 'user_id', item_key or 'item_id', time_key
+                               or 'timestamp')
         cols = read_atomic_inter(path, fields=[g_key, i_key, t_key])
         groups, items, times = cols[g_key], cols[i_key], cols[t_key]
     elif file_format == 'session':
-        cols = read_session_file(path, session_key=group_key or 'SessionId',
-                                 item_key=item_key or 'ItemId', time_key=time_key or 'Time',
-                                 sep=sep, columns=columns)
+        cols = read_session_file(
+            path,
+            session_key=group_key or 'SessionId',
+            item_key=item_key or 'ItemId',
+            time_key=time_key or 'Time',
+            sep=sep,
+            columns=columns)
         groups, items, times = cols['session_id'], cols['item_id'], cols['timestamp']
     else:
         raise ValueError(f"file_format must be 'atomic' or 'session', got {file_format!r}")
@@ -117,15 +129,21 @@ def _read_events(path: str, file_format: str, group_key: Optional[str],
     return groups, items, times
 
 
-def load_sessions(data_path: Optional[str] = None, file_format: str = 'atomic',
-                  group_key: Optional[str] = None, item_key: Optional[str] = None,
-                  time_key: Optional[str] = None, sep: Optional[str] = None,
+def load_sessions(data_path: Optional[str] = None,
+                  file_format: str = 'atomic',
+                  group_key: Optional[str] = None,
+                  item_key: Optional[str] = None,
+                  time_key: Optional[str] = None,
+                  sep: Optional[str] = None,
                   columns: Optional[Sequence[str]] = None,
-                  session_gap: Optional[float] = None, drop_repeats: bool = False,
-                  k_core: Optional[Tuple[int, int]] = None, min_item_support: int = 5,
-                  min_session_length: int = 2, test_seconds: float = 86400.0,
-                  test_data_path: Optional[str] = None, split_mode: str = 'time'
-                  ) -> Dict[str, Any]:
+                  session_gap: Optional[float] = None,
+                  drop_repeats: bool = False,
+                  k_core: Optional[Tuple[int, int]] = None,
+                  min_item_support: int = 5,
+                  min_session_length: int = 2,
+                  test_seconds: float = 86400.0,
+                  test_data_path: Optional[str] = None,
+                  split_mode: str = 'time') -> Dict[str, Any]:
     """Preprocess and split once per argument set (cached in-process); see the module docstring.
 
     ``test_data_path``: a separate, already split test file in the same format (e.g. the
@@ -146,8 +164,13 @@ def load_sessions(data_path: Optional[str] = None, file_format: str = 'atomic',
     if key in _CACHE:
         return _CACHE[key]
     path = data_path or ml100k_path()
-    read = dict(file_format=file_format, group_key=group_key, item_key=item_key,
-                time_key=time_key, sep=sep, columns=columns)
+    read = dict(
+        file_format=file_format,
+        group_key=group_key,
+        item_key=item_key,
+        time_key=time_key,
+        sep=sep,
+        columns=columns)
     groups, items, times = _read_events(path, **read)
     stats: Dict[str, Any] = dict(path=path, raw_events=int(len(items)))
 
@@ -197,15 +220,22 @@ def load_sessions(data_path: Optional[str] = None, file_format: str = 'atomic',
     tr.items = item_map.encode(tr.items)
     te.items = item_map.encode(te.items)
     counts = np.bincount(tr.items, minlength=item_map.num_ids).astype(np.int64)
-    stats.update(events=int(len(items)), train_events=int(len(tr.items)),
-                 train_sessions=tr.num_sessions, test_events=int(len(te.items)),
-                 test_sessions=te.num_sessions, num_items=len(item_map),
-                 num_unseen_test_events=n_unseen, num_test_sessions_too_short=n_short,
-                 split_time=float(times.max() - test_seconds))
-    print_log(f'sessions from {path}: {stats["train_sessions"]} train / '
-              f'{stats["test_sessions"]} test sessions, {len(item_map)} items; dropped '
-              f'{n_unseen} test events with items unseen in training and {n_short} test '
-              'sessions left with < 2 events', logger='current')
+    stats.update(
+        events=int(len(items)),
+        train_events=int(len(tr.items)),
+        train_sessions=tr.num_sessions,
+        test_events=int(len(te.items)),
+        test_sessions=te.num_sessions,
+        num_items=len(item_map),
+        num_unseen_test_events=n_unseen,
+        num_test_sessions_too_short=n_short,
+        split_time=float(times.max() - test_seconds))
+    print_log(
+        f'sessions from {path}: {stats["train_sessions"]} train / '
+        f'{stats["test_sessions"]} test sessions, {len(item_map)} items; dropped '
+        f'{n_unseen} test events with items unseen in training and {n_short} test '
+        'sessions left with < 2 events',
+        logger='current')
     out = dict(train=tr, test=te, item_map=item_map, item_counts=counts, stats=stats)
     _CACHE[key] = out
     return out
@@ -244,17 +274,27 @@ def _leave_one_out(sessions: np.ndarray, items: np.ndarray, times: np.ndarray, p
         stats[f'{name}_events'] = int(split.targets.sum())
     tr.items = item_map.encode(tr.items)
     counts = np.bincount(tr.items, minlength=item_map.num_ids).astype(np.int64)
-    stats.update(split_mode='leave_one_out', train_events=int(len(tr.items)),
-                 train_sessions=tr.num_sessions, num_items=len(item_map),
-                 num_unseen_test_events=stats['test_unseen_events'],
-                 num_unseen_targets=stats['test_unseen_targets'])
-    print_log(f'leave-one-out sequences from {path}: {tr.num_sessions} train sequences, '
-              f'{len(item_map)} items; valid/test evaluate {stats["valid_events"]}/'
-              f'{stats["test_events"]} held-out events, dropping {stats["test_unseen_targets"]} '
-              f'test targets and {stats["test_unseen_events"]} test events with items unseen in '
-              'training', logger='current')
-    out = dict(train=tr, valid=splits['valid'], test=splits['test'], item_map=item_map,
-               item_counts=counts, stats=stats)
+    stats.update(
+        split_mode='leave_one_out',
+        train_events=int(len(tr.items)),
+        train_sessions=tr.num_sessions,
+        num_items=len(item_map),
+        num_unseen_test_events=stats['test_unseen_events'],
+        num_unseen_targets=stats['test_unseen_targets'])
+    print_log(
+        f'leave-one-out sequences from {path}: {tr.num_sessions} train sequences, '
+        f'{len(item_map)} items; valid/test evaluate {stats["valid_events"]}/'
+        f'{stats["test_events"]} held-out events, dropping {stats["test_unseen_targets"]} '
+        f'test targets and {stats["test_unseen_events"]} test events with items unseen in '
+        'training',
+        logger='current')
+    out = dict(
+        train=tr,
+        valid=splits['valid'],
+        test=splits['test'],
+        item_map=item_map,
+        item_counts=counts,
+        stats=stats)
     _CACHE[key] = out
     return out
 
@@ -306,8 +346,8 @@ class SessionDataset(Dataset):
         is_last = np.zeros(len(part.items), dtype=bool)
         is_last[part.offsets[1:] - 1] = True
         self._input_events = np.flatnonzero(~is_last if split == 'train' else evaluate)
-        self._metainfo = dict(data['stats'], item_map=self.item_map.to_dict(),
-                              num_items=len(self.item_map))
+        self._metainfo = dict(
+            data['stats'], item_map=self.item_map.to_dict(), num_items=len(self.item_map))
 
     @property
     def metainfo(self) -> dict:
@@ -350,5 +390,9 @@ class SessionDataset(Dataset):
         target = torch.where(valid, self.items[safe + 1], 0)
         if bool((valid & self._is_first[safe + 1]).any()):
             raise IndexError('an input event is the last event of its session (no target)')
-        return dict(item=item, target=target, reset=valid & self._is_first[safe],
-                    valid=valid, evaluate=valid & self._evaluate[safe])
+        return dict(
+            item=item,
+            target=target,
+            reset=valid & self._is_first[safe],
+            valid=valid,
+            evaluate=valid & self._evaluate[safe])

@@ -30,12 +30,11 @@ from torch.utils.data import Sampler
 
 from mmext.registry import DATA_SAMPLERS, FUNCTIONS
 
-__all__ = ['session_parallel_schedule', 'SessionParallelBatchSampler',
-           'session_parallel_collate']
+__all__ = ['session_parallel_schedule', 'SessionParallelBatchSampler', 'session_parallel_collate']
 
 
-def session_parallel_schedule(offsets: np.ndarray, order: np.ndarray, batch_size: int
-                              ) -> np.ndarray:
+def session_parallel_schedule(offsets: np.ndarray, order: np.ndarray,
+                              batch_size: int) -> np.ndarray:
     """The input-event index of every (step, slot), ``-1`` where a slot is idle.
 
     Args:
@@ -95,8 +94,13 @@ class SessionParallelBatchSampler(Sampler):
     (``dataset.offsets`` sessions), so ``dataset.__getitems__`` must accept them.
     """
 
-    def __init__(self, sampler: Sampler, batch_size: int, shuffle: bool = True,
-                 drop_idle: bool = False, min_active: int = 1, group_steps: bool = False,
+    def __init__(self,
+                 sampler: Sampler,
+                 batch_size: int,
+                 shuffle: bool = True,
+                 drop_idle: bool = False,
+                 min_active: int = 1,
+                 group_steps: bool = False,
                  dataset: Optional[object] = None) -> None:
         self.sampler = sampler
         self.batch_size = int(batch_size)
@@ -120,8 +124,8 @@ class SessionParallelBatchSampler(Sampler):
         key = self._epoch_seed()
         if key != self._cache_key:
             n = self.dataset.num_sessions
-            order = (np.random.default_rng(list(key)).permutation(n) if self.shuffle else
-                     np.arange(n))
+            order = (
+                np.random.default_rng(list(key)).permutation(n) if self.shuffle else np.arange(n))
             rank, world_size = get_dist_info()
             if world_size > 1 and self.shuffle:  # training: each process its share of sessions
                 order = order[rank::world_size]

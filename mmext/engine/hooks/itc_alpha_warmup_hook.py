@@ -30,7 +30,9 @@ class ITCAlphaWarmupHook(Hook):
 
     priority = 'NORMAL'
 
-    def __init__(self, module_name: str = 'loss_itc', alpha: Optional[float] = None,
+    def __init__(self,
+                 module_name: str = 'loss_itc',
+                 alpha: Optional[float] = None,
                  warmup_iters: Optional[int] = None) -> None:
         if alpha is not None and not 0.0 <= alpha <= 1.0:
             raise ValueError(f'ITCAlphaWarmupHook alpha must be in [0, 1], got {alpha!r}')

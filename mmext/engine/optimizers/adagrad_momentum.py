@@ -32,16 +32,20 @@ class AdagradM(Optimizer):
         skip_zero_rows: emulate the official index-only updates of item tables.
     """
 
-    def __init__(self, params: Iterable, lr: float = 0.05, momentum: float = 0.0,
-                 eps: float = 1e-6, skip_zero_rows: bool = True) -> None:
+    def __init__(self,
+                 params: Iterable,
+                 lr: float = 0.05,
+                 momentum: float = 0.0,
+                 eps: float = 1e-6,
+                 skip_zero_rows: bool = True) -> None:
         if lr <= 0:
             raise ValueError(f'lr must be > 0, got {lr}')
         if not 0.0 <= momentum < 1.0:
             raise ValueError(f'momentum must be in [0, 1), got {momentum}')
         if eps <= 0:
             raise ValueError(f'eps must be > 0, got {eps}')
-        super().__init__(params, dict(lr=lr, momentum=momentum, eps=eps,
-                                      skip_zero_rows=skip_zero_rows))
+        super().__init__(params,
+                         dict(lr=lr, momentum=momentum, eps=eps, skip_zero_rows=skip_zero_rows))
 
     @torch.no_grad()
     def step(self, closure=None):

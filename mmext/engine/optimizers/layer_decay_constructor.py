@@ -34,14 +34,14 @@ __all__ = ['LayerDecayOptimWrapperConstructor']
 
 DepthFn = Callable[[str], Tuple[int, int]]
 _NORMS = (_BatchNorm, _InstanceNorm, nn.GroupNorm, nn.LayerNorm)
-_KNOWN_KEYS = {'layer_decay_rate', 'custom_keys', 'norm_decay_mult', 'bias_decay_mult',
-               'flat_decay_mult'}
+_KNOWN_KEYS = {
+    'layer_decay_rate', 'custom_keys', 'norm_decay_mult', 'bias_decay_mult', 'flat_decay_mult'
+}
 
 
 def _is_norm(module: nn.Module) -> bool:
     # registered norms that are not torch subclasses (a fused LayerNorm) declare an mmcv _abbr_
-    return isinstance(module, _NORMS) or getattr(module, '_abbr_', None) in ('ln', 'bn', 'gn',
-                                                                              'in')
+    return isinstance(module, _NORMS) or getattr(module, '_abbr_', None) in ('ln', 'bn', 'gn', 'in')
 
 
 def _depth_fn(model: nn.Module) -> DepthFn:
@@ -94,8 +94,8 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
             return wd, custom.get('lr_mult', 1.)
         if self.base_wd is None:
             return None, 1.
-        for applies, mult_key in ((in_norm, 'norm_decay_mult'),
-                                  (name.rsplit('.', 1)[-1] == 'bias', 'bias_decay_mult'),
+        for applies, mult_key in ((in_norm, 'norm_decay_mult'), (name.rsplit('.', 1)[-1] == 'bias',
+                                                                 'bias_decay_mult'),
                                   (param.ndim == 1, 'flat_decay_mult')):
             if applies and cfg.get(mult_key) is not None:
                 return self.base_wd * cfg[mult_key], 1.
@@ -118,18 +118,25 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
                 if not 0 <= depth < num_depths:
                     raise ValueError(f'get_layer_depth({name!r}) gave depth {depth} outside '
                                      f'[0, {num_depths})')
-                scale = rate ** (num_depths - 1 - depth)
+                scale = rate**(num_depths - 1 - depth)
                 wd, lr_mult = self._weight_decay(name, param, in_norm, keys)
                 lr = self.base_lr * scale * lr_mult
-                group = groups.setdefault((depth, lr, wd), dict(
-                    params=[], lr=lr, lr_scale=scale * lr_mult, layer_id=depth, param_names=[]))
+                group = groups.setdefault((depth, lr, wd),
+                                          dict(
+                                              params=[],
+                                              lr=lr,
+                                              lr_scale=scale * lr_mult,
+                                              layer_id=depth,
+                                              param_names=[]))
                 if wd is not None:
                     group['weight_decay'] = wd
                 group['params'].append(param)
                 group['param_names'].append(name)
         summary = ', '.join(f"{g['layer_id']}:{g['lr']:.3g}" for g in groups.values())
-        print_log(f'layer-wise lr decay (rate {rate}): {len(groups)} param groups, '
-                  f'depth:lr {summary}', logger='current')
+        print_log(
+            f'layer-wise lr decay (rate {rate}): {len(groups)} param groups, '
+            f'depth:lr {summary}',
+            logger='current')
         return list(groups.values())
 
     def __call__(self, model: nn.Module) -> OptimWrapper:

@@ -55,7 +55,10 @@ def _gain(name: str, k: int) -> np.ndarray:
     return 1.0 / np.log2(r + 2.0)
 
 
-def ranking_metric_values(greater: np.ndarray, ties: np.ndarray, name: str, k: int,
+def ranking_metric_values(greater: np.ndarray,
+                          ties: np.ndarray,
+                          name: str,
+                          k: int,
                           tie_policy: str = 'average') -> np.ndarray:
     """Per-event value of metric ``name``@``k`` from the counts of candidates scored strictly
     above (``greater``) and equal to (``ties``) the target."""
@@ -80,7 +83,9 @@ def ranking_metric_values(greater: np.ndarray, ties: np.ndarray, name: str, k: i
     return out
 
 
-def rank_bounds(scores: torch.Tensor, target: int, exclude: Optional[torch.Tensor] = None,
+def rank_bounds(scores: torch.Tensor,
+                target: int,
+                exclude: Optional[torch.Tensor] = None,
                 where: str = 'sample') -> Tuple[int, int]:
     """``(greater, ties)``: valid candidates scored strictly above / equal to the target."""
     if scores.dim() != 1 or scores.numel() == 0:
@@ -129,10 +134,13 @@ class RankingMetric(BaseMetric):
 
     default_prefix: Optional[str] = ''
 
-    def __init__(self, topk: Sequence[int] = (10, 20),
+    def __init__(self,
+                 topk: Sequence[int] = (10, 20),
                  metrics: Sequence[str] = ('recall', 'hr', 'mrr', 'ndcg'),
-                 tie_policy: str = 'average', exclude_seen: bool = True,
-                 collect_device: str = 'cpu', prefix: Optional[str] = None) -> None:
+                 tie_policy: str = 'average',
+                 exclude_seen: bool = True,
+                 collect_device: str = 'cpu',
+                 prefix: Optional[str] = None) -> None:
         super().__init__(collect_device=collect_device, prefix=prefix)
         topk = (topk, ) if isinstance(topk, int) else tuple(topk)
         if not topk or any(not isinstance(k, int) or k < 1 for k in topk):
@@ -161,8 +169,9 @@ class RankingMetric(BaseMetric):
             if sample.get('invalid') is not None:
                 parts.append(torch.as_tensor(sample['invalid']).flatten())
             exclude = torch.cat([p.long().cpu() for p in parts]) if parts else None
-            self.results.append(rank_bounds(scores.cpu(), target, exclude,
-                                            where=f'RankingMetric sample {i} of this batch'))
+            self.results.append(
+                rank_bounds(
+                    scores.cpu(), target, exclude, where=f'RankingMetric sample {i} of this batch'))
 
     def compute_metrics(self, results: List[Tuple[int, int]]) -> Dict[str, float]:
         if not results:
@@ -171,10 +180,12 @@ class RankingMetric(BaseMetric):
         out: Dict[str, float] = {}
         for name in self.metrics:
             for k in self.topk:
-                out[f'{name}@{k}'] = float(ranking_metric_values(
-                    counts[:, 0], counts[:, 1], name, k, self.tie_policy).mean())
+                out[f'{name}@{k}'] = float(
+                    ranking_metric_values(counts[:, 0], counts[:, 1], name, k,
+                                          self.tie_policy).mean())
         out['num_events'] = float(len(counts))
-        print_log(f'RankingMetric: {len(counts)} events, tie policy {self.tie_policy}, '
-                  f'{counts[:, 1].astype(bool).mean():.2%} of targets tied with another item',
-                  logger='current')
+        print_log(
+            f'RankingMetric: {len(counts)} events, tie policy {self.tie_policy}, '
+            f'{counts[:, 1].astype(bool).mean():.2%} of targets tied with another item',
+            logger='current')
         return out

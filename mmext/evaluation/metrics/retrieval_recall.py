@@ -22,7 +22,8 @@ from mmext.registry import METRICS
 __all__ = ['RetrievalRecall', 'recall_at_k']
 
 
-def recall_at_k(sims: torch.Tensor, relevant: torch.Tensor, topk: Sequence[int]) -> Dict[int, float]:
+def recall_at_k(sims: torch.Tensor, relevant: torch.Tensor,
+                topk: Sequence[int]) -> Dict[int, float]:
     """% of rows of ``sims`` (queries x candidates) with a ``relevant`` candidate in the top k."""
     order = sims.argsort(dim=1, descending=True)
     ranked_rel = relevant.gather(1, order)
@@ -44,8 +45,11 @@ class RetrievalRecall(BaseMetric):
 
     default_prefix = 'retrieval'
 
-    def __init__(self, topk: Sequence[int] = (1, 5), relevance_key: str = 'image_id',
-                 collect_device: str = 'cpu', prefix: str = None) -> None:
+    def __init__(self,
+                 topk: Sequence[int] = (1, 5),
+                 relevance_key: str = 'image_id',
+                 collect_device: str = 'cpu',
+                 prefix: str = None) -> None:
         super().__init__(collect_device=collect_device, prefix=prefix)
         if relevance_key not in ('image_id', 'gt_label'):
             raise ValueError(f"RetrievalRecall relevance_key must be 'image_id' or 'gt_label', "

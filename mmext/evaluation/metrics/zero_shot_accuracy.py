@@ -25,7 +25,9 @@ class ZeroShotAccuracy(BaseMetric):
 
     default_prefix = 'zeroshot'
 
-    def __init__(self, topk: Sequence[int] = (1, ), collect_device: str = 'cpu',
+    def __init__(self,
+                 topk: Sequence[int] = (1, ),
+                 collect_device: str = 'cpu',
                  prefix: str = None) -> None:
         super().__init__(collect_device=collect_device, prefix=prefix)
         self.topk = tuple(int(k) for k in topk)

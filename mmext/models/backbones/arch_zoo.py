@@ -10,8 +10,10 @@ from typing import Any, Dict, Mapping, Sequence, Union
 __all__ = ['select_arch']
 
 
-def select_arch(owner: str, arch: Union[str, Mapping[str, Any]],
-                arch_zoo: Mapping[str, Mapping[str, Any]], keys: Sequence[str],
+def select_arch(owner: str,
+                arch: Union[str, Mapping[str, Any]],
+                arch_zoo: Mapping[str, Mapping[str, Any]],
+                keys: Sequence[str],
                 exact: bool = False) -> Dict[str, Any]:
     """A copy of the settings ``arch`` names (or of the custom ``arch`` dict itself).
 

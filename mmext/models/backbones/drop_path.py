@@ -10,7 +10,8 @@ import torch
 __all__ = ['drop_path_rates']
 
 
-def drop_path_rates(drop_path_rate: float, num_blocks: int,
+def drop_path_rates(drop_path_rate: float,
+                    num_blocks: int,
                     dtype: torch.dtype = torch.float32) -> List[float]:
     """``num_blocks`` rates evenly spaced over ``[0, drop_path_rate]`` (a single block: 0).
 

@@ -32,6 +32,7 @@ def resize_pos_embed(pos_embed: torch.Tensor,
     extra, grid = pos_embed[:, :num_extra_tokens], pos_embed[:, num_extra_tokens:]
     channels = grid.shape[-1]
     grid = grid.reshape(1, src_hw[0], src_hw[1], channels).permute(0, 3, 1, 2)
-    grid = F.interpolate(grid.float(), size=tuple(dst_hw), mode=mode, align_corners=False,
-                         antialias=antialias).to(pos_embed.dtype)
+    grid = F.interpolate(
+        grid.float(), size=tuple(dst_hw), mode=mode, align_corners=False,
+        antialias=antialias).to(pos_embed.dtype)
     return torch.cat([extra, grid.flatten(2).transpose(1, 2)], dim=1)

@@ -42,8 +42,8 @@ _STAGE_KEYS = ('window_size', 'with_cp', 'pad_small_map', 'drop_paths', 'block_c
                'downsample_cfg')
 _BLOCK_KEYS = ('window_size', 'shift', 'ffn_ratio', 'drop_path', 'pad_small_map', 'norm_cfg',
                'with_cp', 'attn_cfgs', 'ffn_cfgs')
-_ATTN_KEYS = dict(qkv_bias='qkv_bias', qk_scale='qk_scale', attn_drop='attn_drop_rate',
-                  proj_drop='proj_drop')
+_ATTN_KEYS = dict(
+    qkv_bias='qkv_bias', qk_scale='qk_scale', attn_drop='attn_drop_rate', proj_drop='proj_drop')
 _FFN_KEYS = dict(ffn_drop='ffn_drop', act_cfg='act_cfg')
 _DOWNSAMPLE_KEYS = ('norm_cfg', )
 
@@ -103,28 +103,42 @@ class SwinTransformer(BaseModule):
     """
 
     arch_zoo: Dict[str, Dict[str, Any]] = {
-        **dict.fromkeys(('t', 'tiny'), dict(embed_dims=96, depths=(2, 2, 6, 2),
-                                             num_heads=(3, 6, 12, 24))),
-        **dict.fromkeys(('s', 'small'), dict(embed_dims=96, depths=(2, 2, 18, 2),
-                                              num_heads=(3, 6, 12, 24))),
-        **dict.fromkeys(('b', 'base'), dict(embed_dims=128, depths=(2, 2, 18, 2),
-                                             num_heads=(4, 8, 16, 32))),
-        **dict.fromkeys(('l', 'large'), dict(embed_dims=192, depths=(2, 2, 18, 2),
-                                              num_heads=(6, 12, 24, 48))),
+        **dict.fromkeys(('t', 'tiny'),
+                        dict(embed_dims=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24))),
+        **dict.fromkeys(('s', 'small'),
+                        dict(embed_dims=96, depths=(2, 2, 18, 2), num_heads=(3, 6, 12, 24))),
+        **dict.fromkeys(('b', 'base'),
+                        dict(embed_dims=128, depths=(2, 2, 18, 2), num_heads=(4, 8, 16, 32))),
+        **dict.fromkeys(('l', 'large'),
+                        dict(embed_dims=192, depths=(2, 2, 18, 2), num_heads=(6, 12, 24, 48))),
     }
     ARCH_KEYS = ('embed_dims', 'depths', 'num_heads')
     num_extra_tokens = 0  # no class token: the absolute embedding is all grid
 
-    def __init__(self, arch: Union[str, dict, None] = None, img_size: Union[int, tuple] = 224,
-                 patch_size: int = 4, in_channels: int = 3, window_size: int = 7,
-                 mlp_ratio: float = 4., qkv_bias: bool = True, qk_scale: Optional[float] = None,
-                 drop_rate: float = 0., attn_drop_rate: float = 0., drop_path_rate: float = 0.1,
-                 out_indices: Sequence[int] = (3, ), out_after_downsample: bool = False,
-                 use_abs_pos_embed: bool = False, interpolate_mode: str = 'bicubic',
-                 frozen_stages: int = -1, norm_eval: bool = False, pad_small_map: bool = False,
-                 with_cp: bool = False, norm_cfg: dict = dict(type='LN'),
+    def __init__(self,
+                 arch: Union[str, dict, None] = None,
+                 img_size: Union[int, tuple] = 224,
+                 patch_size: int = 4,
+                 in_channels: int = 3,
+                 window_size: int = 7,
+                 mlp_ratio: float = 4.,
+                 qkv_bias: bool = True,
+                 qk_scale: Optional[float] = None,
+                 drop_rate: float = 0.,
+                 attn_drop_rate: float = 0.,
+                 drop_path_rate: float = 0.1,
+                 out_indices: Sequence[int] = (3, ),
+                 out_after_downsample: bool = False,
+                 use_abs_pos_embed: bool = False,
+                 interpolate_mode: str = 'bicubic',
+                 frozen_stages: int = -1,
+                 norm_eval: bool = False,
+                 pad_small_map: bool = False,
+                 with_cp: bool = False,
+                 norm_cfg: dict = dict(type='LN'),
                  stage_cfgs: Union[dict, Sequence[dict], None] = None,
-                 embed_dims: Optional[int] = None, depths: Optional[Sequence[int]] = None,
+                 embed_dims: Optional[int] = None,
+                 depths: Optional[Sequence[int]] = None,
                  num_heads: Optional[Sequence[int]] = None,
                  init_cfg: Optional[Union[dict, List[dict]]] = None) -> None:
         super().__init__(init_cfg)
@@ -152,8 +166,13 @@ class SwinTransformer(BaseModule):
         self.window_size = window_size
 
         self.patch_embed = PatchEmbed(
-            in_channels=in_channels, embed_dims=self.embed_dims, conv_type='Conv2d',
-            kernel_size=patch_size, stride=patch_size, input_size=img_size, norm_cfg=norm_cfg)
+            in_channels=in_channels,
+            embed_dims=self.embed_dims,
+            conv_type='Conv2d',
+            kernel_size=patch_size,
+            stride=patch_size,
+            input_size=img_size,
+            norm_cfg=norm_cfg)
         self.patch_resolution = tuple(self.patch_embed.init_out_size)
         if use_abs_pos_embed:
             self.absolute_pos_embed = nn.Parameter(
@@ -167,12 +186,21 @@ class SwinTransformer(BaseModule):
         dims = self.embed_dims
         for i, (depth, heads, cfg) in enumerate(zip(self.depths, self.num_heads, stage_cfgs)):
             stage = SwinStage(
-                dims, depth, heads, window_size=cfg.get('window_size', window_size),
-                mlp_ratio=mlp_ratio, drop_paths=cfg.get('drop_paths', rates[:depth]),
-                drop_rate=drop_rate, attn_drop_rate=attn_drop_rate, qkv_bias=qkv_bias,
-                qk_scale=qk_scale, pad_small_map=cfg.get('pad_small_map', pad_small_map),
-                norm_cfg=norm_cfg, with_cp=cfg.get('with_cp', with_cp),
-                downsample=i < num_stages - 1, block_cfgs=cfg.get('block_cfgs'),
+                dims,
+                depth,
+                heads,
+                window_size=cfg.get('window_size', window_size),
+                mlp_ratio=mlp_ratio,
+                drop_paths=cfg.get('drop_paths', rates[:depth]),
+                drop_rate=drop_rate,
+                attn_drop_rate=attn_drop_rate,
+                qkv_bias=qkv_bias,
+                qk_scale=qk_scale,
+                pad_small_map=cfg.get('pad_small_map', pad_small_map),
+                norm_cfg=norm_cfg,
+                with_cp=cfg.get('with_cp', with_cp),
+                downsample=i < num_stages - 1,
+                block_cfgs=cfg.get('block_cfgs'),
                 downsample_cfg=cfg.get('downsample_cfg'))
             rates = rates[depth:]
             self.stages.append(stage)
@@ -203,7 +231,7 @@ class SwinTransformer(BaseModule):
             raise ValueError(f'depths {depths} and num_heads {heads} must have the same, non-zero '
                              'length (one entry per stage)')
         for i, h in enumerate(heads):
-            if (dims * 2 ** i) % h:
+            if (dims * 2**i) % h:
                 raise ValueError(f'stage {i} has {dims * 2 ** i} channels, not divisible by '
                                  f'num_heads[{i}]={h}')
         return dict(embed_dims=dims, depths=depths, num_heads=heads)
@@ -321,7 +349,7 @@ class SwinTransformer(BaseModule):
             ours = m.relative_position_bias_table
             if table is None or table.shape == ours.shape or table.shape[1] != ours.shape[1]:
                 continue  # a head-count mismatch is left for load_state_dict to report
-            src, dst = int(round(table.shape[0] ** 0.5)), 2 * m.window_size[0] - 1
+            src, dst = int(round(table.shape[0]**0.5)), 2 * m.window_size[0] - 1
             if src * src != table.shape[0]:
                 raise ValueError(f'{key}: {table.shape[0]} rows is not a square (2M-1)^2 table')
             grid = table.T.reshape(1, -1, src, src).float()
@@ -329,8 +357,8 @@ class SwinTransformer(BaseModule):
             state_dict[key] = grid.reshape(-1, dst * dst).T.to(table.dtype).contiguous()
             state_dict[f'{prefix}{name}.relative_position_index'] = \
                 m.relative_position_index.clone()
-            print_log(f'resized {key} from {tuple(table.shape)} to {tuple(ours.shape)}',
-                      logger='current')
+            print_log(
+                f'resized {key} from {tuple(table.shape)} to {tuple(ours.shape)}', logger='current')
 
     def _resize_abs_pos_embed(self, state_dict: dict, prefix: str) -> None:
         """Fit an absolute position embedding of another (square) grid to ours, with
@@ -349,8 +377,8 @@ class SwinTransformer(BaseModule):
                              'grid')
         state_dict[key] = resize_pos_embed(loaded, (side, side), self.patch_resolution,
                                            self.num_extra_tokens, self.interpolate_mode)
-        print_log(f'resized {key} from {tuple(loaded.shape)} to {tuple(ours.shape)}',
-                  logger='current')
+        print_log(
+            f'resized {key} from {tuple(loaded.shape)} to {tuple(ours.shape)}', logger='current')
 
     def _freeze_stages(self) -> None:
         if self.frozen_stages < 0:
@@ -384,11 +412,19 @@ class SwinStage(BaseModule):
     rate per block or one for all.
     """
 
-    def __init__(self, embed_dims: int, depth: int, num_heads: int, window_size: int,
-                 mlp_ratio: float, drop_paths: Union[float, Sequence[float]], downsample: bool,
-                 norm_cfg: dict, with_cp: bool,
+    def __init__(self,
+                 embed_dims: int,
+                 depth: int,
+                 num_heads: int,
+                 window_size: int,
+                 mlp_ratio: float,
+                 drop_paths: Union[float, Sequence[float]],
+                 downsample: bool,
+                 norm_cfg: dict,
+                 with_cp: bool,
                  block_cfgs: Union[dict, Sequence[dict], None] = None,
-                 downsample_cfg: Optional[dict] = None, init_cfg: Optional[dict] = None,
+                 downsample_cfg: Optional[dict] = None,
+                 init_cfg: Optional[dict] = None,
                  **block_kwargs) -> None:
         super().__init__(init_cfg)
         if isinstance(drop_paths, (int, float)):
@@ -400,9 +436,16 @@ class SwinStage(BaseModule):
                              f'{len(block_cfgs)} block_cfgs')
         self.blocks = ModuleList()
         for j in range(depth):
-            kwargs = dict(block_kwargs, embed_dims=embed_dims, num_heads=num_heads,
-                          window_size=window_size, shift=j % 2 == 1, mlp_ratio=mlp_ratio,
-                          drop_path=drop_paths[j], norm_cfg=norm_cfg, with_cp=with_cp)
+            kwargs = dict(
+                block_kwargs,
+                embed_dims=embed_dims,
+                num_heads=num_heads,
+                window_size=window_size,
+                shift=j % 2 == 1,
+                mlp_ratio=mlp_ratio,
+                drop_path=drop_paths[j],
+                norm_cfg=norm_cfg,
+                with_cp=with_cp)
             kwargs.update(_block_overrides(block_cfgs[j]))
             self.blocks.append(SwinBlock(**kwargs))
         downsample_cfg = dict(downsample_cfg or {})
@@ -410,9 +453,10 @@ class SwinStage(BaseModule):
         if unknown:
             raise ValueError(f'downsample_cfg: unsupported key(s) {unknown} (supported: '
                              f'{list(_DOWNSAMPLE_KEYS)})')
-        self.downsample = (PatchMerging(embed_dims, 2 * embed_dims,
-                                        norm_cfg=downsample_cfg.get('norm_cfg', norm_cfg))
-                           if downsample else None)
+        self.downsample = (
+            PatchMerging(
+                embed_dims, 2 * embed_dims, norm_cfg=downsample_cfg.get('norm_cfg', norm_cfg))
+            if downsample else None)
 
     def forward(self, x: Tensor, hw: Tuple[int, int]) -> Tensor:
         """Run the blocks; the caller takes the stage output and applies ``downsample``."""
@@ -428,8 +472,10 @@ def _block_overrides(cfg: dict) -> Dict[str, Any]:
     if unknown:
         raise ValueError(f'block_cfgs: unsupported key(s) {unknown} (supported: '
                          f'{list(_BLOCK_KEYS)})')
-    out = {('mlp_ratio' if k == 'ffn_ratio' else k): v
-           for k, v in cfg.items() if k not in ('attn_cfgs', 'ffn_cfgs')}
+    out = {
+        ('mlp_ratio' if k == 'ffn_ratio' else k): v
+        for k, v in cfg.items() if k not in ('attn_cfgs', 'ffn_cfgs')
+    }
     for group, names in (('attn_cfgs', _ATTN_KEYS), ('ffn_cfgs', _FFN_KEYS)):
         sub = dict(cfg.get(group) or {})
         unknown = sorted(set(sub) - set(names))

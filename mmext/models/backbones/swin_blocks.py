@@ -60,13 +60,13 @@ def to_windows(x: Tensor, window: int) -> Tensor:
 def from_windows(x: Tensor, h: int, w: int) -> Tensor:
     """Inverse of :func:`to_windows`: ``[B, nW, M*M, C]`` -> ``[B, h, w, C]``."""
     b, _, n, c = x.shape
-    m = int(round(n ** 0.5))
+    m = int(round(n**0.5))
     x = x.view(b, h // m, w // m, m, m, c).transpose(2, 3)
     return x.reshape(b, h, w, c)
 
 
-def shift_mask(hw: Tuple[int, int], window: int, shift: int,
-               device: torch.device, dtype: torch.dtype) -> Tensor:
+def shift_mask(hw: Tuple[int, int], window: int, shift: int, device: torch.device,
+               dtype: torch.dtype) -> Tensor:
     """Additive ``[nW, M*M, M*M]`` mask for a padded map rolled up-left by ``shift``.
 
     After the roll the last ``shift`` rows/columns hold tokens from the opposite border.  The map
@@ -99,8 +99,14 @@ class WindowMSA(BaseModule):
         proj_drop: Dropout after the output projection.
     """
 
-    def __init__(self, embed_dims: int, num_heads: int, window_size: int, qkv_bias: bool = True,
-                 qk_scale: Optional[float] = None, attn_drop: float = 0., proj_drop: float = 0.,
+    def __init__(self,
+                 embed_dims: int,
+                 num_heads: int,
+                 window_size: int,
+                 qkv_bias: bool = True,
+                 qk_scale: Optional[float] = None,
+                 attn_drop: float = 0.,
+                 proj_drop: float = 0.,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg)
         if embed_dims % num_heads:
@@ -108,13 +114,12 @@ class WindowMSA(BaseModule):
         self.embed_dims = embed_dims
         self.num_heads = num_heads
         self.window_size = (window_size, window_size)
-        self.scale = qk_scale or (embed_dims // num_heads) ** -0.5
+        self.scale = qk_scale or (embed_dims // num_heads)**-0.5
         self.attn_drop = attn_drop
         self.relative_position_bias_table = nn.Parameter(
-            torch.zeros((2 * window_size - 1) ** 2, num_heads))
+            torch.zeros((2 * window_size - 1)**2, num_heads))
         # Persistent, as in mmpretrain/mmdet checkpoints, so theirs load with strict=True.
-        self.register_buffer('relative_position_index',
-                             relative_position_index(self.window_size))
+        self.register_buffer('relative_position_index', relative_position_index(self.window_size))
         self.qkv = nn.Linear(embed_dims, 3 * embed_dims, bias=qkv_bias)
         self.proj = nn.Linear(embed_dims, embed_dims)
         self.proj_drop = nn.Dropout(proj_drop)
@@ -142,7 +147,11 @@ class WindowMSA(BaseModule):
             attn_mask = (bias.unsqueeze(0) + mask.unsqueeze(1).to(bias.dtype)).reshape(
                 1, nw * self.num_heads, n, n)
         out = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=attn_mask, dropout_p=self.attn_drop if self.training else 0.,
+            q,
+            k,
+            v,
+            attn_mask=attn_mask,
+            dropout_p=self.attn_drop if self.training else 0.,
             scale=self.scale)
         out = out.reshape(b, nw, self.num_heads, n, head_dims).transpose(2, 3).reshape(b, nw, n, c)
         return self.proj_drop(self.proj(out))
@@ -163,9 +172,15 @@ class ShiftWindowMSA(BaseModule):
             :class:`WindowMSA`.
     """
 
-    def __init__(self, embed_dims: int, num_heads: int, window_size: int, shift_size: int = 0,
-                 drop_path: float = 0., pad_small_map: bool = False,
-                 init_cfg: Optional[dict] = None, **attn_kwargs) -> None:
+    def __init__(self,
+                 embed_dims: int,
+                 num_heads: int,
+                 window_size: int,
+                 shift_size: int = 0,
+                 drop_path: float = 0.,
+                 pad_small_map: bool = False,
+                 init_cfg: Optional[dict] = None,
+                 **attn_kwargs) -> None:
         super().__init__(init_cfg)
         if not 0 <= shift_size < window_size:
             raise ValueError(f'shift_size={shift_size} must lie in [0, window_size={window_size})')
@@ -235,27 +250,48 @@ class SwinBlock(BaseModule):
         act_cfg: MLP activation (GELU).
     """
 
-    def __init__(self, embed_dims: int, num_heads: int, window_size: int = 7,
-                 shift: bool = False, mlp_ratio: float = 4., drop_path: float = 0.,
-                 drop_rate: float = 0., attn_drop_rate: float = 0., qkv_bias: bool = True,
-                 qk_scale: Optional[float] = None, pad_small_map: bool = False,
-                 norm_cfg: dict = dict(type='LN'), with_cp: bool = False,
-                 proj_drop: Optional[float] = None, ffn_drop: Optional[float] = None,
-                 act_cfg: Optional[dict] = None, init_cfg: Optional[dict] = None) -> None:
+    def __init__(self,
+                 embed_dims: int,
+                 num_heads: int,
+                 window_size: int = 7,
+                 shift: bool = False,
+                 mlp_ratio: float = 4.,
+                 drop_path: float = 0.,
+                 drop_rate: float = 0.,
+                 attn_drop_rate: float = 0.,
+                 qkv_bias: bool = True,
+                 qk_scale: Optional[float] = None,
+                 pad_small_map: bool = False,
+                 norm_cfg: dict = dict(type='LN'),
+                 with_cp: bool = False,
+                 proj_drop: Optional[float] = None,
+                 ffn_drop: Optional[float] = None,
+                 act_cfg: Optional[dict] = None,
+                 init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg)
         self.with_cp = with_cp
         self.norm1 = build_norm_layer(norm_cfg, embed_dims)[1]
         self.attn = ShiftWindowMSA(
-            embed_dims, num_heads, window_size, shift_size=window_size // 2 if shift else 0,
-            drop_path=drop_path, pad_small_map=pad_small_map, qkv_bias=qkv_bias,
-            qk_scale=qk_scale, attn_drop=attn_drop_rate,
+            embed_dims,
+            num_heads,
+            window_size,
+            shift_size=window_size // 2 if shift else 0,
+            drop_path=drop_path,
+            pad_small_map=pad_small_map,
+            qkv_bias=qkv_bias,
+            qk_scale=qk_scale,
+            attn_drop=attn_drop_rate,
             proj_drop=drop_rate if proj_drop is None else proj_drop)
         self.norm2 = build_norm_layer(norm_cfg, embed_dims)[1]
         # mmcv's FFN: Linear-GELU-Dropout-Linear-Dropout, then DropPath and the residual.
-        self.ffn = FFN(embed_dims=embed_dims, feedforward_channels=int(embed_dims * mlp_ratio),
-                       num_fcs=2, ffn_drop=drop_rate if ffn_drop is None else ffn_drop,
-                       act_cfg=dict(type='GELU') if act_cfg is None else act_cfg,
-                       dropout_layer=dict(type='DropPath', drop_prob=drop_path), add_identity=True)
+        self.ffn = FFN(
+            embed_dims=embed_dims,
+            feedforward_channels=int(embed_dims * mlp_ratio),
+            num_fcs=2,
+            ffn_drop=drop_rate if ffn_drop is None else ffn_drop,
+            act_cfg=dict(type='GELU') if act_cfg is None else act_cfg,
+            dropout_layer=dict(type='DropPath', drop_prob=drop_path),
+            add_identity=True)
 
     def _forward(self, x: Tensor, hw_shape: Tuple[int, int]) -> Tensor:
         x = x + self.attn(self.norm1(x), hw_shape)
@@ -277,7 +313,10 @@ class PatchMerging(BaseModule):
     ``tools/model_converters/swin_to_mmext.py``.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, norm_cfg: dict = dict(type='LN'),
+    def __init__(self,
+                 in_channels: int,
+                 out_channels: int,
+                 norm_cfg: dict = dict(type='LN'),
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg)
         self.in_channels = in_channels

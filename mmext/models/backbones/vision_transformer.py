@@ -34,12 +34,14 @@ from mmengine.logging import print_log
 from mmengine.model import BaseModule, ModuleList
 
 from mmext.registry import MODELS
+
 from .arch_zoo import select_arch
 from .drop_path import drop_path_rates
 from .pos_embed import resize_pos_embed
 
-__all__ = ['VisionTransformer', 'ViTEncoderLayer', 'ViTSelfAttention', 'ViTPatchEmbed',
-           'resize_pos_embed']
+__all__ = [
+    'VisionTransformer', 'ViTEncoderLayer', 'ViTSelfAttention', 'ViTPatchEmbed', 'resize_pos_embed'
+]
 
 IntPair = Union[int, Tuple[int, int]]
 
@@ -66,13 +68,16 @@ class ViTPatchEmbed(nn.Module):
     mmcv's ``PatchEmbed`` with ``padding='corner'`` does), so every pixel reaches a patch.
     """
 
-    def __init__(self, in_channels: int, embed_dims: int, patch_size: Tuple[int, int],
+    def __init__(self,
+                 in_channels: int,
+                 embed_dims: int,
+                 patch_size: Tuple[int, int],
                  bias: bool = True) -> None:
         super().__init__()
         self.in_channels = in_channels
         self.patch_size = patch_size
-        self.projection = nn.Conv2d(in_channels, embed_dims, kernel_size=patch_size,
-                                    stride=patch_size, bias=bias)
+        self.projection = nn.Conv2d(
+            in_channels, embed_dims, kernel_size=patch_size, stride=patch_size, bias=bias)
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, Tuple[int, int]]:
         if x.dim() != 4 or x.shape[1] != self.in_channels:
@@ -95,8 +100,12 @@ class ViTSelfAttention(nn.Module):
     (flash / memory-efficient) kernel; on CPU its math or flash-CPU path.
     """
 
-    def __init__(self, embed_dims: int, num_heads: int, qkv_bias: bool = True,
-                 attn_drop: float = 0., proj_drop: float = 0.) -> None:
+    def __init__(self,
+                 embed_dims: int,
+                 num_heads: int,
+                 qkv_bias: bool = True,
+                 attn_drop: float = 0.,
+                 proj_drop: float = 0.) -> None:
         super().__init__()
         if embed_dims % num_heads:
             raise ValueError(f'VisionTransformer embed_dims ({embed_dims}) must be divisible by '
@@ -113,8 +122,8 @@ class ViTSelfAttention(nn.Module):
         # (B, N, 3C) -> 3 x (B, heads, N, head_dims)
         q, k, v = self.qkv(x).reshape(batch, tokens, 3, self.num_heads,
                                       self.head_dims).permute(2, 0, 3, 1, 4).unbind(0)
-        x = F.scaled_dot_product_attention(q, k, v,
-                                           dropout_p=self.attn_drop if self.training else 0.)
+        x = F.scaled_dot_product_attention(
+            q, k, v, dropout_p=self.attn_drop if self.training else 0.)
         x = x.transpose(1, 2).reshape(batch, tokens, channels)
         return self.proj_drop(self.proj(x))
 
@@ -136,16 +145,20 @@ class ViTEncoderLayer(BaseModule):
         super().__init__(init_cfg=init_cfg)
         norm_cfg = norm_cfg or dict(type='LN', eps=1e-6)
         self.ln1 = _norm(norm_cfg, embed_dims)
-        self.attn = ViTSelfAttention(embed_dims, num_heads, qkv_bias=qkv_bias,
-                                     attn_drop=attn_drop_rate, proj_drop=drop_rate)
+        self.attn = ViTSelfAttention(
+            embed_dims, num_heads, qkv_bias=qkv_bias, attn_drop=attn_drop_rate, proj_drop=drop_rate)
         self.drop_path = DropPath(drop_path_rate) if drop_path_rate > 0 else nn.Identity()
         self.ln2 = _norm(norm_cfg, embed_dims)
         # mmcv's FFN: Linear-act-drop-Linear-drop, its residual added after its DropPath.
-        self.ffn = FFN(embed_dims=embed_dims, feedforward_channels=feedforward_channels,
-                       num_fcs=2, ffn_drop=drop_rate,
-                       dropout_layer=dict(type='DropPath', drop_prob=drop_path_rate)
-                       if drop_path_rate > 0 else None,
-                       act_cfg=act_cfg or dict(type='GELU'), add_identity=True)
+        self.ffn = FFN(
+            embed_dims=embed_dims,
+            feedforward_channels=feedforward_channels,
+            num_fcs=2,
+            ffn_drop=drop_rate,
+            dropout_layer=dict(type='DropPath', drop_prob=drop_path_rate)
+            if drop_path_rate > 0 else None,
+            act_cfg=act_cfg or dict(type='GELU'),
+            add_identity=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.drop_path(self.attn(self.ln1(x)))
@@ -193,23 +206,39 @@ class VisionTransformer(BaseModule):
             ``dict(type='Pretrained', checkpoint=PATH)`` loads an mmext/mmpretrain-keyed file.
     """
 
-    arch_zoo: Dict[str, Dict[str, int]] = {
-        **dict.fromkeys(('t', 'tiny', 'deit-t', 'deit-tiny'),
-                        dict(embed_dims=192, num_layers=12, num_heads=3,
-                             feedforward_channels=768)),
-        **dict.fromkeys(('s', 'small', 'deit-s', 'deit-small'),
-                        dict(embed_dims=384, num_layers=12, num_heads=6,
-                             feedforward_channels=1536)),
-        **dict.fromkeys(('b', 'base', 'deit-b', 'deit-base'),
-                        dict(embed_dims=768, num_layers=12, num_heads=12,
-                             feedforward_channels=3072)),
-        **dict.fromkeys(('l', 'large'),
-                        dict(embed_dims=1024, num_layers=24, num_heads=16,
-                             feedforward_channels=4096)),
-        **dict.fromkeys(('h', 'huge'),
-                        dict(embed_dims=1280, num_layers=32, num_heads=16,
-                             feedforward_channels=5120)),
-    }
+    arch_zoo: Dict[str, Dict[str,
+                             int]] = {
+                                 **dict.fromkeys(('t', 'tiny', 'deit-t', 'deit-tiny'),
+                                                 dict(
+                                                     embed_dims=192,
+                                                     num_layers=12,
+                                                     num_heads=3,
+                                                     feedforward_channels=768)),
+                                 **dict.fromkeys(('s', 'small', 'deit-s', 'deit-small'),
+                                                 dict(
+                                                     embed_dims=384,
+                                                     num_layers=12,
+                                                     num_heads=6,
+                                                     feedforward_channels=1536)),
+                                 **dict.fromkeys(('b', 'base', 'deit-b', 'deit-base'),
+                                                 dict(
+                                                     embed_dims=768,
+                                                     num_layers=12,
+                                                     num_heads=12,
+                                                     feedforward_channels=3072)),
+                                 **dict.fromkeys(('l', 'large'),
+                                                 dict(
+                                                     embed_dims=1024,
+                                                     num_layers=24,
+                                                     num_heads=16,
+                                                     feedforward_channels=4096)),
+                                 **dict.fromkeys(('h', 'huge'),
+                                                 dict(
+                                                     embed_dims=1280,
+                                                     num_layers=32,
+                                                     num_heads=16,
+                                                     feedforward_channels=5120)),
+                             }
     OUT_TYPES = ('cls_token', 'featmap', 'avg_featmap', 'raw')
     ARCH_KEYS = ('embed_dims', 'num_layers', 'num_heads', 'feedforward_channels')
 
@@ -257,13 +286,13 @@ class VisionTransformer(BaseModule):
         self.interpolate_antialias = interpolate_antialias
         self.with_cp = with_cp
 
-        self.patch_embed = ViTPatchEmbed(in_channels, self.embed_dims, self.patch_size,
-                                         bias=not pre_norm)
+        self.patch_embed = ViTPatchEmbed(
+            in_channels, self.embed_dims, self.patch_size, bias=not pre_norm)
         # the grid the (pre-training) position embedding is laid out on; inputs padded up
         self.patch_resolution = tuple(-(-s // p) for s, p in zip(self.img_size, self.patch_size))
         num_patches = self.patch_resolution[0] * self.patch_resolution[1]
-        self.cls_token = (nn.Parameter(torch.zeros(1, 1, self.embed_dims))
-                          if with_cls_token else None)
+        self.cls_token = (
+            nn.Parameter(torch.zeros(1, 1, self.embed_dims)) if with_cls_token else None)
         self.pos_embed = nn.Parameter(
             torch.zeros(1, self.num_extra_tokens + num_patches, self.embed_dims))
         self._register_load_state_dict_pre_hook(self._resize_loaded_pos_embed)
@@ -274,11 +303,16 @@ class VisionTransformer(BaseModule):
         # float64 spacing, as mmpretrain's np.linspace
         rates = drop_path_rates(drop_path_rate, self.num_layers, torch.float64)
         self.layers = ModuleList([
-            ViTEncoderLayer(self.embed_dims, self.arch_settings['num_heads'],
-                            self.arch_settings['feedforward_channels'], drop_rate=drop_rate,
-                            attn_drop_rate=attn_drop_rate, drop_path_rate=rates[i],
-                            qkv_bias=qkv_bias, act_cfg=act_cfg, norm_cfg=norm_cfg)
-            for i in range(self.num_layers)
+            ViTEncoderLayer(
+                self.embed_dims,
+                self.arch_settings['num_heads'],
+                self.arch_settings['feedforward_channels'],
+                drop_rate=drop_rate,
+                attn_drop_rate=attn_drop_rate,
+                drop_path_rate=rates[i],
+                qkv_bias=qkv_bias,
+                act_cfg=act_cfg,
+                norm_cfg=norm_cfg) for i in range(self.num_layers)
         ])
         self.final_norm = final_norm
         if final_norm:
@@ -336,8 +370,8 @@ class VisionTransformer(BaseModule):
         if self.init_cfg is not None:
             super().init_weights()
 
-    def _resize_loaded_pos_embed(self, state_dict: Dict[str, torch.Tensor], prefix: str,
-                                 *args: Any, **kwargs: Any) -> None:
+    def _resize_loaded_pos_embed(self, state_dict: Dict[str, torch.Tensor], prefix: str, *args: Any,
+                                 **kwargs: Any) -> None:
         """Resample a checkpoint's position embedding trained at another size to ours."""
         name = prefix + 'pos_embed'
         if name not in state_dict:
@@ -357,8 +391,9 @@ class VisionTransformer(BaseModule):
             raise ValueError(f'{name}: cannot resample a checkpoint position embedding of shape '
                              f'{tuple(loaded.shape)} to {tuple(self.pos_embed.shape)}: its grid '
                              f'of {grid} tokens is not square')
-        print_log(f'Resampling {name} from a {side}x{side} grid to {self.patch_resolution}',
-                  logger='current')
+        print_log(
+            f'Resampling {name} from a {side}x{side} grid to {self.patch_resolution}',
+            logger='current')
         state_dict[name] = resize_pos_embed(loaded, (side, side), self.patch_resolution, extra,
                                             self.interpolate_mode, self.interpolate_antialias)
 
@@ -388,9 +423,8 @@ class VisionTransformer(BaseModule):
         x, hw = self.patch_embed(x)
         if self.cls_token is not None:
             x = torch.cat([self.cls_token.expand(batch, -1, -1), x], dim=1)
-        x = x + resize_pos_embed(self.pos_embed, self.patch_resolution, hw,
-                                 self.num_extra_tokens, self.interpolate_mode,
-                                 self.interpolate_antialias)
+        x = x + resize_pos_embed(self.pos_embed, self.patch_resolution, hw, self.num_extra_tokens,
+                                 self.interpolate_mode, self.interpolate_antialias)
         x = self.pre_norm(self.drop_after_pos(x))
         outs = []
         for i, layer in enumerate(self.layers):

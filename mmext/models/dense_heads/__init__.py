@@ -1,4 +1,4 @@
-from .fcos_head import FCOSHead
 from .detr_head import DETRHead
+from .fcos_head import FCOSHead
 
 __all__ = ['FCOSHead', 'DETRHead']

@@ -85,8 +85,11 @@ class DETRHead(BaseModule):
                  num_reg_fcs: int = 2,
                  sync_cls_avg_factor: bool = False,
                  loss_cls: ConfigType = dict(
-                     type='CrossEntropyLoss', bg_cls_weight=0.1, use_sigmoid=False,
-                     loss_weight=1.0, class_weight=1.0),
+                     type='CrossEntropyLoss',
+                     bg_cls_weight=0.1,
+                     use_sigmoid=False,
+                     loss_weight=1.0,
+                     class_weight=1.0),
                  loss_bbox: ConfigType = dict(type='L1Loss', loss_weight=5.0),
                  loss_iou: ConfigType = dict(type='GIoULoss', loss_weight=2.0),
                  train_cfg: Optional[ConfigType] = dict(assigner=_DEFAULT_ASSIGNER),
@@ -119,8 +122,13 @@ class DETRHead(BaseModule):
         self.fc_cls = nn.Linear(embed_dims, self.cls_out_channels)
         self.activate = nn.ReLU()
         # hidden layers of the box MLP: (Linear, ReLU) x num_reg_fcs, no residual
-        self.reg_ffn = FFN(embed_dims, embed_dims, num_reg_fcs, dict(type='ReLU', inplace=True),
-                           ffn_drop=0.0, add_identity=False)
+        self.reg_ffn = FFN(
+            embed_dims,
+            embed_dims,
+            num_reg_fcs,
+            dict(type='ReLU', inplace=True),
+            ffn_drop=0.0,
+            add_identity=False)
         self.fc_reg = nn.Linear(embed_dims, 4)
 
     def _with_no_object_weight(self, loss_cls: dict) -> dict:
@@ -182,14 +190,16 @@ class DETRHead(BaseModule):
         if batch_gt_instances_ignore is not None:
             raise ValueError('DETRHead has no notion of ignored boxes; '
                              'batch_gt_instances_ignore must be None')
-        self._raise_on_nan(all_layers_cls_scores=all_layers_cls_scores,
-                           all_layers_bbox_preds=all_layers_bbox_preds)
+        self._raise_on_nan(
+            all_layers_cls_scores=all_layers_cls_scores,
+            all_layers_bbox_preds=all_layers_bbox_preds)
         num_layers = all_layers_cls_scores.size(0)
         losses = dict()
         for i in range(num_layers):
-            loss_cls, loss_bbox, loss_iou = self.loss_by_feat_single(
-                all_layers_cls_scores[i], all_layers_bbox_preds[i], batch_gt_instances,
-                batch_img_metas)
+            loss_cls, loss_bbox, loss_iou = self.loss_by_feat_single(all_layers_cls_scores[i],
+                                                                     all_layers_bbox_preds[i],
+                                                                     batch_gt_instances,
+                                                                     batch_img_metas)
             prefix = '' if i == num_layers - 1 else f'd{i}.'
             losses[f'{prefix}loss_cls'] = loss_cls
             losses[f'{prefix}loss_bbox'] = loss_bbox
@@ -229,22 +239,20 @@ class DETRHead(BaseModule):
             # quality target: IoU of each matched prediction with its ground truth
             pos = (labels < self.num_classes).nonzero().squeeze(1)
             scores = label_weights.new_zeros(num_preds)
-            scores[pos] = bbox_overlaps(abs_boxes[pos].detach(), abs_targets[pos],
-                                        is_aligned=True)
-            loss_cls = self.loss_cls(cls_flat, (labels, scores), label_weights,
-                                     avg_factor=cls_avg_factor)
+            scores[pos] = bbox_overlaps(abs_boxes[pos].detach(), abs_targets[pos], is_aligned=True)
+            loss_cls = self.loss_cls(
+                cls_flat, (labels, scores), label_weights, avg_factor=cls_avg_factor)
         else:
             loss_cls = self.loss_cls(cls_flat, labels, label_weights, avg_factor=cls_avg_factor)
 
         # number of boxes, averaged over GPUs, for the box terms
         box_avg_factor = torch.clamp(reduce_mean(loss_cls.new_tensor([num_pos])), min=1).item()
         loss_iou = self.loss_iou(abs_boxes, abs_targets, weights_flat, avg_factor=box_avg_factor)
-        loss_bbox = self.loss_bbox(boxes_flat, targets_flat, weights_flat,
-                                   avg_factor=box_avg_factor)
+        loss_bbox = self.loss_bbox(
+            boxes_flat, targets_flat, weights_flat, avg_factor=box_avg_factor)
         return loss_cls, loss_bbox, loss_iou
 
-    def get_targets(self, cls_scores: Tensor, bbox_preds: Tensor,
-                    batch_gt_instances: InstanceList,
+    def get_targets(self, cls_scores: Tensor, bbox_preds: Tensor, batch_gt_instances: InstanceList,
                     batch_img_metas: List[dict]) -> Tuple[Tensor, Tensor, Tensor, int]:
         """Match each image's predictions to its ground truths (Hungarian).
 
@@ -265,15 +273,15 @@ class DETRHead(BaseModule):
         factors = bbox_preds.new_tensor([[m['img_shape'][1], m['img_shape'][0]] * 2
                                          for m in batch_img_metas])[:, None, :]
         abs_preds = bbox_cxcywh_to_xyxy(bbox_preds) * factors
-        pred_instances = [InstanceData(scores=cls_scores[i], bboxes=abs_preds[i])
-                          for i in range(num_imgs)]
-        results = as_batch_assigner(self.assigner).assign_batch(
-            pred_instances, batch_gt_instances, batch_img_metas)
+        pred_instances = [
+            InstanceData(scores=cls_scores[i], bboxes=abs_preds[i]) for i in range(num_imgs)
+        ]
+        results = as_batch_assigner(self.assigner).assign_batch(pred_instances, batch_gt_instances,
+                                                                batch_img_metas)
         gt_inds = torch.stack([r.gt_inds for r in results]).long()  # [B, Q], 1-based, 0 = bg
         pos = gt_inds > 0
         num_pos = int(pos.sum())
-        labels = cls_scores.new_full((num_imgs, num_queries), self.num_classes,
-                                     dtype=torch.long)
+        labels = cls_scores.new_full((num_imgs, num_queries), self.num_classes, dtype=torch.long)
         bbox_targets = bbox_preds.new_zeros((num_imgs, num_queries, 4))
         bbox_weights = bbox_preds.new_zeros((num_imgs, num_queries, 4))
         if num_pos == 0:
@@ -317,15 +325,20 @@ class DETRHead(BaseModule):
     # ------------------------------------------------------------------------------------------
     # inference
     # ------------------------------------------------------------------------------------------
-    def predict(self, hidden_states: Tensor, batch_data_samples: SampleList,
+    def predict(self,
+                hidden_states: Tensor,
+                batch_data_samples: SampleList,
                 rescale: bool = True) -> InstanceList:
         """Detections from the last decoder layer's outputs."""
         batch_img_metas = [s.metainfo for s in batch_data_samples]
         outs = self(hidden_states[-1].unsqueeze(0))
         return self.predict_by_feat(*outs, batch_img_metas=batch_img_metas, rescale=rescale)
 
-    def predict_by_feat(self, layer_cls_scores: Tensor, layer_bbox_preds: Tensor,
-                        batch_img_metas: List[dict], rescale: bool = True) -> InstanceList:
+    def predict_by_feat(self,
+                        layer_cls_scores: Tensor,
+                        layer_bbox_preds: Tensor,
+                        batch_img_metas: List[dict],
+                        rescale: bool = True) -> InstanceList:
         """Top-``max_per_img`` detections per image from the last layer of ``[L, B, Q, *]``
         outputs: ``bboxes`` (xyxy, in the original image if ``rescale``), ``scores``,
         ``labels``."""
@@ -336,7 +349,10 @@ class DETRHead(BaseModule):
             for i, meta in enumerate(batch_img_metas)
         ]
 
-    def _predict_by_feat_single(self, cls_score: Tensor, bbox_pred: Tensor, img_meta: dict,
+    def _predict_by_feat_single(self,
+                                cls_score: Tensor,
+                                bbox_pred: Tensor,
+                                img_meta: dict,
                                 rescale: bool = True) -> InstanceData:
         num_queries = cls_score.size(0)
         max_per_img = (self.test_cfg or {}).get('max_per_img', num_queries)

@@ -99,36 +99,39 @@ class FCOSHead(BaseDenseHead):
     # ``_load_from_state_dict``.
     _version = 1
 
-    def __init__(self,
-                 num_classes: int,
-                 in_channels: int,
-                 feat_channels: int = 256,
-                 stacked_convs: int = 4,
-                 strides: Sequence[int] = (4, 8, 16, 32, 64),
-                 dcn_on_last_conv: bool = False,
-                 conv_bias: Union[bool, str] = 'auto',
-                 regress_ranges: Sequence[Tuple[float, float]] = ((-1, 64), (64, 128), (128, 256),
-                                                                  (256, 512), (512, INF)),
-                 center_sampling: bool = False,
-                 center_sample_radius: float = 1.5,
-                 norm_on_bbox: bool = False,
-                 centerness_on_reg: bool = False,
-                 loss_cls: ConfigType = dict(
-                     type='FocalLoss', use_sigmoid=True, gamma=2.0, alpha=0.25, loss_weight=1.0),
-                 loss_bbox: ConfigType = dict(type='IoULoss', loss_weight=1.0),
-                 loss_centerness: ConfigType = dict(
-                     type='CrossEntropyLoss', use_sigmoid=True, loss_weight=1.0),
-                 bbox_coder: ConfigType = dict(type='DistancePointBBoxCoder'),
-                 conv_cfg: OptConfigType = None,
-                 norm_cfg: OptConfigType = dict(type='GN', num_groups=32, requires_grad=True),
-                 cls_predictor_cfg: OptConfigType = None,
-                 train_cfg: OptConfigType = None,
-                 test_cfg: OptConfigType = None,
-                 score_sqrt: bool = False,
-                 init_cfg: MultiConfig = dict(
-                     type='Normal', layer='Conv2d', std=0.01,
-                     override=dict(type='Normal', name='conv_cls', std=0.01, bias_prob=0.01))
-                 ) -> None:
+    def __init__(
+        self,
+        num_classes: int,
+        in_channels: int,
+        feat_channels: int = 256,
+        stacked_convs: int = 4,
+        strides: Sequence[int] = (4, 8, 16, 32, 64),
+        dcn_on_last_conv: bool = False,
+        conv_bias: Union[bool, str] = 'auto',
+        regress_ranges: Sequence[Tuple[float, float]] = ((-1, 64), (64, 128), (128, 256),
+                                                         (256, 512), (512, INF)),
+        center_sampling: bool = False,
+        center_sample_radius: float = 1.5,
+        norm_on_bbox: bool = False,
+        centerness_on_reg: bool = False,
+        loss_cls: ConfigType = dict(
+            type='FocalLoss', use_sigmoid=True, gamma=2.0, alpha=0.25, loss_weight=1.0),
+        loss_bbox: ConfigType = dict(type='IoULoss', loss_weight=1.0),
+        loss_centerness: ConfigType = dict(
+            type='CrossEntropyLoss', use_sigmoid=True, loss_weight=1.0),
+        bbox_coder: ConfigType = dict(type='DistancePointBBoxCoder'),
+        conv_cfg: OptConfigType = None,
+        norm_cfg: OptConfigType = dict(type='GN', num_groups=32, requires_grad=True),
+        cls_predictor_cfg: OptConfigType = None,
+        train_cfg: OptConfigType = None,
+        test_cfg: OptConfigType = None,
+        score_sqrt: bool = False,
+        init_cfg: MultiConfig = dict(
+            type='Normal',
+            layer='Conv2d',
+            std=0.01,
+            override=dict(type='Normal', name='conv_cls', std=0.01, bias_prob=0.01))
+    ) -> None:
         super().__init__(init_cfg=init_cfg)
         if conv_bias != 'auto' and not isinstance(conv_bias, bool):
             raise ValueError(f"conv_bias must be 'auto' or a bool, got {conv_bias!r}")
@@ -177,8 +180,8 @@ class FCOSHead(BaseDenseHead):
             self.conv_cls = nn.Conv2d(feat_channels, self.cls_out_channels, 3, padding=1)
         else:
             options = {k: v for k, v in cls_predictor_cfg.items() if k != 'type'}
-            self.conv_cls = NormedConv2d(feat_channels, self.cls_out_channels, 1, padding=0,
-                                         **options)
+            self.conv_cls = NormedConv2d(
+                feat_channels, self.cls_out_channels, 1, padding=0, **options)
         self.conv_reg = nn.Conv2d(feat_channels, 4, 3, padding=1)
         self.conv_centerness = nn.Conv2d(feat_channels, 1, 3, padding=1)
         self.scales = nn.ModuleList([Scale(1.0) for _ in strides])
@@ -199,8 +202,8 @@ class FCOSHead(BaseDenseHead):
                     3,
                     stride=1,
                     padding=1,
-                    conv_cfg=dict(type='DCNv2') if self.dcn_on_last_conv and last else
-                    self.conv_cfg,
+                    conv_cfg=dict(
+                        type='DCNv2') if self.dcn_on_last_conv and last else self.conv_cfg,
                     norm_cfg=self.norm_cfg,
                     bias=self.conv_bias))
         return tower
@@ -281,18 +284,18 @@ class FCOSHead(BaseDenseHead):
         num_imgs = len(gt_bboxes)
         num_gts = [len(b) for b in gt_bboxes]
         if max(num_gts, default=0) == 0:
-            return (flat_points.new_full((num_imgs, num_points), self.num_classes,
-                                         dtype=torch.long),
-                    flat_points.new_zeros((num_imgs, num_points, 4)))
-        boxes = pad_sequence(gt_bboxes, batch_first=True)                # [B, M, 4]
-        labels_pad = pad_sequence(gt_labels, batch_first=True)           # [B, M]
+            return (flat_points.new_full(
+                (num_imgs, num_points), self.num_classes,
+                dtype=torch.long), flat_points.new_zeros((num_imgs, num_points, 4)))
+        boxes = pad_sequence(gt_bboxes, batch_first=True)  # [B, M, 4]
+        labels_pad = pad_sequence(gt_labels, batch_first=True)  # [B, M]
         num_gts_t = torch.tensor(num_gts, device=boxes.device)
         valid = torch.arange(boxes.size(1), device=boxes.device) < num_gts_t[:, None]
 
         lower, upper, radius, level_stride = self._per_point_params(points, flat_points)
         x = xs[None, :, None]
         y = ys[None, :, None]
-        x1, y1, x2, y2 = (boxes[:, None, :, i] for i in range(4))      # [B, 1, M] each
+        x1, y1, x2, y2 = (boxes[:, None, :, i] for i in range(4))  # [B, 1, M] each
 
         # eq. (1) for every (image, point, box); [B, P, M] buffers are reused in place because
         # allocating them costs as much as the arithmetic on CPU
@@ -324,15 +327,16 @@ class FCOSHead(BaseDenseHead):
         candidate &= max_dist <= upper[None, :, None]
         candidate &= valid[:, None, :]
 
-        areas = (x2 - x1) * (y2 - y1)                                    # [B, 1, M]
+        areas = (x2 - x1) * (y2 - y1)  # [B, 1, M]
         masked_areas = torch.where(candidate, areas, areas.new_tensor(INF), out=max_dist)
-        min_area, gt_inds = masked_areas.min(dim=2)                      # [B, P]
+        min_area, gt_inds = masked_areas.min(dim=2)  # [B, P]
         labels = labels_pad.gather(1, gt_inds)
         labels[min_area == INF] = self.num_classes
 
         matched = boxes.gather(1, gt_inds[..., None].expand(-1, -1, 4))  # [B, P, 4]
         bbox_targets = torch.stack((xs - matched[..., 0], ys - matched[..., 1],
-                                    matched[..., 2] - xs, matched[..., 3] - ys), dim=-1)
+                                    matched[..., 2] - xs, matched[..., 3] - ys),
+                                   dim=-1)
         # mmdet leaves zeros (not distances to a padded box) for images without boxes
         bbox_targets.masked_fill_((num_gts_t == 0)[:, None, None], 0)
         if self.norm_on_bbox:
@@ -342,9 +346,10 @@ class FCOSHead(BaseDenseHead):
     def _per_point_params(self, points: List[Tensor],
                           flat_points: Tensor) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
         """Regress range bounds, center-sampling radius and stride of each point, ``[P]`` each."""
-        per_level = flat_points.new_tensor(
-            [(lo, hi, s * self.center_sample_radius, s)
-             for (lo, hi), s in zip(self.regress_ranges, self._level_strides)])
+        per_level = flat_points.new_tensor([
+            (lo, hi, s * self.center_sample_radius, s)
+            for (lo, hi), s in zip(self.regress_ranges, self._level_strides)
+        ])
         counts = torch.tensor([p.size(0) for p in points], device=flat_points.device)
         per_point = per_level.repeat_interleave(counts, dim=0, output_size=flat_points.size(0))
         return per_point.unbind(1)
@@ -374,12 +379,12 @@ class FCOSHead(BaseDenseHead):
             raise ValueError(f'expected {self.num_levels} levels of cls_scores, bbox_preds and '
                              f'centernesses, got {len(cls_scores)}, {len(bbox_preds)}, '
                              f'{len(centernesses)}')
-        flat_cls = _flatten_levels(cls_scores)          # [B, P, C]
-        flat_bbox = _flatten_levels(bbox_preds)         # [B, P, 4]
-        flat_ctr = _flatten_levels(centernesses)        # [B, P, 1]
-        self._raise_on_nan(flat_cls, flat_bbox, flat_ctr,
-                           dict(cls_scores=cls_scores, bbox_preds=bbox_preds,
-                                centernesses=centernesses))
+        flat_cls = _flatten_levels(cls_scores)  # [B, P, C]
+        flat_bbox = _flatten_levels(bbox_preds)  # [B, P, 4]
+        flat_ctr = _flatten_levels(centernesses)  # [B, P, 1]
+        self._raise_on_nan(
+            flat_cls, flat_bbox, flat_ctr,
+            dict(cls_scores=cls_scores, bbox_preds=bbox_preds, centernesses=centernesses))
 
         featmap_sizes = [c.shape[-2:] for c in cls_scores]
         points = self.prior_generator.grid_priors(

@@ -85,8 +85,7 @@ class DETR(BaseDetector):
         if neck is not None:
             self.neck = build_with_fallback(MODELS, neck)
         self.bbox_head = build_with_fallback(MODELS, bbox_head)
-        self.positional_encoding = _build_or_default(positional_encoding,
-                                                     SinePositionalEncoding)
+        self.positional_encoding = _build_or_default(positional_encoding, SinePositionalEncoding)
         self.encoder = _build_or_default(encoder, DetrTransformerEncoder)
         self.decoder = _build_or_default(decoder, DetrTransformerDecoder)
         self.embed_dims = self.encoder.embed_dims
@@ -114,27 +113,31 @@ class DETR(BaseDetector):
         return self.neck(x) if self.with_neck else x
 
     def loss(self, batch_inputs: Tensor, batch_data_samples: SampleList) -> Dict[str, Tensor]:
-        hidden_states = self.forward_transformer(self.extract_feat(batch_inputs),
-                                                 batch_data_samples)
+        hidden_states = self.forward_transformer(
+            self.extract_feat(batch_inputs), batch_data_samples)
         return self.bbox_head.loss(hidden_states, batch_data_samples)
 
-    def predict(self, batch_inputs: Tensor, batch_data_samples: SampleList,
+    def predict(self,
+                batch_inputs: Tensor,
+                batch_data_samples: SampleList,
                 rescale: bool = True) -> SampleList:
-        hidden_states = self.forward_transformer(self.extract_feat(batch_inputs),
-                                                 batch_data_samples)
+        hidden_states = self.forward_transformer(
+            self.extract_feat(batch_inputs), batch_data_samples)
         results = self.bbox_head.predict(hidden_states, batch_data_samples, rescale=rescale)
         return self.add_pred_to_datasample(batch_data_samples, results)
 
-    def _forward(self, batch_inputs: Tensor,
+    def _forward(self,
+                 batch_inputs: Tensor,
                  batch_data_samples: OptSampleList = None) -> Tuple[Tensor, Tensor]:
-        hidden_states = self.forward_transformer(self.extract_feat(batch_inputs),
-                                                 batch_data_samples)
+        hidden_states = self.forward_transformer(
+            self.extract_feat(batch_inputs), batch_data_samples)
         return self.bbox_head(hidden_states)
 
     # ------------------------------------------------------------------------------------------
     # Transformer
     # ------------------------------------------------------------------------------------------
-    def forward_transformer(self, img_feats: Tuple[Tensor, ...],
+    def forward_transformer(self,
+                            img_feats: Tuple[Tensor, ...],
                             batch_data_samples: OptSampleList = None) -> Tensor:
         """Last feature map -> decoder outputs of every layer ``[L, B, N, C]``."""
         feat = img_feats[-1]
@@ -148,8 +151,13 @@ class DETR(BaseDetector):
             mask = mask.flatten(1)
         memory = self.encoder(query=tokens, query_pos=pos, key_padding_mask=mask)
         query_pos = self.query_embedding.weight.unsqueeze(0).expand(batch_size, -1, -1)
-        return self.decoder(query=torch.zeros_like(query_pos), key=memory, value=memory,
-                            query_pos=query_pos, key_pos=pos, key_padding_mask=mask)
+        return self.decoder(
+            query=torch.zeros_like(query_pos),
+            key=memory,
+            value=memory,
+            query_pos=query_pos,
+            key_pos=pos,
+            key_padding_mask=mask)
 
     @staticmethod
     def padding_mask(feat: Tensor, batch_data_samples: OptSampleList) -> Optional[Tensor]:
@@ -161,5 +169,7 @@ class DETR(BaseDetector):
         """
         if not batch_data_samples or torch.onnx.is_in_onnx_export():
             return None
-        return padding_mask([s.metainfo for s in batch_data_samples], feat.shape[-2:],
-                            feat.device, none_if_unpadded=True)
+        return padding_mask([s.metainfo for s in batch_data_samples],
+                            feat.shape[-2:],
+                            feat.device,
+                            none_if_unpadded=True)

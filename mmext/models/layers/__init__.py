@@ -5,14 +5,16 @@ The DETR Transformer layers build on mmcv's bricks and are imported when first u
 """
 from mmext.ops.layer_norm import FusedLayerNorm
 from mmext.utils.lazy_exports import lazy_exports
+
 from .padding_mask import batch_input_shape, padding_mask
 from .positional_encoding import SinePositionalEncoding
 
-__getattr__ = lazy_exports(__name__, {
-    name: '.detr_transformer'
-    for name in ('DetrAttention', 'DetrTransformerEncoderLayer', 'DetrTransformerDecoderLayer',
-                 'DetrTransformerEncoder', 'DetrTransformerDecoder')
-})
+__getattr__ = lazy_exports(
+    __name__, {
+        name: '.detr_transformer'
+        for name in ('DetrAttention', 'DetrTransformerEncoderLayer', 'DetrTransformerDecoderLayer',
+                     'DetrTransformerEncoder', 'DetrTransformerDecoder')
+    })
 
 __all__ = [
     'FusedLayerNorm', 'SinePositionalEncoding', 'DetrAttention', 'DetrTransformerEncoderLayer',

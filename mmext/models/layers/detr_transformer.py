@@ -74,8 +74,8 @@ class DetrAttention(BaseModule):
         self.embed_dims = embed_dims
         self.num_heads = num_heads
         self.batch_first = batch_first
-        self.attn = nn.MultiheadAttention(embed_dims, num_heads, dropout=attn_drop,
-                                          batch_first=True)
+        self.attn = nn.MultiheadAttention(
+            embed_dims, num_heads, dropout=attn_drop, batch_first=True)
         self.proj_drop = nn.Dropout(proj_drop)
         self.dropout_layer = build_dropout(dropout_layer) if dropout_layer else nn.Identity()
 
@@ -96,9 +96,13 @@ class DetrAttention(BaseModule):
             key_pos = query_pos
         if key_padding_mask is not None:
             key_padding_mask = key_padding_mask.bool()
-        out = self.attn(_add_pos(query, query_pos), _add_pos(key, key_pos), value,
-                        attn_mask=attn_mask, key_padding_mask=key_padding_mask,
-                        need_weights=False)[0]
+        out = self.attn(
+            _add_pos(query, query_pos),
+            _add_pos(key, key_pos),
+            value,
+            attn_mask=attn_mask,
+            key_padding_mask=key_padding_mask,
+            need_weights=False)[0]
         return query + self.dropout_layer(self.proj_drop(out))
 
 
@@ -107,8 +111,12 @@ def _norms(norm_cfg: dict, embed_dims: int, num: int) -> ModuleList:
 
 
 _DEFAULT_ATTN = dict(embed_dims=256, num_heads=8, dropout=0.0)
-_DEFAULT_FFN = dict(embed_dims=256, feedforward_channels=1024, num_fcs=2, ffn_drop=0.,
-                    act_cfg=dict(type='ReLU', inplace=True))
+_DEFAULT_FFN = dict(
+    embed_dims=256,
+    feedforward_channels=1024,
+    num_fcs=2,
+    ffn_drop=0.,
+    act_cfg=dict(type='ReLU', inplace=True))
 
 
 @MODELS.register_module()
@@ -135,8 +143,13 @@ class DetrTransformerEncoderLayer(BaseModule):
     def forward(self, query: Tensor, query_pos: Optional[Tensor],
                 key_padding_mask: Optional[Tensor], **kwargs) -> Tensor:
         """``query``/``query_pos``: ``[B, N, C]``; ``key_padding_mask``: ``[B, N]`` or None."""
-        query = self.norms[0](self.self_attn(query, query_pos=query_pos, key_pos=query_pos,
-                                             key_padding_mask=key_padding_mask, **kwargs))
+        query = self.norms[0](
+            self.self_attn(
+                query,
+                query_pos=query_pos,
+                key_pos=query_pos,
+                key_padding_mask=key_padding_mask,
+                **kwargs))
         return self.norms[1](self.ffn(query))
 
 
@@ -176,11 +189,17 @@ class DetrTransformerDecoderLayer(BaseModule):
                 **kwargs) -> Tensor:
         """``query [B, Q, C]`` attends to itself, then to ``key``/``value [B, N, C]``
         (``key_padding_mask [B, N]`` marks padded memory cells)."""
-        query = self.norms[0](self.self_attn(query, query_pos=query_pos, key_pos=query_pos,
-                                             attn_mask=self_attn_mask))
-        query = self.norms[1](self.cross_attn(query, key, value, query_pos=query_pos,
-                                              key_pos=key_pos, attn_mask=cross_attn_mask,
-                                              key_padding_mask=key_padding_mask))
+        query = self.norms[0](
+            self.self_attn(query, query_pos=query_pos, key_pos=query_pos, attn_mask=self_attn_mask))
+        query = self.norms[1](
+            self.cross_attn(
+                query,
+                key,
+                value,
+                query_pos=query_pos,
+                key_pos=key_pos,
+                attn_mask=cross_attn_mask,
+                key_padding_mask=key_padding_mask))
         return self.norms[2](self.ffn(query))
 
 
@@ -221,8 +240,8 @@ class DetrTransformerEncoder(BaseModule):
         """``[B, N, C]`` features -> ``[B, N, C]`` memory."""
         for i, layer in enumerate(self.layers):
             if self.training and i < self.num_cp:
-                query = checkpoint(layer, query, query_pos, key_padding_mask,
-                                   use_reentrant=False, **kwargs)
+                query = checkpoint(
+                    layer, query, query_pos, key_padding_mask, use_reentrant=False, **kwargs)
             else:
                 query = layer(query, query_pos, key_padding_mask, **kwargs)
         return query
@@ -254,17 +273,23 @@ class DetrTransformerDecoder(BaseModule):
         self.layers = ModuleList(
             [DetrTransformerDecoderLayer(**dict(layer_cfg)) for _ in range(num_layers)])
         self.embed_dims = self.layers[0].embed_dims
-        self.post_norm = (build_norm_layer(post_norm_cfg, self.embed_dims)[1]
-                          if post_norm_cfg is not None else nn.Identity())
+        self.post_norm = (
+            build_norm_layer(post_norm_cfg, self.embed_dims)[1]
+            if post_norm_cfg is not None else nn.Identity())
 
     def forward(self, query: Tensor, key: Tensor, value: Tensor, query_pos: Optional[Tensor],
-                key_pos: Optional[Tensor], key_padding_mask: Optional[Tensor],
-                **kwargs) -> Tensor:
+                key_pos: Optional[Tensor], key_padding_mask: Optional[Tensor], **kwargs) -> Tensor:
         """Decode ``query [B, Q, C]`` against the memory ``key``/``value [B, N, C]``."""
         outputs = []
         for layer in self.layers:
-            query = layer(query, key=key, value=value, query_pos=query_pos, key_pos=key_pos,
-                          key_padding_mask=key_padding_mask, **kwargs)
+            query = layer(
+                query,
+                key=key,
+                value=value,
+                query_pos=query_pos,
+                key_pos=key_pos,
+                key_padding_mask=key_padding_mask,
+                **kwargs)
             if self.return_intermediate:
                 outputs.append(self.post_norm(query))
         if self.return_intermediate:

@@ -84,8 +84,8 @@ class SinePositionalEncoding(BaseModule):
         pair = torch.arange(self.num_feats, dtype=torch.float32, device=valid.device) // 2
         inv_freq = self.temperature**(2 * pair / self.num_feats)
         return torch.cat((self._sin_cos(y_pos / inv_freq[:, None, None, None]),
-                          self._sin_cos(x_pos / inv_freq[:, None, None, None])), dim=0
-                         ).transpose(0, 1).contiguous()
+                          self._sin_cos(x_pos / inv_freq[:, None, None, None])),
+                         dim=0).transpose(0, 1).contiguous()
 
     @staticmethod
     def _sin_cos(angles: Tensor) -> Tensor:

@@ -3,6 +3,7 @@
 The focal loss builds on mmdet's and is imported when first used.
 """
 from mmext.utils.lazy_exports import lazy_exports
+
 from .clip_loss import CLIPLoss
 from .dice_loss import DiceLoss, dice_loss
 from .feature_queue import FeatureQueue

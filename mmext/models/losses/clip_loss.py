@@ -40,6 +40,7 @@ from mmengine.dist import get_dist_info
 from torch import Tensor
 
 from mmext.registry import MODELS
+
 from ..utils import ScaleGrad, gather_features
 
 __all__ = ['CLIPLoss']
@@ -92,7 +93,9 @@ class CLIPLoss(nn.Module):
             self.logit_scale.clamp_(max=self.max_log_scale)
         return self.logit_scale.exp()
 
-    def forward(self, image_feat: Tensor, text_feat: Tensor,
+    def forward(self,
+                image_feat: Tensor,
+                text_feat: Tensor,
                 logit_scale: Optional[Tensor] = None) -> Tensor:
         """Loss of this rank (``(n, D)`` local features); the ranks' mean is the global loss.
 

@@ -190,8 +190,7 @@ class DiceLoss(nn.Module):
             valid = None if ignore is None else target != ignore
             if valid is not None and bool(valid.all()):
                 valid = None  # nothing ignored: skip the masking passes
-            onehot = target if valid is None else torch.where(valid, target,
-                                                              target.new_zeros(()))
+            onehot = target if valid is None else torch.where(valid, target, target.new_zeros(()))
             if (onehot < 0).any() or (onehot > 1).any():
                 raise ValueError('DiceLoss: a target of pred\'s shape must hold binary or soft '
                                  'masks, values in [0, 1]'
@@ -217,6 +216,13 @@ class DiceLoss(nn.Module):
             raise ValueError(f'DiceLoss: target shape {tuple(target.shape)} fits neither pred '
                              f'shape {tuple(pred.shape)} (binary masks) nor (N, ...) of a '
                              '(N, C, ...) pred (label map)')
-        loss = dice_loss(probs, onehot, valid, weight=weight, eps=self.eps, reduction=reduction,
-                         naive_dice=self.naive_dice, avg_factor=avg_factor)
+        loss = dice_loss(
+            probs,
+            onehot,
+            valid,
+            weight=weight,
+            eps=self.eps,
+            reduction=reduction,
+            naive_dice=self.naive_dice,
+            avg_factor=avg_factor)
         return self.loss_weight * loss

@@ -42,6 +42,7 @@ from mmengine.dist import get_dist_info
 from torch import Tensor
 
 from mmext.registry import MODELS
+
 from ..utils import gather_features, gather_no_grad
 from .feature_queue import FeatureQueue
 
@@ -101,7 +102,9 @@ class ITCLoss(nn.Module):
             if queue_size > 0 else None)
 
     # --- mmpretrain head protocol -------------------------------------------------------------
-    def loss(self, feats: Sequence, data_samples: Optional[List] = None,
+    def loss(self,
+             feats: Sequence,
+             data_samples: Optional[List] = None,
              **kwargs) -> Dict[str, Tensor]:
         """``feats[-1] = [image_feat, text_feat, image_feat_m, text_feat_m]`` as
         ``mmpretrain.BlipRetrieval`` passes them; ``idx`` from the samples' ``image_id``."""
@@ -109,8 +112,7 @@ class ITCLoss(nn.Module):
         idx = None
         if data_samples is not None and len(data_samples) and \
                 all('image_id' in ds for ds in data_samples):
-            idx = torch.tensor([int(ds.image_id) for ds in data_samples],
-                               device=image_feat.device)
+            idx = torch.tensor([int(ds.image_id) for ds in data_samples], device=image_feat.device)
         loss = self(image_feat, text_feat, image_feat_m, text_feat_m, idx=idx)
         return dict(itc_loss=loss)
 
@@ -205,8 +207,9 @@ class ITCLoss(nn.Module):
         if enqueue and self.queue is not None and self.training:
             ids = batch_ids if batch_ids is not None else torch.full(
                 (num_global, ), -1, dtype=torch.long, device=image_keys.device)
-            self.queue.enqueue(dict(image=image_keys[:num_global].detach(),
-                                    text=text_keys[:num_global].detach()), ids)
+            self.queue.enqueue(
+                dict(image=image_keys[:num_global].detach(), text=text_keys[:num_global].detach()),
+                ids)
         return self.loss_weight * loss
 
     def _hard_targets(self, n: int, offset: int, num_global: int, queue_len: int,

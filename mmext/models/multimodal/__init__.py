@@ -15,8 +15,17 @@ from .dual_encoder import DualEncoderITC
 from .momentum import MomentumPairs, make_momentum_copy
 
 __all__ = [
-    'DualEncoderITC', 'MomentumPairs', 'make_momentum_copy',
+    'DualEncoderITC',
+    'MomentumPairs',
+    'make_momentum_copy',
     # old import paths, re-exported from their packages
-    'CLIPLoss', 'FeatureQueue', 'ITCLoss', 'TextTransformer', 'WordTokenizer', 'AllGatherWithGrad',
-    'ScaleGrad', 'gather_features', 'gather_no_grad'
+    'CLIPLoss',
+    'FeatureQueue',
+    'ITCLoss',
+    'TextTransformer',
+    'WordTokenizer',
+    'AllGatherWithGrad',
+    'ScaleGrad',
+    'gather_features',
+    'gather_no_grad'
 ]

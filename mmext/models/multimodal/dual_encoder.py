@@ -22,6 +22,7 @@ from mmengine.model import BaseModel
 from torch import Tensor
 
 from mmext.registry import MODELS, TASK_UTILS
+
 from ..losses import CLIPLoss, ITCLoss
 from .momentum import MomentumPairs, make_momentum_copy
 
@@ -73,8 +74,7 @@ class DualEncoderITC(BaseModel):
             if not self.class_names:
                 raise ValueError('DualEncoderITC: give the tokenizer a vocab or corpus, or '
                                  'class_names/templates to build one from')
-            tokenizer['corpus'] = [p for c in range(len(self.class_names))
-                                   for p in self.prompts(c)]
+            tokenizer['corpus'] = [p for c in range(len(self.class_names)) for p in self.prompts(c)]
         self.tokenizer = TASK_UTILS.build(tokenizer)
         text_encoder = dict(text_encoder)
         text_encoder.setdefault('vocab_size', len(self.tokenizer))
@@ -98,10 +98,10 @@ class DualEncoderITC(BaseModel):
             self.image_proj_m = make_momentum_copy(self.image_proj)
             self.text_encoder_m = make_momentum_copy(self.text_encoder)
             self.text_proj_m = make_momentum_copy(self.text_proj)
-            self._pairs = MomentumPairs(
-                [(self.image_encoder, self.image_encoder_m), (self.image_proj, self.image_proj_m),
-                 (self.text_encoder, self.text_encoder_m), (self.text_proj, self.text_proj_m)],
-                momentum)
+            self._pairs = MomentumPairs([(self.image_encoder, self.image_encoder_m),
+                                         (self.image_proj, self.image_proj_m),
+                                         (self.text_encoder, self.text_encoder_m),
+                                         (self.text_proj, self.text_proj_m)], momentum)
 
     def init_weights(self) -> None:
         super().init_weights()
@@ -157,8 +157,7 @@ class DualEncoderITC(BaseModel):
         return texts
 
     # --- BaseModel ----------------------------------------------------------------------------
-    def forward(self, inputs: Tensor, data_samples: Optional[list] = None,
-                mode: str = 'tensor'):
+    def forward(self, inputs: Tensor, data_samples: Optional[list] = None, mode: str = 'tensor'):
         if mode == 'loss':
             return self.loss(inputs, data_samples)
         if mode == 'predict':
@@ -211,4 +210,3 @@ class DualEncoderITC(BaseModel):
                 ds.set_field(scores[i], 'pred_score')
                 ds.set_field(scores[i].argmax().reshape(1), 'pred_label')
         return data_samples
-

@@ -66,8 +66,8 @@ def renamed_option(owner: str, kwargs: Dict[str, Any], old: str, new: str, value
     if value != default:
         raise ValueError(f'{owner}: got both {old}={old_value!r} and {new}={value!r}; {old} is '
                          f'the deprecated name of {new}: keep only {new}')
-    warnings.warn(f'{owner}: option {old!r} is deprecated, use {new!r}', DeprecationWarning,
-                  stacklevel=3)
+    warnings.warn(
+        f'{owner}: option {old!r} is deprecated, use {new!r}', DeprecationWarning, stacklevel=3)
     return old_value
 
 
@@ -89,7 +89,8 @@ class BaseRecommender(BaseModel):
     #: the collate function that builds the model's batches (named in errors)
     collate_fn: str = ''
 
-    def forward(self, inputs: Dict[str, Union[Tensor, List[Tensor]]],
+    def forward(self,
+                inputs: Dict[str, Union[Tensor, List[Tensor]]],
                 data_samples: Optional[list] = None,
                 mode: str = 'tensor') -> Union[Tensor, Dict[str, Tensor], List[dict]]:
         name = type(self).__name__

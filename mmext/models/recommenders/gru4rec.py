@@ -34,6 +34,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from mmext.registry import MODELS
+
 from .base import BaseRecommender, num_items_from_dataset, reject_options, renamed_option
 from .gru4rec_losses import bpr_max_loss, cross_entropy_logq, top1_max_loss
 
@@ -56,7 +57,9 @@ class GRU4RecLayer(nn.Module):
     """One GRU layer of the paper's cell; input either a vector (``in_dim``) or an item id looked
     up directly in the input weights (``num_ids``: one-hot input without an embedding)."""
 
-    def __init__(self, hidden: int, in_dim: Optional[int] = None,
+    def __init__(self,
+                 hidden: int,
+                 in_dim: Optional[int] = None,
                  num_ids: Optional[int] = None) -> None:
         super().__init__()
         if (in_dim is None) == (num_ids is None):
@@ -127,21 +130,34 @@ class GRU4Rec(BaseRecommender):
     required_inputs = ('item', )
     collate_fn = 'mmext.session_parallel_collate'
 
-    def __init__(self, num_items: Optional[int] = None, dataset: Optional[dict] = None,
-                 hidden_sizes: Union[int, Sequence[int]] = (100, ), embedding: str = 'none',
-                 embedding_dim: int = 0, dropout_p_embed: float = 0.0,
-                 dropout_p_hidden: float = 0.0, loss: str = 'ce',
-                 num_negatives: int = 2048, sample_alpha: float = 0.5, logq: float = 0.0,
-                 bpreg: float = 1.0, elu_param: float = 0.0, reduction: str = 'sum',
+    def __init__(self,
+                 num_items: Optional[int] = None,
+                 dataset: Optional[dict] = None,
+                 hidden_sizes: Union[int, Sequence[int]] = (100, ),
+                 embedding: str = 'none',
+                 embedding_dim: int = 0,
+                 dropout_p_embed: float = 0.0,
+                 dropout_p_hidden: float = 0.0,
+                 loss: str = 'ce',
+                 num_negatives: int = 2048,
+                 sample_alpha: float = 0.5,
+                 logq: float = 0.0,
+                 bpreg: float = 1.0,
+                 elu_param: float = 0.0,
+                 reduction: str = 'sum',
                  data_preprocessor: Optional[dict] = None,
-                 init_cfg: Optional[dict] = None, **deprecated: Any) -> None:
+                 init_cfg: Optional[dict] = None,
+                 **deprecated: Any) -> None:
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         num_negatives = renamed_option('GRU4Rec', deprecated, 'n_sample', 'num_negatives',
                                        num_negatives, 2048)
         reject_options('GRU4Rec', deprecated, dict(loss_type='loss'))
         if loss in _LOSS_ALIASES:
-            warnings.warn(f'GRU4Rec: loss={loss!r} is deprecated, use loss='
-                          f'{_LOSS_ALIASES[loss]!r}', DeprecationWarning, stacklevel=2)
+            warnings.warn(
+                f'GRU4Rec: loss={loss!r} is deprecated, use loss='
+                f'{_LOSS_ALIASES[loss]!r}',
+                DeprecationWarning,
+                stacklevel=2)
             loss = _LOSS_ALIASES[loss]
         num_items, ds = num_items_from_dataset('GRU4Rec', num_items, dataset)
         counts = None
@@ -177,8 +193,9 @@ class GRU4Rec(BaseRecommender):
             first = GRU4RecLayer(hidden_sizes[0], in_dim=out_dim)
         else:
             first = GRU4RecLayer(hidden_sizes[0], num_ids=num_ids)
-        self.layers = nn.ModuleList([first] + [
-            GRU4RecLayer(h, in_dim=p) for p, h in zip(hidden_sizes[:-1], hidden_sizes[1:])])
+        self.layers = nn.ModuleList(
+            [first] +
+            [GRU4RecLayer(h, in_dim=p) for p, h in zip(hidden_sizes[:-1], hidden_sizes[1:])])
         self.drop_embed = nn.Dropout(dropout_p_embed)
         self.drop_hidden = nn.Dropout(dropout_p_hidden)
 
@@ -211,8 +228,10 @@ class GRU4Rec(BaseRecommender):
         b = inputs.shape[0]
         states = self._states[key]
         if states is None or states[0].shape[0] != b:
-            states = [inputs.new_zeros((b, layer.hidden), dtype=self.item_out.dtype)
-                      for layer in self.layers]
+            states = [
+                inputs.new_zeros((b, layer.hidden), dtype=self.item_out.dtype)
+                for layer in self.layers
+            ]
         elif reset is not None and bool(reset.any()):
             keep = (~reset).to(states[0].dtype).unsqueeze(1)
             states = [s * keep for s in states]  # exact zeros for new sessions
@@ -257,8 +276,9 @@ class GRU4Rec(BaseRecommender):
     def sampled_loss(self, hidden: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """The loss of ``hidden`` ``(B, d)`` against ``target`` ``(B,)``, scored among the batch's
         targets and ``num_negatives`` shared samples."""
-        samples = (self.sample_negatives(self.num_negatives).to(target.device)
-                   if self.num_negatives > 0 else target.new_zeros(0))
+        samples = (
+            self.sample_negatives(self.num_negatives).to(target.device)
+            if self.num_negatives > 0 else target.new_zeros(0))
         candidates = torch.cat([target, samples])
         logits = self.score(hidden, candidates)  # (B, B + num_negatives): never all items
         if self.loss_type == 'ce':
@@ -271,20 +291,28 @@ class GRU4Rec(BaseRecommender):
         return top1_max_loss(logits, self.reduction)
 
     # -- the recommender contract -----------------------------------------------------------
-    def forward(self, inputs: Union[Dict[str, torch.Tensor], torch.Tensor],
-                data_samples: Optional[Any] = None, mode: str = 'tensor', **legacy: Any):
+    def forward(self,
+                inputs: Union[Dict[str, torch.Tensor], torch.Tensor],
+                data_samples: Optional[Any] = None,
+                mode: str = 'tensor',
+                **legacy: Any):
         if isinstance(inputs, torch.Tensor):  # the former call: model(items, targets, ...)
-            warnings.warn("GRU4Rec: call model(dict(item=..., target=..., reset=..., "
-                          "valid=...), mode=...); passing the item tensor and targets, reset, "
-                          "valid, evaluate as separate arguments is deprecated",
-                          DeprecationWarning, stacklevel=2)
+            warnings.warn(
+                "GRU4Rec: call model(dict(item=..., target=..., reset=..., "
+                "valid=...), mode=...); passing the item tensor and targets, reset, "
+                "valid, evaluate as separate arguments is deprecated",
+                DeprecationWarning,
+                stacklevel=2)
             if isinstance(data_samples, torch.Tensor):  # targets given positionally
                 legacy.setdefault('targets', data_samples)
             unknown = set(legacy) - set(_LEGACY_KEYS)
             if unknown:
                 raise TypeError(f'GRU4Rec: unexpected arguments {sorted(unknown)}')
-            inputs = dict(item=inputs, **{_LEGACY_KEYS[k]: v for k, v in legacy.items()
-                                          if v is not None})
+            inputs = dict(
+                item=inputs, **{
+                    _LEGACY_KEYS[k]: v
+                    for k, v in legacy.items() if v is not None
+                })
             data_samples = None
         elif legacy:
             raise TypeError(f'GRU4Rec: unexpected arguments {sorted(legacy)}; the batch goes '
@@ -342,5 +370,7 @@ class GRU4Rec(BaseRecommender):
         scores = self.score(hidden[rows]).float()
         pad = torch.zeros(1, dtype=torch.long)
         # The padding id is 'invalid' (never ranked) and, for exclude_seen, also 'exclude'.
-        return [dict(scores=s, target=int(t), exclude=pad, invalid=pad)
-                for s, t in zip(scores.cpu(), target[rows].tolist())]
+        return [
+            dict(scores=s, target=int(t), exclude=pad, invalid=pad)
+            for s, t in zip(scores.cpu(), target[rows].tolist())
+        ]

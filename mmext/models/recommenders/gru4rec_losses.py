@@ -42,8 +42,10 @@ def negative_softmax(logits: torch.Tensor) -> torch.Tensor:
     return torch.softmax(logits.masked_fill(_positive_mask(logits), float('-inf')), dim=1)
 
 
-def cross_entropy_logq(logits: torch.Tensor, log_q: Optional[torch.Tensor] = None,
-                       logq: float = 0.0, reduction: str = 'sum') -> torch.Tensor:
+def cross_entropy_logq(logits: torch.Tensor,
+                       log_q: Optional[torch.Tensor] = None,
+                       logq: float = 0.0,
+                       reduction: str = 'sum') -> torch.Tensor:
     """Softmax cross-entropy with the positive on the diagonal, ``log_q`` (shape ``(M,)``) being
     the log sampling probability of each column, subtracted ``logq`` times."""
     if logq > 0:
@@ -55,7 +57,9 @@ def cross_entropy_logq(logits: torch.Tensor, log_q: Optional[torch.Tensor] = Non
     return _reduce(F.cross_entropy(logits, target, reduction='none'), reduction)
 
 
-def bpr_max_loss(logits: torch.Tensor, bpreg: float = 1.0, reduction: str = 'sum',
+def bpr_max_loss(logits: torch.Tensor,
+                 bpreg: float = 1.0,
+                 reduction: str = 'sum',
                  eps: float = 1e-24) -> torch.Tensor:
     """BPR-max; ``eps`` guards the log exactly as in the official code."""
     weights = negative_softmax(logits)

@@ -45,6 +45,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from mmext.registry import MODELS
+
 from .base import BaseRecommender, num_items_from_dataset, reject_options, renamed_option
 
 __all__ = ['SASRec', 'SASRecBlock']
@@ -69,9 +70,16 @@ class SASRecBlock(nn.Module):
         norm_eps: LayerNorm epsilon (1e-8 in the official code).
     """
 
-    def __init__(self, embed_dims: int, num_heads: int, ffn_dims: int, dropout: float,
-                 attn_dropout: float, act: str = 'relu', norm: str = 'pre',
-                 norm_eps: float = 1e-8, ffn_dropout: Optional[float] = None) -> None:
+    def __init__(self,
+                 embed_dims: int,
+                 num_heads: int,
+                 ffn_dims: int,
+                 dropout: float,
+                 attn_dropout: float,
+                 act: str = 'relu',
+                 norm: str = 'pre',
+                 norm_eps: float = 1e-8,
+                 ffn_dropout: Optional[float] = None) -> None:
         super().__init__()
         self.num_heads = num_heads
         self.norm = norm
@@ -179,19 +187,31 @@ class SASRec(BaseRecommender):
     required_inputs = ('seq', )
     collate_fn = 'mmext.sequence_collate'
 
-    def __init__(self, num_items: Optional[int] = None, dataset: Optional[dict] = None,
-                 max_len: int = 200, embed_dims: int = 50,
-                 num_blocks: int = 2, num_heads: int = 1, ffn_dims: Optional[int] = None,
-                 dropout: float = 0.2, attn_dropout: Optional[float] = None,
-                 ffn_dropout: Optional[float] = None, act: str = 'relu',
-                 norm: str = 'pre', norm_eps: float = 1e-8, loss: str = 'bce',
-                 num_negatives: int = 1, eval_mode: str = 'full',
-                 init_std: Optional[float] = None, position_origin: str = 'right',
+    def __init__(self,
+                 num_items: Optional[int] = None,
+                 dataset: Optional[dict] = None,
+                 max_len: int = 200,
+                 embed_dims: int = 50,
+                 num_blocks: int = 2,
+                 num_heads: int = 1,
+                 ffn_dims: Optional[int] = None,
+                 dropout: float = 0.2,
+                 attn_dropout: Optional[float] = None,
+                 ffn_dropout: Optional[float] = None,
+                 act: str = 'relu',
+                 norm: str = 'pre',
+                 norm_eps: float = 1e-8,
+                 loss: str = 'bce',
+                 num_negatives: int = 1,
+                 eval_mode: str = 'full',
+                 init_std: Optional[float] = None,
+                 position_origin: str = 'right',
                  data_preprocessor: Optional[Union[dict, nn.Module]] = None,
-                 init_cfg: Optional[dict] = None, **deprecated: Any) -> None:
+                 init_cfg: Optional[dict] = None,
+                 **deprecated: Any) -> None:
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
-        num_negatives = renamed_option('SASRec', deprecated, 'num_train_negatives',
-                                       'num_negatives', num_negatives, 1)
+        num_negatives = renamed_option('SASRec', deprecated, 'num_train_negatives', 'num_negatives',
+                                       num_negatives, 1)
         reject_options('SASRec', deprecated, dict(loss_type='loss'))
         # the item count of the training data decides the table size
         num_items, _ = num_items_from_dataset('SASRec', num_items, dataset)
@@ -204,17 +224,17 @@ class SASRec(BaseRecommender):
             (isinstance(num_heads, int) and num_heads >= 1 and embed_dims % num_heads == 0,
              f'num_heads={num_heads!r} must be >= 1 and divide embed_dims={embed_dims}'),
             (0. <= dropout < 1., f'dropout={dropout!r}: must be in [0, 1)'),
-            (attn_dropout is None or 0. <= attn_dropout < 1.,
-             f'attn_dropout={attn_dropout!r}: must be in [0, 1)'),
-            (ffn_dropout is None or 0. <= ffn_dropout < 1.,
-             f'ffn_dropout={ffn_dropout!r}: must be in [0, 1)'),
+            (attn_dropout is None
+             or 0. <= attn_dropout < 1., f'attn_dropout={attn_dropout!r}: must be in [0, 1)'),
+            (ffn_dropout is None
+             or 0. <= ffn_dropout < 1., f'ffn_dropout={ffn_dropout!r}: must be in [0, 1)'),
             (act in _ACTIVATIONS, f'act={act!r}: expected one of {sorted(_ACTIVATIONS)}'),
             (norm in _NORMS, f'norm={norm!r}: expected one of {_NORMS}'),
             (loss in ('bce', 'ce'), f"loss={loss!r}: expected 'bce' or 'ce'"),
-            (isinstance(num_negatives, int) and num_negatives >= 1,
-             f'num_negatives={num_negatives!r}: must be >= 1'),
-            (eval_mode in ('full', 'sampled'),
-             f"eval_mode={eval_mode!r}: expected 'full' or 'sampled'"),
+            (isinstance(num_negatives, int)
+             and num_negatives >= 1, f'num_negatives={num_negatives!r}: must be >= 1'),
+            (eval_mode
+             in ('full', 'sampled'), f"eval_mode={eval_mode!r}: expected 'full' or 'sampled'"),
             (position_origin in ('right', 'left'),
              f"position_origin={position_origin!r}: expected 'right' or 'left'"),
         ]
@@ -233,9 +253,8 @@ class SASRec(BaseRecommender):
         self.pos_embedding = nn.Embedding(max_len, embed_dims)
         self.emb_dropout = nn.Dropout(dropout)
         self.blocks = nn.ModuleList(
-            SASRecBlock(embed_dims, num_heads, ffn_dims or embed_dims, dropout,
-                        dropout if attn_dropout is None else attn_dropout, act, norm, norm_eps,
-                        ffn_dropout)
+            SASRecBlock(embed_dims, num_heads, ffn_dims or embed_dims, dropout, dropout
+                        if attn_dropout is None else attn_dropout, act, norm, norm_eps, ffn_dropout)
             for _ in range(num_blocks))
         self.norm = norm
         # post-LN blocks end normalised; the other layouts need a final LayerNorm
@@ -287,8 +306,9 @@ class SASRec(BaseRecommender):
         if self.norm == 'post':
             x = self.input_norm(self.item_embedding(seq) + self.pos_embedding(positions))
         else:
-            x = (self.item_embedding(seq) * math.sqrt(self.embed_dims) +
-                 self.pos_embedding(positions))
+            x = (
+                self.item_embedding(seq) * math.sqrt(self.embed_dims) +
+                self.pos_embedding(positions))
         x = self.emb_dropout(x) * keep
         causal = torch.ones(length, length, dtype=torch.bool, device=seq.device).tril()
         # A padded query would see no key at all (softmax over nothing = NaN): let it see
@@ -313,8 +333,8 @@ class SASRec(BaseRecommender):
         neg = torch.randint(1, self.num_items + 1, (*target.shape, k), device=target.device)
         clash = neg == target.unsqueeze(-1)
         while bool(clash.any()):
-            neg[clash] = torch.randint(1, self.num_items + 1, (int(clash.sum()),),
-                                       device=target.device)
+            neg[clash] = torch.randint(
+                1, self.num_items + 1, (int(clash.sum()), ), device=target.device)
             clash = neg == target.unsqueeze(-1)
         return neg
 
@@ -365,11 +385,14 @@ class SASRec(BaseRecommender):
             scores = last @ self.item_embedding.weight.t()  # [B, n + 1]; index = item id
             padding = torch.zeros(1, dtype=torch.long)  # id 0 is never a candidate
             for i in range(seq.size(0)):
-                exclude = (seen[i] if seen is not None else
-                           torch.zeros(0, dtype=torch.long)).detach().cpu()
-                results.append(dict(scores=scores[i].detach().cpu(),
-                                    target=int(target[i]), exclude=exclude,
-                                    invalid=padding))
+                exclude = (seen[i] if seen is not None else torch.zeros(
+                    0, dtype=torch.long)).detach().cpu()
+                results.append(
+                    dict(
+                        scores=scores[i].detach().cpu(),
+                        target=int(target[i]),
+                        exclude=exclude,
+                        invalid=padding))
             return results
         neg = inputs.get('negatives')
         if neg is None:

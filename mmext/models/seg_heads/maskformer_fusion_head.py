@@ -117,8 +117,8 @@ class MaskFormerFusionHead(BaseModule):
         binary = masks > 0
         fg = binary.flatten(1).float()
         mask_score = (masks.sigmoid().flatten(1) * fg).sum(1) / (fg.sum(1) + 1e-6)
-        return InstanceData(bboxes=mask2bbox(binary), labels=labels,
-                            scores=top_scores * mask_score, masks=binary)
+        return InstanceData(
+            bboxes=mask2bbox(binary), labels=labels, scores=top_scores * mask_score, masks=binary)
 
     def predict(self,
                 mask_cls_results: Tensor,
@@ -141,8 +141,8 @@ class MaskFormerFusionHead(BaseModule):
             pred = pred[:, :h, :w]
             if rescale:
                 oh, ow = meta['ori_shape'][:2]
-                pred = F.interpolate(pred[:, None], size=(oh, ow), mode='bilinear',
-                                     align_corners=False)[:, 0]
+                pred = F.interpolate(
+                    pred[:, None], size=(oh, ow), mode='bilinear', align_corners=False)[:, 0]
             out = {}
             if self.test_cfg.get('panoptic_on', True):
                 out['pan_results'] = self.panoptic_postprocess(cls, pred)

@@ -36,8 +36,8 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
-from mmengine.model import BaseModule
 from mmdet.utils import reduce_mean
+from mmengine.model import BaseModule
 from mmengine.structures import InstanceData
 from torch import Tensor
 
@@ -45,6 +45,7 @@ from mmext.models.layers import batch_input_shape, padding_mask
 from mmext.models.losses import DiceLoss, dice_loss, focal_loss_from_labels
 from mmext.models.task_modules.assigners import as_batch_assigner
 from mmext.registry import MODELS, TASK_UTILS, build_with_fallback
+
 from .transformer_predictor import MaskFormerTransformerPredictor
 
 __all__ = ['MaskFormerHead', 'convert_legacy_keys', 'LEGACY_PREDICTOR_KEYS']
@@ -67,8 +68,12 @@ DEFAULT_DECODER = dict(
     layer_cfg=dict(
         self_attn_cfg=dict(embed_dims=256, num_heads=8, dropout=0.1, batch_first=True),
         cross_attn_cfg=dict(embed_dims=256, num_heads=8, dropout=0.1, batch_first=True),
-        ffn_cfg=dict(embed_dims=256, feedforward_channels=2048, num_fcs=2, ffn_drop=0.1,
-                     act_cfg=dict(type='ReLU', inplace=True))))
+        ffn_cfg=dict(
+            embed_dims=256,
+            feedforward_channels=2048,
+            num_fcs=2,
+            ffn_drop=0.1,
+            act_cfg=dict(type='ReLU', inplace=True))))
 
 
 def convert_legacy_keys(state_dict: Dict[str, Tensor], prefix: str = '') -> Dict[str, Tensor]:
@@ -136,13 +141,26 @@ class MaskFormerHead(BaseModule):
                  enforce_decoder_input_project: bool = False,
                  transformer_decoder: Optional[dict] = None,
                  positional_encoding: dict = dict(num_feats=128, normalize=True),
-                 loss_cls: dict = dict(type='mmdet.CrossEntropyLoss', use_sigmoid=False,
-                                       loss_weight=1.0, reduction='mean'),
-                 loss_mask: dict = dict(type='mmdet.FocalLoss', use_sigmoid=True, gamma=2.0,
-                                        alpha=0.25, reduction='mean', loss_weight=20.0),
-                 loss_dice: dict = dict(type='DiceLoss', use_sigmoid=True, activate=True,
-                                        reduction='mean', naive_dice=True, eps=1.0,
-                                        loss_weight=1.0),
+                 loss_cls: dict = dict(
+                     type='mmdet.CrossEntropyLoss',
+                     use_sigmoid=False,
+                     loss_weight=1.0,
+                     reduction='mean'),
+                 loss_mask: dict = dict(
+                     type='mmdet.FocalLoss',
+                     use_sigmoid=True,
+                     gamma=2.0,
+                     alpha=0.25,
+                     reduction='mean',
+                     loss_weight=20.0),
+                 loss_dice: dict = dict(
+                     type='DiceLoss',
+                     use_sigmoid=True,
+                     activate=True,
+                     reduction='mean',
+                     naive_dice=True,
+                     eps=1.0,
+                     loss_weight=1.0),
                  no_object_weight: float = 0.1,
                  train_cfg: Optional[dict] = None,
                  test_cfg: Optional[dict] = None,
@@ -152,8 +170,10 @@ class MaskFormerHead(BaseModule):
                  init_cfg: Optional[dict] = None,
                  **kwargs) -> None:
         super().__init__(init_cfg=init_cfg)
-        unknown = set(kwargs) - {'channels', 'dropout_ratio', 'conv_cfg', 'norm_cfg', 'act_cfg',
-                                 'input_transform', 'loss_decode', 'sampler', 'threshold'}
+        unknown = set(kwargs) - {
+            'channels', 'dropout_ratio', 'conv_cfg', 'norm_cfg', 'act_cfg', 'input_transform',
+            'loss_decode', 'sampler', 'threshold'
+        }
         if unknown:
             raise TypeError(f'MaskFormerHead got unexpected config keys {sorted(unknown)}')
         self._init_classes(num_classes, num_things_classes, num_stuff_classes)
@@ -164,17 +184,26 @@ class MaskFormerHead(BaseModule):
         self.mask_channels = out_channels
         self.out_channels = self.num_classes  # what mmseg's EncoderDecoder reads
 
-        pixel_decoder = dict(pixel_decoder or dict(
-            type='TransformerEncoderPixelDecoder',
-            encoder=dict(num_layers=6, layer_cfg=dict(
-                self_attn_cfg=dict(embed_dims=feat_channels, num_heads=8, dropout=0.1),
-                ffn_cfg=dict(embed_dims=feat_channels, feedforward_channels=2048, num_fcs=2,
-                             ffn_drop=0.1, act_cfg=dict(type='ReLU', inplace=True))))))
-        pixel_decoder.update(in_channels=list(in_channels), feat_channels=feat_channels,
-                             out_channels=out_channels)
+        pixel_decoder = dict(
+            pixel_decoder or dict(
+                type='TransformerEncoderPixelDecoder',
+                encoder=dict(
+                    num_layers=6,
+                    layer_cfg=dict(
+                        self_attn_cfg=dict(embed_dims=feat_channels, num_heads=8, dropout=0.1),
+                        ffn_cfg=dict(
+                            embed_dims=feat_channels,
+                            feedforward_channels=2048,
+                            num_fcs=2,
+                            ffn_drop=0.1,
+                            act_cfg=dict(type='ReLU', inplace=True))))))
+        pixel_decoder.update(
+            in_channels=list(in_channels), feat_channels=feat_channels, out_channels=out_channels)
         self.pixel_decoder = build_with_fallback(MODELS, pixel_decoder)
         self.predictor = MaskFormerTransformerPredictor(
-            num_classes=self.num_classes, num_queries=num_queries, feat_channels=feat_channels,
+            num_classes=self.num_classes,
+            num_queries=num_queries,
+            feat_channels=feat_channels,
             mask_channels=out_channels,
             memory_channels=self._memory_channels(list(in_channels), feat_channels),
             transformer_decoder=dict(transformer_decoder or DEFAULT_DECODER),
@@ -200,8 +229,8 @@ class MaskFormerHead(BaseModule):
         if sampler is not None and 'MaskPseudoSampler' not in str(sampler.get('type')):
             raise ValueError(f'MaskFormerHead matches one-to-one and samples nothing; '
                              f'train_cfg.sampler must be MaskPseudoSampler, got {sampler}')
-        self.assigner = build_with_fallback(TASK_UTILS, dict(train_cfg.get('assigner')
-                                                             or DEFAULT_ASSIGNER))
+        self.assigner = build_with_fallback(TASK_UTILS,
+                                            dict(train_cfg.get('assigner') or DEFAULT_ASSIGNER))
         self._register_load_state_dict_pre_hook(self._load_legacy_keys)
 
     # ------------------------------------------------------------------ setup
@@ -248,7 +277,8 @@ class MaskFormerHead(BaseModule):
             m.setdefault('batch_input_shape', shape)
         return metas
 
-    def forward(self, x: Sequence[Tensor],
+    def forward(self,
+                x: Sequence[Tensor],
                 batch_data_samples: Optional[Sequence] = None) -> Tuple[Tensor, Tensor]:
         """Backbone levels -> ``cls_logits [L, B, N, K+1]``, ``mask_logits [L, B, N, h, w]``
         (``h, w``: the mask features' size, 1/4 of the input for a stride-4 first level).
@@ -296,8 +326,9 @@ class MaskFormerHead(BaseModule):
         if masks.shape[0] and masks.shape[-2:] != stuff_masks.shape[-2:]:
             raise ValueError(f'MaskFormerHead: instance masks {tuple(masks.shape[-2:])} and '
                              f'gt_sem_seg {tuple(stuff_masks.shape[-2:])} differ in size')
-        return InstanceData(labels=torch.cat([labels, stuff.long()]),
-                            masks=torch.cat([masks.reshape(-1, *seg.shape), stuff_masks]))
+        return InstanceData(
+            labels=torch.cat([labels, stuff.long()]),
+            masks=torch.cat([masks.reshape(-1, *seg.shape), stuff_masks]))
 
     def get_targets(self, batch_data_samples: Sequence) -> List[InstanceData]:
         """Target segments (``labels [G]``, bool ``masks [G, H, W]``) of every image: panoptic
@@ -315,7 +346,9 @@ class MaskFormerHead(BaseModule):
         return out
 
     # ------------------------------------------------------------------- loss
-    def loss(self, x: Sequence[Tensor], batch_data_samples: Sequence,
+    def loss(self,
+             x: Sequence[Tensor],
+             batch_data_samples: Sequence,
              train_cfg: Optional[dict] = None) -> Dict[str, Tensor]:
         """Forward and losses.  ``train_cfg`` is the segmentor's (mmseg passes it; unused: the
         head's own ``train_cfg`` holds the assigner)."""
@@ -337,8 +370,10 @@ class MaskFormerHead(BaseModule):
             else:
                 m = m.new_zeros((0, ) + tuple(hw), dtype=torch.float32)
             small.append(InstanceData(labels=t.labels, masks=m))
-        preds = [InstanceData(scores=cls_logits[l, b].detach(), masks=mask_logits[l, b].detach())
-                 for l in range(L) for b in range(B)]
+        preds = [
+            InstanceData(scores=cls_logits[i, b].detach(), masks=mask_logits[i, b].detach())
+            for i in range(L) for b in range(B)
+        ]
         gts = small * L
         # mmext's assigner: one padded cost tensor for the L * B images; others image by image
         results = as_batch_assigner(self.assigner).assign_batch(preds, gts, metas * L)
@@ -393,27 +428,31 @@ class MaskFormerHead(BaseModule):
             gt_masks = torch.cat([t.masks.to(device).bool() for t in batch_gt_instances])
             H, W = gt_masks.shape[-2:]
             # one resize for every layer's matched masks (bilinear, as MaskFormer)
-            preds_up = F.interpolate(all_mask_preds[matched][:, None], size=(H, W),
-                                     mode='bilinear', align_corners=False)[:, 0]
+            preds_up = F.interpolate(
+                all_mask_preds[matched][:, None], size=(H, W), mode='bilinear',
+                align_corners=False)[:, 0]
             targets_up = gt_masks[flat_idx]
             chunks = list(zip(preds_up.split(per_layer), targets_up.split(per_layer)))
 
         losses = {}
-        for l in range(L):
-            labels = cls_targets[l].flatten()
-            loss_cls = self.loss_cls(all_cls_scores[l].flatten(0, 1), labels,
-                                     torch.ones_like(labels),
-                                     avg_factor=class_weight[labels].sum())
-            if per_layer[l] == 0:  # no target anywhere: keep the graph, add nothing
-                loss_mask = loss_dice = all_mask_preds[l].sum() * 0
+        for layer in range(L):
+            labels = cls_targets[layer].flatten()
+            loss_cls = self.loss_cls(
+                all_cls_scores[layer].flatten(0, 1),
+                labels,
+                torch.ones_like(labels),
+                avg_factor=class_weight[labels].sum())
+            if per_layer[layer] == 0:  # no target anywhere: keep the graph, add nothing
+                loss_mask = loss_dice = all_mask_preds[layer].sum() * 0
             else:
-                pred, tgt = chunks[l]
+                pred, tgt = chunks[layer]
                 loss_dice = self._dice(pred, tgt, num_masks)
                 # focal loss on each pixel: label 0 = "in the mask", 1 = background
-                loss_mask = focal_loss_from_labels(self.loss_mask, pred.reshape(-1, 1),
-                                                   (~tgt).reshape(-1).long(),
-                                                   avg_factor=num_masks * H * W)
-            pre = '' if l == L - 1 else f'd{l}.'
+                loss_mask = focal_loss_from_labels(
+                    self.loss_mask,
+                    pred.reshape(-1, 1), (~tgt).reshape(-1).long(),
+                    avg_factor=num_masks * H * W)
+            pre = '' if layer == L - 1 else f'd{layer}.'
             losses[f'{pre}loss_cls'] = loss_cls
             losses[f'{pre}loss_mask'] = loss_mask
             losses[f'{pre}loss_dice'] = loss_dice
@@ -426,8 +465,8 @@ class MaskFormerHead(BaseModule):
         fn = self.loss_dice
         if isinstance(fn, DiceLoss) and fn.activate and fn.use_sigmoid and \
                 fn.reduction == 'mean':
-            return fn.loss_weight * dice_loss(pred.sigmoid(), target, eps=fn.eps,
-                                              naive_dice=fn.naive_dice, avg_factor=avg_factor)
+            return fn.loss_weight * dice_loss(
+                pred.sigmoid(), target, eps=fn.eps, naive_dice=fn.naive_dice, avg_factor=avg_factor)
         return fn(pred, target.long(), avg_factor=avg_factor)
 
     # -------------------------------------------------------------- inference
@@ -438,7 +477,9 @@ class MaskFormerHead(BaseModule):
         probs = cls_logits.softmax(-1)[..., :-1]
         return torch.einsum('bqc,bqhw->bchw', probs, mask_logits.sigmoid())
 
-    def predict(self, x: Sequence[Tensor], batch_data_samples: Sequence,
+    def predict(self,
+                x: Sequence[Tensor],
+                batch_data_samples: Sequence,
                 test_cfg: Optional[dict] = None) -> Union[Tensor, Tuple[Tensor, Tensor]]:
         """Inference for either toolbox.
 

@@ -58,14 +58,26 @@ class PixelDecoder(BaseModule):
             self.lateral_convs.append(
                 ConvModule(c, feat_channels, 1, bias=bias, norm_cfg=norm_cfg, act_cfg=None))
             self.output_convs.append(
-                ConvModule(feat_channels, feat_channels, 3, padding=1, bias=bias,
-                           norm_cfg=norm_cfg, act_cfg=act_cfg))
+                ConvModule(
+                    feat_channels,
+                    feat_channels,
+                    3,
+                    padding=1,
+                    bias=bias,
+                    norm_cfg=norm_cfg,
+                    act_cfg=act_cfg))
         self.last_feat_conv = self._top_conv(norm_cfg, act_cfg, bias)
         self.mask_feature = Conv2d(feat_channels, out_channels, 3, padding=1)
 
     def _top_conv(self, norm_cfg, act_cfg, bias) -> Optional[nn.Module]:
-        return ConvModule(self.in_channels[-1], self.feat_channels, 3, padding=1, bias=bias,
-                          norm_cfg=norm_cfg, act_cfg=act_cfg)
+        return ConvModule(
+            self.in_channels[-1],
+            self.feat_channels,
+            3,
+            padding=1,
+            bias=bias,
+            norm_cfg=norm_cfg,
+            act_cfg=act_cfg)
 
     @property
     def memory_channels(self) -> int:
@@ -92,11 +104,12 @@ class PixelDecoder(BaseModule):
         y = top
         for i in range(self.num_inputs - 2, -1, -1):
             lateral = self.lateral_convs[i](feats[i])
-            y = self.output_convs[i](lateral + F.interpolate(y, size=lateral.shape[-2:],
-                                                             mode='nearest'))
+            y = self.output_convs[i](
+                lateral + F.interpolate(y, size=lateral.shape[-2:], mode='nearest'))
         return self.mask_feature(y)
 
-    def forward(self, feats: Sequence[Tensor],
+    def forward(self,
+                feats: Sequence[Tensor],
                 batch_img_metas: Optional[List[dict]] = None) -> Tuple[Tensor, Tensor]:
         """Returns ``(mask_features [B, out_channels, H/4, W/4], memory [B, C_last, h, w])``."""
         self._check(feats)

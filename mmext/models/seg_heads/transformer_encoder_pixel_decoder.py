@@ -17,6 +17,7 @@ from torch import Tensor
 
 from mmext.models.layers import DetrTransformerEncoder, SinePositionalEncoding, padding_mask
 from mmext.registry import MODELS
+
 from .pixel_decoder import PixelDecoder
 
 __all__ = ['TransformerEncoderPixelDecoder']
@@ -42,8 +43,13 @@ class TransformerEncoderPixelDecoder(PixelDecoder):
                  encoder: Optional[dict] = None,
                  positional_encoding: dict = dict(num_feats=128, normalize=True),
                  init_cfg: Optional[dict] = None) -> None:
-        super().__init__(in_channels, feat_channels, out_channels, norm_cfg=norm_cfg,
-                         act_cfg=act_cfg, init_cfg=init_cfg)
+        super().__init__(
+            in_channels,
+            feat_channels,
+            out_channels,
+            norm_cfg=norm_cfg,
+            act_cfg=act_cfg,
+            init_cfg=init_cfg)
         if encoder is None:
             raise ValueError('TransformerEncoderPixelDecoder needs an encoder config')
         self.encoder = DetrTransformerEncoder(**dict(encoder))
@@ -55,9 +61,14 @@ class TransformerEncoderPixelDecoder(PixelDecoder):
         pe.pop('type', None)
         self.positional_encoding = SinePositionalEncoding(**pe)
         self.encoder_in_proj = Conv2d(self.in_channels[-1], feat_channels, 1)
-        self.encoder_out_proj = ConvModule(feat_channels, feat_channels, 3, padding=1,
-                                           bias=norm_cfg is None, norm_cfg=norm_cfg,
-                                           act_cfg=act_cfg)
+        self.encoder_out_proj = ConvModule(
+            feat_channels,
+            feat_channels,
+            3,
+            padding=1,
+            bias=norm_cfg is None,
+            norm_cfg=norm_cfg,
+            act_cfg=act_cfg)
 
     def _top_conv(self, norm_cfg, act_cfg, bias) -> None:
         return None  # the encoder output (through encoder_out_proj) tops the FPN instead
@@ -73,7 +84,8 @@ class TransformerEncoderPixelDecoder(PixelDecoder):
             if p.dim() > 1:
                 nn.init.xavier_uniform_(p)
 
-    def forward(self, feats: Sequence[Tensor],
+    def forward(self,
+                feats: Sequence[Tensor],
                 batch_img_metas: Optional[List[dict]] = None) -> Tuple[Tensor, Tensor]:
         """Returns ``(mask_features [B, out_channels, H/4, W/4], memory [B, feat_channels, h, w])``.
 

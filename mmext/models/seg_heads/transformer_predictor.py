@@ -107,8 +107,12 @@ class MaskFormerTransformerPredictor(BaseModule):
         memory = self.decoder_input_proj(memory).flatten(2).transpose(1, 2)
         query_pos = self.query_embed.weight.unsqueeze(0).expand(B, -1, -1)
         hidden = self.transformer_decoder(
-            query=torch.zeros_like(query_pos), key=memory, value=memory, query_pos=query_pos,
-            key_pos=pos, key_padding_mask=memory_padding.flatten(1))  # [L, B, N, C]
+            query=torch.zeros_like(query_pos),
+            key=memory,
+            value=memory,
+            query_pos=query_pos,
+            key_pos=pos,
+            key_padding_mask=memory_padding.flatten(1))  # [L, B, N, C]
         cls_logits = self.cls_embed(hidden)
         mask_logits = torch.einsum('lbnc,bchw->lbnhw', self.mask_embed(hidden), mask_features)
         return cls_logits, mask_logits

@@ -30,9 +30,14 @@ class TextTransformer(BaseModule):
         init_cfg: mmengine init config.
     """
 
-    def __init__(self, vocab_size: int, max_length: int = 16, embed_dims: int = 128,
-                 num_layers: int = 2, num_heads: int = 4,
-                 feedforward_channels: Optional[int] = None, dropout: float = 0.0,
+    def __init__(self,
+                 vocab_size: int,
+                 max_length: int = 16,
+                 embed_dims: int = 128,
+                 num_layers: int = 2,
+                 num_heads: int = 4,
+                 feedforward_channels: Optional[int] = None,
+                 dropout: float = 0.0,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
         if embed_dims % num_heads:
@@ -43,8 +48,13 @@ class TextTransformer(BaseModule):
         self.token_embed = nn.Embedding(vocab_size, embed_dims)
         self.pos_embed = nn.Parameter(torch.zeros(1, max_length, embed_dims))
         layer = nn.TransformerEncoderLayer(
-            embed_dims, num_heads, feedforward_channels or 4 * embed_dims, dropout,
-            activation='gelu', batch_first=True, norm_first=True)
+            embed_dims,
+            num_heads,
+            feedforward_channels or 4 * embed_dims,
+            dropout,
+            activation='gelu',
+            batch_first=True,
+            norm_first=True)
         self.layers = nn.TransformerEncoder(layer, num_layers, enable_nested_tensor=False)
         self.ln = nn.LayerNorm(embed_dims)
         nn.init.trunc_normal_(self.pos_embed, std=0.02)

@@ -31,8 +31,10 @@ class WordTokenizer:
     PAD, CLS, UNK = 0, 1, 2
     SPECIALS = ('[PAD]', '[CLS]', '[UNK]')
 
-    def __init__(self, vocab: Optional[Sequence[str]] = None,
-                 corpus: Optional[Iterable[str]] = None, max_length: int = 16) -> None:
+    def __init__(self,
+                 vocab: Optional[Sequence[str]] = None,
+                 corpus: Optional[Iterable[str]] = None,
+                 max_length: int = 16) -> None:
         if vocab is None:
             if corpus is None:
                 raise ValueError('WordTokenizer needs a vocab or a corpus to build one from')
@@ -61,7 +63,8 @@ class WordTokenizer:
         ids = [self.CLS] + [self.index.get(w, self.UNK) for w in self.split(text)]
         return ids[:self.max_length]
 
-    def __call__(self, texts: Sequence[str],
+    def __call__(self,
+                 texts: Sequence[str],
                  device: Optional[torch.device] = None) -> Tuple[Tensor, Tensor]:
         """``(ids, mask)``: ``(B, max_length)`` int64 ids and bool mask (True = real token)."""
         if isinstance(texts, str):

@@ -1,9 +1,9 @@
-"""Readers: RecBole atomic files, GRU4Rec session files, and the ml-100k file in the recbole wheel."""
+"""Readers: RecBole atomic files, GRU4Rec session files, and the ml-100k file in the recbole
+wheel."""
 import numpy as np
 import pytest
 
-from mmext.datasets.recsys.readers import (ml100k_path, read_atomic_inter,
-                                           read_session_file)
+from mmext.datasets.recsys.readers import ml100k_path, read_atomic_inter, read_session_file
 
 
 def write(tmp_path, name, text):
@@ -13,11 +13,12 @@ def write(tmp_path, name, text):
 
 
 def test_atomic_types_and_fields(tmp_path):
-    path = write(tmp_path, 'x.inter',
-                 'user_id:token\titem_id:token\trating:float\ttags:token_seq\tvec:float_seq\n'
-                 'u1\ti1\t3\ta b\t1 2.5\n'
-                 '\n'
-                 'u2\ti07\t4.5\t\t\n')
+    path = write(
+        tmp_path, 'x.inter',
+        'user_id:token\titem_id:token\trating:float\ttags:token_seq\tvec:float_seq\n'
+        'u1\ti1\t3\ta b\t1 2.5\n'
+        '\n'
+        'u2\ti07\t4.5\t\t\n')
     d = read_atomic_inter(path)
     assert d['user_id'].tolist() == ['u1', 'u2']
     assert d['item_id'].tolist() == ['i1', 'i07']  # tokens keep leading zeros
@@ -38,8 +39,9 @@ def test_atomic_types_and_fields(tmp_path):
     ('u1\ti1\tnan\t5\n', 'NaN'),
 ])
 def test_atomic_malformed_line_names_file_and_line(tmp_path, body, problem):
-    path = write(tmp_path, 'bad.inter', 'user_id:token\titem_id:token\trating:float\t'
-                 'timestamp:float\nu0\ti0\t1\t2\n' + body)
+    path = write(
+        tmp_path, 'bad.inter', 'user_id:token\titem_id:token\trating:float\t'
+        'timestamp:float\nu0\ti0\t1\t2\n' + body)
     with pytest.raises(ValueError, match=f'bad.inter:3: .*{problem}'):
         read_atomic_inter(path)
 
@@ -66,8 +68,9 @@ def test_session_file_tab_and_comma(tmp_path):
 
 
 def test_session_file_raw_yoochoose_iso_times(tmp_path):
-    path = write(tmp_path, 'yoochoose-clicks.dat',
-                 '1,2014-04-07T10:51:09.277Z,214536502,0\n1,2014-04-07T10:54:09.868Z,214536500,0\n')
+    path = write(
+        tmp_path, 'yoochoose-clicks.dat',
+        '1,2014-04-07T10:51:09.277Z,214536502,0\n1,2014-04-07T10:54:09.868Z,214536500,0\n')
     d = read_session_file(path, columns=['SessionId', 'Time', 'ItemId', 'Category'])
     assert d['item_id'].tolist() == ['214536502', '214536500']
     assert d['timestamp'][1] - d['timestamp'][0] == pytest.approx(180.591)

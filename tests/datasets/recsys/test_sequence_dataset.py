@@ -26,10 +26,9 @@ def write(tmp_path, rows, name='toy.inter'):
 # user z: b(1) c(2) d(3) x(4)
 # user w: d(1) x(2) f(3) g(4)         -> its test item g is never seen in training
 # user q: b(1) e(2)                   -> too short to evaluate: all training
-ROWS = [('a', 'e', 4, 10), ('a', 'b', 3, 20), ('z', 'b', 5, 1), ('a', 'c', 5, 20),
-        ('z', 'c', 1, 2), ('a', 'd', 2, 30), ('z', 'd', 4, 3), ('z', 'x', 3, 4),
-        ('a', 'f', 5, 5), ('q', 'b', 5, 1), ('q', 'e', 5, 2), ('w', 'd', 1, 1),
-        ('w', 'x', 1, 2), ('w', 'f', 1, 3), ('w', 'g', 1, 4)]
+ROWS = [('a', 'e', 4, 10), ('a', 'b', 3, 20), ('z', 'b', 5, 1), ('a', 'c', 5, 20), ('z', 'c', 1, 2),
+        ('a', 'd', 2, 30), ('z', 'd', 4, 3), ('z', 'x', 3, 4), ('a', 'f', 5, 5), ('q', 'b', 5, 1),
+        ('q', 'e', 5, 2), ('w', 'd', 1, 1), ('w', 'x', 1, 2), ('w', 'f', 1, 3), ('w', 'g', 1, 4)]
 
 
 def decode(ds, ids):
@@ -46,7 +45,8 @@ def test_split_positions_time_order_and_ties(tmp_path):
     # a in time order: f e b c d (b before c: equal times keep file order); train = f e b
     a = by_user['a']
     assert decode(train, a['seq']) == ['f', 'e'] and decode(train, a['target']) == ['e', 'b']
-    assert decode(train, by_user['z']['seq']) == ['b'] and decode(train, by_user['q']['seq']) == ['b']
+    assert decode(train, by_user['z']['seq']) == ['b'] and decode(train,
+                                                                  by_user['q']['seq']) == ['b']
     assert decode(train, by_user['q']['target']) == ['e']  # short user: everything trains
     val_a = next(val[i] for i in range(len(val)) if users.decode([val[i]['user'] + 1])[0] == 'a')
     test_a = next(test[i] for i in range(len(test))
@@ -57,7 +57,8 @@ def test_split_positions_time_order_and_ties(tmp_path):
     assert sorted(decode(test, test_a['seen'])) == ['b', 'c', 'e', 'f']
     test_z = next(test[i] for i in range(len(test))
                   if users.decode([test[i]['user'] + 1])[0] == 'z')
-    assert decode(test, [test_z['target']]) == ['x'] and decode(test, test_z['seq']) == ['b', 'c', 'd']
+    assert decode(test, [test_z['target']]) == ['x'] and decode(test,
+                                                                test_z['seq']) == ['b', 'c', 'd']
     for ds, unseen in ((val, 0), (test, 1)):  # w's test item g is only ever held out
         stats = ds.metainfo['stats']
         assert stats['users_too_short'] == 1 and stats['num_users'] == 4
@@ -72,8 +73,12 @@ def test_unseen_items_dropped_and_counted(tmp_path):
     for u in range(4):
         for t, item in enumerate(['i1', 'i2', 'i3', 'i4']):
             rows.append((f'u{u}', item, 5, t))
-    rows += [('u0', 'new1', 5, 10), ('u0', 'i1', 5, 11),  # val new1 unseen, test i1 seen
-             ('u1', 'i2', 5, 10), ('u1', 'new2', 5, 11)]  # test new2 unseen
+    rows += [
+        ('u0', 'new1', 5, 10),
+        ('u0', 'i1', 5, 11),  # val new1 unseen, test i1 seen
+        ('u1', 'i2', 5, 10),
+        ('u1', 'new2', 5, 11)
+    ]  # test new2 unseen
     ann = write(tmp_path, rows)
     val = LeaveOneOutSequenceDataset(ann_file=ann, split='val', max_len=8)
     test = LeaveOneOutSequenceDataset(ann_file=ann, split='test', max_len=8)
@@ -150,8 +155,9 @@ def test_truncation_and_left_padding(tmp_path):
     t = next(test[i] for i in range(len(test)) if test[i]['user'] == 0)
     assert decode(test, [t['target']]) == ['i11']
     assert decode(test, t['seq']) == ['i6', 'i7', 'i8', 'i9', 'i10']
-    assert sorted(t['seen'].tolist()) == sorted(test.metainfo['item_map']['tokens'].index(
-        f'i{k}') + 1 for k in range(11))  # the untruncated history i0..i10
+    assert sorted(t['seen'].tolist()) == sorted(
+        test.metainfo['item_map']['tokens'].index(f'i{k}') + 1
+        for k in range(11))  # the untruncated history i0..i10
     assert test.metainfo['stats']['test_targets_unseen'] == 1  # v's i13
 
 
@@ -178,8 +184,7 @@ def test_eval_negatives(tmp_path):
     counts = torch.zeros(a.metainfo['num_items'] + 1)
     for i in range(len(full)):
         s = full[i]
-        counts += torch.bincount(torch.cat([s['seq'], s['target']]),
-                                 minlength=len(counts)).float()
+        counts += torch.bincount(torch.cat([s['seq'], s['target']]), minlength=len(counts)).float()
     for i in range(len(a)):
         s = a[i]
         assert torch.equal(s['negatives'], b[i]['negatives'])  # seeded: reproducible
@@ -211,13 +216,16 @@ def test_bad_arguments_and_files(tmp_path):
 def test_collate_and_runner_dataloaders(tmp_path):
     ann = _random_log(tmp_path, seed=3)
     data = dict(type='LeaveOneOutSequenceDataset', ann_file=ann, max_len=7)
-    cfg = dict(batch_size=4, num_workers=0, collate_fn=dict(type='mmext.sequence_collate'),
-               sampler=dict(type='DefaultSampler', shuffle=False))
+    cfg = dict(
+        batch_size=4,
+        num_workers=0,
+        collate_fn=dict(type='mmext.sequence_collate'),
+        sampler=dict(type='DefaultSampler', shuffle=False))
     with DefaultScope.overwrite_default_scope('mmext'):
-        train = Runner.build_dataloader(dict(cfg, dataset=dict(data, split='train',
-                                                              num_train_negatives=1)))
-        test = Runner.build_dataloader(dict(cfg, dataset=dict(data, split='test',
-                                                             num_eval_negatives=5)))
+        train = Runner.build_dataloader(
+            dict(cfg, dataset=dict(data, split='train', num_train_negatives=1)))
+        test = Runner.build_dataloader(
+            dict(cfg, dataset=dict(data, split='test', num_eval_negatives=5)))
     batch = next(iter(train))['inputs']
     assert batch['seq'].shape == (4, 7) and batch['target'].shape == (4, 7)
     assert batch['negatives'].shape == (4, 7, 1) and batch['user'].shape == (4, )

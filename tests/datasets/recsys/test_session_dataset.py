@@ -13,13 +13,23 @@ DAY = 86400.0
 def write_sessions(tmp_path):
     """Hand-built click log: 4 training sessions, 2 test sessions (last day)."""
     rows = [  # session, item, time
-        ('s1', 'a', 0), ('s1', 'b', 10), ('s1', 'c', 20),
-        ('s2', 'b', 100), ('s2', 'a', 110),
-        ('s3', 'c', 200), ('s3', 'a', 210), ('s3', 'b', 220), ('s3', 'c', 230),
-        ('s4', 'a', 300), ('s4', 'c', 310),
+        ('s1', 'a', 0),
+        ('s1', 'b', 10),
+        ('s1', 'c', 20),
+        ('s2', 'b', 100),
+        ('s2', 'a', 110),
+        ('s3', 'c', 200),
+        ('s3', 'a', 210),
+        ('s3', 'b', 220),
+        ('s3', 'c', 230),
+        ('s4', 'a', 300),
+        ('s4', 'c', 310),
         # test: ends within the last day; 'z' never occurs in training
-        ('t1', 'a', 5 * DAY), ('t1', 'z', 5 * DAY + 5), ('t1', 'b', 5 * DAY + 9),
-        ('t2', 'z', 5 * DAY + 20), ('t2', 'c', 5 * DAY + 30),
+        ('t1', 'a', 5 * DAY),
+        ('t1', 'z', 5 * DAY + 5),
+        ('t1', 'b', 5 * DAY + 9),
+        ('t2', 'z', 5 * DAY + 20),
+        ('t2', 'c', 5 * DAY + 30),
     ]
     path = tmp_path / 'clicks.tsv'
     lines = ['SessionId\tItemId\tTime'] + [f'{s}\t{i}\t{t}' for s, i, t in rows[::-1]]
@@ -29,8 +39,12 @@ def write_sessions(tmp_path):
 
 def make(tmp_path, split):
     path, rows = write_sessions(tmp_path)
-    return SessionDataset(split=split, data_path=str(path), file_format='session',
-                          min_item_support=1, test_seconds=DAY), rows
+    return SessionDataset(
+        split=split,
+        data_path=str(path),
+        file_format='session',
+        min_item_support=1,
+        test_seconds=DAY), rows
 
 
 def test_reset_mask_exactly_at_session_starts(tmp_path):
@@ -69,8 +83,8 @@ def test_time_split_and_unseen_items(tmp_path):
     # No test item is outside training, and no test event is a training event.
     train_items = set(train.items.tolist())
     assert set(test.items.tolist()) <= train_items and 0 not in train_items
-    data = load_sessions(data_path=meta['path'], file_format='session', min_item_support=1,
-                         test_seconds=DAY)
+    data = load_sessions(
+        data_path=meta['path'], file_format='session', min_item_support=1, test_seconds=DAY)
     assert not set(data['train'].session_keys) & set(data['test'].session_keys)
     assert data['train'].times.max() < data['test'].times.min()
     # The item map covers exactly the training items and is stored in metainfo.
@@ -137,14 +151,13 @@ def test_rsc15_configs_read_raw_and_official_files(tmp_path):
 def test_leave_one_out_sequences(tmp_path):
     """Per user: train on all but the last two events, validate on the second-to-last, test on
     the last, each after its whole history; unseen held-out items are dropped and counted."""
-    rows = [('u1', 'a'), ('u1', 'b'), ('u1', 'c'), ('u1', 'a'), ('u1', 'b'),
-            ('u2', 'b'), ('u2', 'c'), ('u2', 'a'),
-            ('u3', 'a'), ('u3', 'b'), ('u3', 'c'), ('u3', 'z')]
+    rows = [('u1', 'a'), ('u1', 'b'), ('u1', 'c'), ('u1', 'a'), ('u1', 'b'), ('u2', 'b'),
+            ('u2', 'c'), ('u2', 'a'), ('u3', 'a'), ('u3', 'b'), ('u3', 'c'), ('u3', 'z')]
     path = tmp_path / 'seq.tsv'
-    path.write_text('SessionId\tItemId\tTime\n' +
-                    ''.join(f'{u}\t{i}\t{t}\n' for t, (u, i) in enumerate(rows)))
-    args = dict(data_path=str(path), file_format='session', min_item_support=1,
-                split_mode='leave_one_out')
+    path.write_text('SessionId\tItemId\tTime\n' + ''.join(f'{u}\t{i}\t{t}\n'
+                                                          for t, (u, i) in enumerate(rows)))
+    args = dict(
+        data_path=str(path), file_format='session', min_item_support=1, split_mode='leave_one_out')
     train = SessionDataset('train', **args)
     names = train.item_map.decode
     assert names(train.items.numpy()).tolist() == ['a', 'b', 'c', 'a', 'b']  # u1, u3; u2 < 2

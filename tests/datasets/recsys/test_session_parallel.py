@@ -54,6 +54,7 @@ class _ToyDataset:
 
 
 class _Seed:
+
     def __init__(self, dataset, seed=0, epoch=0):
         self.dataset, self.seed, self.epoch = dataset, seed, epoch
 

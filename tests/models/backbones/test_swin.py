@@ -16,8 +16,7 @@ from mmengine.config import Config
 from mmengine.registry import DefaultScope
 from mmpretrain.models.backbones import SwinTransformer as PretrainSwin
 
-from mmext.models.backbones import SwinTransformer
-from mmext.models.backbones import swin_blocks
+from mmext.models.backbones import SwinTransformer, swin_blocks
 from mmext.registry import MODELS
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -26,8 +25,8 @@ ATOL = 1e-5
 
 
 def converter():
-    spec = importlib.util.spec_from_file_location(
-        'swin_to_mmext', ROOT / 'tools/model_converters/swin_to_mmext.py')
+    spec = importlib.util.spec_from_file_location('swin_to_mmext',
+                                                  ROOT / 'tools/model_converters/swin_to_mmext.py')
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -104,8 +103,8 @@ def assert_parity(ours, ref, size, batch=2, seed=1, ref_grad_map=None, ref_outs=
         g_r = ref_grad_map(g_r)
     assert set(g_o) == set(g_r) and len(g_o) == len(list(ours.parameters()))
     for name in g_o:
-        torch.testing.assert_close(g_o[name], g_r[name], atol=ATOL, rtol=0,
-                                   msg=lambda m, n=name: f'{n}: {m}')
+        torch.testing.assert_close(
+            g_o[name], g_r[name], atol=ATOL, rtol=0, msg=lambda m, n=name: f'{n}: {m}')
     return out_o32
 
 
@@ -117,9 +116,9 @@ def test_arch_settings_match_mmpretrain(arch):
     with torch.device('meta'):  # no memory, even for Swin-L
         ours = SwinTransformer(arch=arch, out_indices=(0, 1, 2, 3))
     ref = PretrainSwin.arch_zoo[arch.lower()]
-    assert (ours.embed_dims, ours.depths, ours.num_heads) == (
-        ref['embed_dims'], list(ref['depths']), list(ref['num_heads']))
-    assert ours.out_channels == [ours.embed_dims * 2 ** i for i in range(4)]
+    assert (ours.embed_dims, ours.depths,
+            ours.num_heads) == (ref['embed_dims'], list(ref['depths']), list(ref['num_heads']))
+    assert ours.out_channels == [ours.embed_dims * 2**i for i in range(4)]
     assert len(ours.stages) == 4 and [len(s.blocks) for s in ours.stages] == ours.depths
 
 
@@ -173,8 +172,10 @@ def test_registry_builds_from_mmext_and_toolbox_scopes():
 def test_default_init_follows_the_official_code():
     model = SwinTransformer(arch=SMALL)
     model.init_weights()
-    tables = [m.relative_position_bias_table for m in model.modules()
-              if isinstance(m, swin_blocks.WindowMSA)]
+    tables = [
+        m.relative_position_bias_table for m in model.modules()
+        if isinstance(m, swin_blocks.WindowMSA)
+    ]
     assert all(0.015 < t.std() < 0.025 for t in tables)  # mean of few values: loose bounds
     for m in model.modules():
         if isinstance(m, nn.Linear):
@@ -185,13 +186,13 @@ def test_default_init_follows_the_official_code():
 
 def test_relative_position_index_matches_the_paper_formula():
     ref = PretrainSwin(arch=SMALL, window_size=5).stages[0].blocks[0].attn.w_msa
-    torch.testing.assert_close(swin_blocks.relative_position_index((5, 5)),
-                               ref.relative_position_index, atol=0, rtol=0)
+    torch.testing.assert_close(
+        swin_blocks.relative_position_index((5, 5)), ref.relative_position_index, atol=0, rtol=0)
 
 
 def test_norm_cfg_reaches_every_norm():
-    model = SwinTransformer(arch=SMALL, norm_cfg=dict(type='LN', eps=1e-6),
-                            out_indices=(0, 1, 2, 3))
+    model = SwinTransformer(
+        arch=SMALL, norm_cfg=dict(type='LN', eps=1e-6), out_indices=(0, 1, 2, 3))
     norms = [m for m in model.modules() if isinstance(m, nn.LayerNorm)]
     # patch embed + 2 per block + 3 mergings + 4 outputs
     assert len(norms) == 1 + 2 * 8 + 3 + 4 and all(m.eps == 1e-6 for m in norms)
@@ -220,8 +221,8 @@ def test_attention_goes_through_sdpa(monkeypatch):
 
 
 def test_layer_depth_numbering_matches_mmpretrain():
-    ours, ref = pretrain_pair(arch=dict(embed_dims=32, depths=[2, 2, 4, 2],
-                                        num_heads=[1, 2, 2, 4]), out_indices=(1, 3))
+    ours, ref = pretrain_pair(
+        arch=dict(embed_dims=32, depths=[2, 2, 4, 2], num_heads=[1, 2, 2, 4]), out_indices=(1, 3))
     names = [f'backbone.{n}' for n, _ in ours.named_parameters()] + ['head.fc.weight']
     for name in names:
         assert ours.get_layer_depth(name, 'backbone.') == ref.get_layer_depth(name, 'backbone.')
@@ -236,14 +237,16 @@ def test_parity_mmpretrain_tiny_small_input_all_stages():
     ours, ref = pretrain_pair(arch='tiny', out_indices=(0, 1, 2, 3), pad_small_map=True)
     outs = assert_parity(ours, ref, (64, 96), batch=1)
     assert [tuple(o.shape[1:]) for o in outs] == [(96, 16, 24), (192, 8, 12), (384, 4, 6),
-                                                   (768, 2, 3)]
+                                                  (768, 2, 3)]
 
 
-@pytest.mark.parametrize('size, pad_small_map, out_indices', [
-    ((67, 101), True, (1, 3)),  # no side divisible by the window at any stage; odd merges
-    ((230, 200), False, (0, 2, 3)),  # padding at stages 1-3, last stage exactly one window
-    ((56, 56), True, (3, )),  # divisible: the plain path
-])
+@pytest.mark.parametrize(
+    'size, pad_small_map, out_indices',
+    [
+        ((67, 101), True, (1, 3)),  # no side divisible by the window at any stage; odd merges
+        ((230, 200), False, (0, 2, 3)),  # padding at stages 1-3, last stage exactly one window
+        ((56, 56), True, (3, )),  # divisible: the plain path
+    ])
 def test_parity_mmpretrain_reduced_depth(size, pad_small_map, out_indices):
     ours, ref = pretrain_pair(arch=SMALL, out_indices=out_indices, pad_small_map=pad_small_map)
     outs = assert_parity(ours, ref, size)
@@ -264,8 +267,8 @@ def test_parity_mmpretrain_window_and_mlp_options():
 def test_parity_mmpretrain_absolute_pos_embed(size):
     """``use_abs_pos_embed``: same key and shape as mmpretrain's, added after the patch
     embedding, bicubically resampled to a 18x25 grid when the input is not ``img_size``."""
-    kw = dict(arch=SMALL, img_size=64, use_abs_pos_embed=True, pad_small_map=True,
-              out_indices=(0, 3))
+    kw = dict(
+        arch=SMALL, img_size=64, use_abs_pos_embed=True, pad_small_map=True, out_indices=(0, 3))
     ours, ref = pretrain_pair(**kw)
     assert ours.absolute_pos_embed.shape == ref.absolute_pos_embed.shape == (1, 16 * 16, 32)
     assert ours.patch_resolution == tuple(ref.patch_resolution)
@@ -304,25 +307,33 @@ def test_parity_mmpretrain_out_after_downsample(out_indices):
     outs = assert_parity(ours, ref, (64, 72))
     strides = {0: 8, 1: 16, 2: 32, 3: 32}  # outputs after the merging that ends the stage
     assert [tuple(o.shape[1:]) for o in outs] == [
-        (ours.num_features[i], -(-64 // strides[i]), -(-72 // strides[i])) for i in out_indices]
+        (ours.num_features[i], -(-64 // strides[i]), -(-72 // strides[i])) for i in out_indices
+    ]
 
 
 STAGE_CFGS = [
     # mmpretrain's 384-px fine-tuning configs: one block override for every stage
     dict(block_cfgs=dict(window_size=4)),
     # per stage: window, per-block lists, attention/FFN options, downsample norm
-    [dict(window_size=3, block_cfgs=dict(attn_cfgs=dict(qkv_bias=False, qk_scale=0.3))),
-     dict(block_cfgs=[dict(shift=False, ffn_ratio=2.), dict(window_size=2)],
-          downsample_cfg=dict(norm_cfg=dict(type='LN', eps=1e-6))),
-     dict(pad_small_map=True, drop_paths=0.),
-     dict(block_cfgs=dict(ffn_cfgs=dict(act_cfg=dict(type='ReLU'))))],
+    [
+        dict(window_size=3, block_cfgs=dict(attn_cfgs=dict(qkv_bias=False, qk_scale=0.3))),
+        dict(
+            block_cfgs=[dict(shift=False, ffn_ratio=2.),
+                        dict(window_size=2)],
+            downsample_cfg=dict(norm_cfg=dict(type='LN', eps=1e-6))),
+        dict(pad_small_map=True, drop_paths=0.),
+        dict(block_cfgs=dict(ffn_cfgs=dict(act_cfg=dict(type='ReLU'))))
+    ],
 ]
 
 
 @pytest.mark.parametrize('stage_cfgs', STAGE_CFGS)
 def test_parity_mmpretrain_stage_cfgs(stage_cfgs):
-    kw = dict(arch=SMALL, stage_cfgs=copy.deepcopy(stage_cfgs), pad_small_map=True,
-              out_indices=(0, 1, 2, 3))
+    kw = dict(
+        arch=SMALL,
+        stage_cfgs=copy.deepcopy(stage_cfgs),
+        pad_small_map=True,
+        out_indices=(0, 1, 2, 3))
     ours, ref = pretrain_pair(**kw)
     assert {k: v.shape for k, v in ours.state_dict().items()} == \
         {k: v.shape for k, v in ref.state_dict().items()}
@@ -352,8 +363,8 @@ def test_arch_zoo_and_arch_settings_follow_mmpretrain():
     with torch.device('meta'):
         model = SwinTransformer(arch='B')
         explicit = SwinTransformer(**SMALL)
-    assert model.arch_settings == dict(embed_dims=128, depths=[2, 2, 18, 2],
-                                       num_heads=[4, 8, 16, 32])
+    assert model.arch_settings == dict(
+        embed_dims=128, depths=[2, 2, 18, 2], num_heads=[4, 8, 16, 32])
     assert explicit.arch_settings == dict(SMALL)
 
 
@@ -415,15 +426,20 @@ def test_bias_tables_of_another_window_are_resized_bicubically():
 def timm_pair(img_size, window_size=7, strict_img_size=True, arch=SMALL):
     timm = pytest.importorskip('timm')
     ref = timm.create_model(
-        'swin_tiny_patch4_window7_224', pretrained=False, img_size=img_size,
-        window_size=window_size, embed_dim=arch['embed_dims'], depths=tuple(arch['depths']),
-        num_heads=tuple(arch['num_heads']), drop_path_rate=0., strict_img_size=strict_img_size)
+        'swin_tiny_patch4_window7_224',
+        pretrained=False,
+        img_size=img_size,
+        window_size=window_size,
+        embed_dim=arch['embed_dims'],
+        depths=tuple(arch['depths']),
+        num_heads=tuple(arch['num_heads']),
+        drop_path_rate=0.,
+        strict_img_size=strict_img_size)
     randomize(ref, seed=3)
     conv = converter()
     sd = conv.to_mmext(ref.state_dict(), layout='timm', prefix='')
     ours = SwinTransformer(arch=arch, window_size=window_size, drop_path_rate=0.)
-    ours.load_state_dict({k: v for k, v in sd.items() if not k.startswith('head.')},
-                         strict=True)
+    ours.load_state_dict({k: v for k, v in sd.items() if not k.startswith('head.')}, strict=True)
 
     def outs(model, x, weights, grad=True):  # timm's final normed map, NHWC -> NCHW
         if not grad:
@@ -456,8 +472,8 @@ def test_parity_timm_tiny_forward_224():
     ours.load_state_dict({k: v for k, v in sd.items() if not k.startswith('head.')}, strict=True)
     x = torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(5))
     with torch.no_grad():
-        torch.testing.assert_close(ours(x)[0], ref.forward_features(x).permute(0, 3, 1, 2),
-                                   atol=ATOL, rtol=0)
+        torch.testing.assert_close(
+            ours(x)[0], ref.forward_features(x).permute(0, 3, 1, 2), atol=ATOL, rtol=0)
 
 
 def test_parity_timm_dynamic_size():
@@ -493,22 +509,26 @@ def test_with_cp_gives_identical_gradients():
     torch.testing.assert_close(gx1, gx2, atol=0, rtol=0)
     assert set(g1) == set(g2)
     for name in g1:
-        torch.testing.assert_close(g1[name], g2[name], atol=ATOL, rtol=0,
-                                   msg=lambda m, n=name: f'{n}: {m}')
+        torch.testing.assert_close(
+            g1[name], g2[name], atol=ATOL, rtol=0, msg=lambda m, n=name: f'{n}: {m}')
 
 
 @pytest.mark.parametrize('frozen_stages', [0, 2])
 def test_frozen_stages_freeze_like_mmpretrain(frozen_stages):
-    kw = dict(arch=SMALL, out_indices=(0, 1, 2, 3), frozen_stages=frozen_stages,
-              drop_rate=0.5, pad_small_map=True)
+    kw = dict(
+        arch=SMALL,
+        out_indices=(0, 1, 2, 3),
+        frozen_stages=frozen_stages,
+        drop_rate=0.5,
+        pad_small_map=True)
     ours, ref = pretrain_pair(**kw)
     ours.train()
     ref.train()
     frozen = {n for n, p in ours.named_parameters() if not p.requires_grad}
     assert frozen == {n for n, p in ref.named_parameters() if not p.requires_grad}
-    assert frozen and all(n.startswith(('patch_embed', 'norm')) or
-                          int(n.split('.')[1]) <= frozen_stages
-                          for n in frozen if n.startswith(('stages', 'patch_embed')))
+    assert frozen and all(
+        n.startswith(('patch_embed', 'norm')) or int(n.split('.')[1]) <= frozen_stages
+        for n in frozen if n.startswith(('stages', 'patch_embed')))
     assert not ours.patch_embed.training and not ours.drop_after_pos.training
     assert all(not ours.stages[i].training for i in range(frozen_stages + 1))
     assert ours.stages[frozen_stages + 1].training
@@ -522,8 +542,13 @@ def test_frozen_stages_freeze_like_mmpretrain(frozen_stages):
 
 
 def test_frozen_stage_outputs_are_deterministic_in_train_mode():
-    model = SwinTransformer(arch=SMALL, frozen_stages=3, drop_rate=0.5, drop_path_rate=0.5,
-                            pad_small_map=True, out_indices=(0, 3)).train()
+    model = SwinTransformer(
+        arch=SMALL,
+        frozen_stages=3,
+        drop_rate=0.5,
+        drop_path_rate=0.5,
+        pad_small_map=True,
+        out_indices=(0, 3)).train()
     x = torch.randn(1, 3, 32, 32)
     a, b = model(x), model(x)
     for u, v in zip(a, b):
@@ -555,13 +580,17 @@ def test_imagenet_classifier_config_trains_one_step():
     """mmpretrain's ImageClassifier with Mixup/CutMix, its optimiser and data preprocessor."""
     from mmengine.optim import build_optim_wrapper
     from mmpretrain.structures import DataSample
-    cfg = _build('configs/swin/swin-tiny_16xb64_in1k.py',
-                 **{'model.head.num_classes': 5, 'data_preprocessor.num_classes': 5})
+    cfg = _build('configs/swin/swin-tiny_16xb64_in1k.py', **{
+        'model.head.num_classes': 5,
+        'data_preprocessor.num_classes': 5
+    })
     cfg.model.data_preprocessor = cfg.data_preprocessor  # as the Runner does
     gen = torch.Generator().manual_seed(0)
-    data = dict(inputs=[torch.randint(0, 256, (3, 224, 224), generator=gen, dtype=torch.uint8)
-                        for _ in range(2)],
-                data_samples=[DataSample().set_gt_label(i) for i in (1, 3)])
+    data = dict(
+        inputs=[
+            torch.randint(0, 256, (3, 224, 224), generator=gen, dtype=torch.uint8) for _ in range(2)
+        ],
+        data_samples=[DataSample().set_gt_label(i) for i in (1, 3)])
     with DefaultScope.overwrite_default_scope(cfg.default_scope):
         model = MODELS.build(cfg.model)
         model.train()
@@ -580,10 +609,15 @@ def _det_batch(size=64):
     inputs, samples = [], []
     for boxes, labels in [([[4., 6., 30., 40.], [20., 20., 60., 50.]], [0, 2]), ([], [])]:
         inputs.append(torch.randint(0, 256, (3, size, size), generator=gen, dtype=torch.uint8))
-        s = DetDataSample(metainfo=dict(img_shape=(size, size), ori_shape=(size, size),
-                                        scale_factor=(1., 1.), batch_input_shape=(size, size)))
-        s.gt_instances = InstanceData(bboxes=torch.tensor(boxes).reshape(-1, 4),
-                                      labels=torch.tensor(labels, dtype=torch.long))
+        s = DetDataSample(
+            metainfo=dict(
+                img_shape=(size, size),
+                ori_shape=(size, size),
+                scale_factor=(1., 1.),
+                batch_input_shape=(size, size)))
+        s.gt_instances = InstanceData(
+            bboxes=torch.tensor(boxes).reshape(-1, 4),
+            labels=torch.tensor(labels, dtype=torch.long))
         samples.append(s)
     return dict(inputs=inputs, data_samples=samples)
 
@@ -604,8 +638,10 @@ def _train_step(cfg, registry):
 
 def test_fcos_swin_t_config_trains_one_step():
     from mmext.models.dense_heads import FCOSHead
-    cfg = _build('configs/swin/fcos_swin-t-p4-w7_fpn_1x_coco.py',
-                 **{'model.backbone.init_cfg': None, 'model.bbox_head.num_classes': 3})
+    cfg = _build('configs/swin/fcos_swin-t-p4-w7_fpn_1x_coco.py', **{
+        'model.backbone.init_cfg': None,
+        'model.bbox_head.num_classes': 3
+    })
     model, losses = _train_step(cfg, MODELS)
     assert type(model.backbone) is SwinTransformer and type(model.bbox_head) is FCOSHead
     assert model.backbone.out_channels == [192, 384, 768] == list(cfg.model.neck.in_channels)
@@ -614,8 +650,10 @@ def test_fcos_swin_t_config_trains_one_step():
 
 def test_mmdet_project_config_uses_mmext_swin():
     from mmdet.registry import MODELS as DET_MODELS
-    cfg = _build('projects/mmdet/retinanet_swin-t-p4-w7_fpn_1x_coco_mmext.py',
-                 **{'model.backbone.init_cfg': None, 'model.bbox_head.num_classes': 3})
+    cfg = _build('projects/mmdet/retinanet_swin-t-p4-w7_fpn_1x_coco_mmext.py', **{
+        'model.backbone.init_cfg': None,
+        'model.bbox_head.num_classes': 3
+    })
     assert cfg.default_scope == 'mmdet'
     model, losses = _train_step(cfg, DET_MODELS)
     assert type(model.backbone) is SwinTransformer

@@ -120,11 +120,18 @@ def test_parity_with_mmpretrain_on_cuda(dtype):
 
 def timm_vit(global_pool='token', **kwargs):
     from timm.models.vision_transformer import VisionTransformer as TimmViT
-    return TimmViT(img_size=32, patch_size=8, in_chans=3, num_classes=0, global_pool=global_pool,
-                   embed_dim=ARCH['embed_dims'], depth=ARCH['num_layers'],
-                   num_heads=ARCH['num_heads'],
-                   mlp_ratio=ARCH['feedforward_channels'] / ARCH['embed_dims'],
-                   dynamic_img_size=True, **kwargs)
+    return TimmViT(
+        img_size=32,
+        patch_size=8,
+        in_chans=3,
+        num_classes=0,
+        global_pool=global_pool,
+        embed_dim=ARCH['embed_dims'],
+        depth=ARCH['num_layers'],
+        num_heads=ARCH['num_heads'],
+        mlp_ratio=ARCH['feedforward_channels'] / ARCH['embed_dims'],
+        dynamic_img_size=True,
+        **kwargs)
 
 
 class TimmFeatures(nn.Module):
@@ -147,8 +154,13 @@ def test_parity_with_timm(mode, size):
     timm_model = timm_vit(global_pool=pool)
     randomize(timm_model, 3)
     # timm pools the un-normed tokens and norms after (fc_norm): our final_norm=False + ln2
-    ours = VisionTransformer(arch=ARCH, img_size=32, patch_size=8, out_type=mode,
-                             final_norm=mode != 'avg_featmap', interpolate_antialias=True)
+    ours = VisionTransformer(
+        arch=ARCH,
+        img_size=32,
+        patch_size=8,
+        out_type=mode,
+        final_norm=mode != 'avg_featmap',
+        interpolate_antialias=True)
     converted = convert_timm_to_mmext(timm_model.state_dict())
     assert set(converted) == set(ours.state_dict())
     ours.load_state_dict(converted)
@@ -167,12 +179,16 @@ def test_pretrained_init_cfg_loads_converted_file(tmp_path):
     ckpt = tmp_path / 'vit_mmext.pth'
     torch.save(dict(state_dict=convert_timm_to_mmext(timm_model.state_dict())), ckpt)
     # a different input size: the 4x4 grid of the file is resampled to 6x6 on load
-    cfg = dict(type='VisionTransformer', arch=ARCH, img_size=48, patch_size=8,
-               init_cfg=dict(type='Pretrained', checkpoint=str(ckpt)))
+    cfg = dict(
+        type='VisionTransformer',
+        arch=ARCH,
+        img_size=48,
+        patch_size=8,
+        init_cfg=dict(type='Pretrained', checkpoint=str(ckpt)))
     ours = MODELS.build(cfg)
     ours.init_weights()
-    ref = mmpretrain_vit(img_size=48, patch_size=8,
-                         init_cfg=dict(type='Pretrained', checkpoint=str(ckpt)))
+    ref = mmpretrain_vit(
+        img_size=48, patch_size=8, init_cfg=dict(type='Pretrained', checkpoint=str(ckpt)))
     ref.init_weights()
     for k, v in ref.state_dict().items():
         torch.testing.assert_close(ours.state_dict()[k], v, atol=0, rtol=0, msg=k)
@@ -182,8 +198,11 @@ def test_pretrained_init_cfg_loads_converted_file(tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(ours.eval()(x)[0], ref(x)[0], atol=1e-5, rtol=0)
         # and the weights are the file's: same output as timm at the file's own size
-        small = VisionTransformer(arch=ARCH, img_size=32, patch_size=8,
-                                  init_cfg=dict(type='Pretrained', checkpoint=str(ckpt)))
+        small = VisionTransformer(
+            arch=ARCH,
+            img_size=32,
+            patch_size=8,
+            init_cfg=dict(type='Pretrained', checkpoint=str(ckpt)))
         small.init_weights()
         y = torch.randn(1, 3, 32, 32)
         torch.testing.assert_close(small.eval()(y)[0], timm_model.eval()(y), atol=1e-5, rtol=0)
@@ -192,16 +211,15 @@ def test_pretrained_init_cfg_loads_converted_file(tmp_path):
 def test_resize_pos_embed_matches_mmpretrain():
     from mmpretrain.models.utils import resize_pos_embed as ref_resize
     pos = torch.randn(1, 1 + 4 * 5, 8)
-    torch.testing.assert_close(resize_pos_embed(pos, (4, 5), (7, 3)),
-                               ref_resize(pos, (4, 5), (7, 3)), atol=0, rtol=0)
+    torch.testing.assert_close(
+        resize_pos_embed(pos, (4, 5), (7, 3)), ref_resize(pos, (4, 5), (7, 3)), atol=0, rtol=0)
     assert resize_pos_embed(pos, (4, 5), (4, 5)) is pos
     with pytest.raises(ValueError, match='4x4 grid'):
         resize_pos_embed(pos, (4, 4), (2, 2))
 
 
 def test_arch_settings_and_patch_sizes():
-    expected = dict(tiny=(192, 12, 3), small=(384, 12, 6), base=(768, 12, 12),
-                    large=(1024, 24, 16))
+    expected = dict(tiny=(192, 12, 3), small=(384, 12, 6), base=(768, 12, 12), large=(1024, 24, 16))
     for arch, (dims, layers, heads) in expected.items():
         s = VisionTransformer.arch_zoo[arch]
         assert (s['embed_dims'], s['num_layers'], s['num_heads']) == (dims, layers, heads)
@@ -214,8 +232,7 @@ def test_arch_settings_and_patch_sizes():
 
 
 def test_frozen_stages():
-    model = VisionTransformer(arch=ARCH, img_size=32, patch_size=8, frozen_stages=2,
-                              drop_rate=0.1)
+    model = VisionTransformer(arch=ARCH, img_size=32, patch_size=8, frozen_stages=2, drop_rate=0.1)
     model.train()
     assert not model.pos_embed.requires_grad and not model.cls_token.requires_grad
     assert not any(p.requires_grad for p in model.patch_embed.parameters())
@@ -229,8 +246,8 @@ def test_frozen_stages():
 
 def test_drop_path_and_checkpointing_train_mode():
     torch.manual_seed(0)
-    model = VisionTransformer(arch=ARCH, img_size=32, patch_size=8, drop_path_rate=0.5,
-                              with_cp=True)
+    model = VisionTransformer(
+        arch=ARCH, img_size=32, patch_size=8, drop_path_rate=0.5, with_cp=True)
     model.init_weights()
     x = torch.randn(4, 3, 32, 32)
     model.train()
@@ -254,13 +271,17 @@ def test_init_weights_reference_scheme():
 
 
 def test_norm_cfg_accepts_registered_norm():
+
     class ScaledLN(nn.LayerNorm):
         pass
 
     MODELS.register_module(name='_TestScaledLN', module=ScaledLN, force=True)
     try:
-        model = VisionTransformer(arch=ARCH, img_size=32, patch_size=8,
-                                  norm_cfg=dict(type='mmext._TestScaledLN', eps=1e-5))
+        model = VisionTransformer(
+            arch=ARCH,
+            img_size=32,
+            patch_size=8,
+            norm_cfg=dict(type='mmext._TestScaledLN', eps=1e-5))
         assert isinstance(model.layers[0].ln1, ScaledLN) and model.ln1.eps == 1e-5
         assert model(torch.randn(1, 3, 32, 32))[0].shape == (1, ARCH['embed_dims'])
     finally:
@@ -307,8 +328,8 @@ def test_bad_input_shape_names_the_problem():
 
 def _build_cfg_model(rel_path, scope):
     from mmengine.config import Config
-    from mmengine.registry import DefaultScope
     from mmengine.registry import MODELS as ROOT_MODELS
+    from mmengine.registry import DefaultScope
     cfg = Config.fromfile(str(ROOT / rel_path))
     assert cfg.custom_imports.imports == ['mmext']
     with DefaultScope.overwrite_default_scope(scope):
@@ -335,14 +356,13 @@ def test_imagenet_configs_build_with_our_backbone(rel_path, scope):
 def test_layer_decay_finetune_config_builds_optimizer():
     from mmengine.optim import build_optim_wrapper
     from mmengine.registry import DefaultScope
-    cfg, model = _build_cfg_model('configs/vit/vit-base-p16_in1k-384px_layer-decay-ft.py',
-                                  'mmext')
+    cfg, model = _build_cfg_model('configs/vit/vit-base-p16_in1k-384px_layer-decay-ft.py', 'mmext')
     assert model.backbone.pos_embed.shape[1] == 1 + 24 * 24
     with DefaultScope.overwrite_default_scope('mmext'):
         wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
     lrs = sorted({g['lr'] for g in wrapper.optimizer.param_groups})
     assert len(lrs) == 14  # 12 layers + embeddings + (final norm and head)
-    assert lrs[-1] == pytest.approx(5e-4) and lrs[0] == pytest.approx(5e-4 * 0.65 ** 13)
+    assert lrs[-1] == pytest.approx(5e-4) and lrs[0] == pytest.approx(5e-4 * 0.65**13)
 
 
 DEMO = ROOT / 'configs' / 'vit' / 'vit-tiny-p8_digits-32_demo.py'
@@ -353,12 +373,10 @@ def _train(work_dir, *options, timeout=600):
     import re
     import subprocess
     env = dict(os.environ, OMP_NUM_THREADS=os.environ.get('OMP_NUM_THREADS', '1'))
-    cmd = [sys.executable, str(ROOT / 'tools' / 'train.py'), str(DEMO), '--work-dir',
-           str(work_dir)]
+    cmd = [sys.executable, str(ROOT / 'tools' / 'train.py'), str(DEMO), '--work-dir', str(work_dir)]
     if options:
         cmd += ['--cfg-options', *options]
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=timeout)
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log[-4000:]
     return [float(v) for v in re.findall(r'accuracy/top1: ([0-9.]+)', log)], log

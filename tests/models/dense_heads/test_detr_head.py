@@ -22,18 +22,28 @@ from mmext.registry import MODELS
 register_all_modules(init_default_scope=False)
 
 C, Q, K, LAYERS = 32, 12, 5, 3
-ASSIGNER = dict(type='HungarianAssigner', match_costs=[
-    dict(type='ClassificationCost', weight=1.),
-    dict(type='BBoxL1Cost', weight=5.0, box_format='xywh'),
-    dict(type='IoUCost', iou_mode='giou', weight=2.0)])
+ASSIGNER = dict(
+    type='HungarianAssigner',
+    match_costs=[
+        dict(type='ClassificationCost', weight=1.),
+        dict(type='BBoxL1Cost', weight=5.0, box_format='xywh'),
+        dict(type='IoUCost', iou_mode='giou', weight=2.0)
+    ])
 # explicit loss configs: mmdet's DETRHead writes into its default `loss_cls` argument, so a
 # second mmdet head built from the defaults would fail
-CFG = dict(num_classes=K, embed_dims=C, train_cfg=dict(assigner=ASSIGNER),
-           test_cfg=dict(max_per_img=7),
-           loss_cls=dict(type='CrossEntropyLoss', bg_cls_weight=0.1, use_sigmoid=False,
-                         loss_weight=1.0, class_weight=1.0),
-           loss_bbox=dict(type='L1Loss', loss_weight=5.0),
-           loss_iou=dict(type='GIoULoss', loss_weight=2.0))
+CFG = dict(
+    num_classes=K,
+    embed_dims=C,
+    train_cfg=dict(assigner=ASSIGNER),
+    test_cfg=dict(max_per_img=7),
+    loss_cls=dict(
+        type='CrossEntropyLoss',
+        bg_cls_weight=0.1,
+        use_sigmoid=False,
+        loss_weight=1.0,
+        class_weight=1.0),
+    loss_bbox=dict(type='L1Loss', loss_weight=5.0),
+    loss_iou=dict(type='GIoULoss', loss_weight=2.0))
 IMG_SHAPES = [(96, 128), (128, 112), (80, 80)]
 NUM_GTS = [3, 0, 5]
 
@@ -58,10 +68,14 @@ def make_samples(seed=0, num_gts=NUM_GTS):
     for (h, w), n in zip(IMG_SHAPES, num_gts):
         xy = torch.rand(n, 2, generator=g) * torch.tensor([w, h]) * 0.6
         wh = torch.rand(n, 2, generator=g) * torch.tensor([w, h]) * 0.35 + 4
-        s = DetDataSample(metainfo=dict(img_shape=(h, w), scale_factor=(0.5, 0.25),
-                                        ori_shape=(4 * h, 2 * w), batch_input_shape=(128, 128)))
-        s.gt_instances = InstanceData(bboxes=torch.cat([xy, xy + wh], 1),
-                                      labels=torch.randint(0, K, (n, ), generator=g))
+        s = DetDataSample(
+            metainfo=dict(
+                img_shape=(h, w),
+                scale_factor=(0.5, 0.25),
+                ori_shape=(4 * h, 2 * w),
+                batch_input_shape=(128, 128)))
+        s.gt_instances = InstanceData(
+            bboxes=torch.cat([xy, xy + wh], 1), labels=torch.randint(0, K, (n, ), generator=g))
         samples.append(s)
     return samples
 
@@ -94,8 +108,11 @@ def test_losses_and_gradients_match_mmdet(assigner):
     if assigner.startswith('mmdet.'):
         assert type(ours.assigner).__module__.startswith('mmdet.')
     losses = compare_losses(ref, ours, make_samples(), hidden())
-    assert set(losses) == {f'{p}loss_{t}' for p in ('', 'd0.', 'd1.')
-                           for t in ('cls', 'bbox', 'iou')}
+    assert set(losses) == {
+        f'{p}loss_{t}'
+        for p in ('', 'd0.', 'd1.')
+        for t in ('cls', 'bbox', 'iou')
+    }
     assert all(v > 0 for v in losses.values())
 
 
@@ -110,11 +127,18 @@ def test_no_box_in_batch_gives_zero_box_losses_with_gradient():
 
 
 def test_configured_losses_and_sync_avg_factor_match_mmdet():
-    cfg = dict(CFG, sync_cls_avg_factor=True, num_reg_fcs=3,
-               loss_cls=dict(type='CrossEntropyLoss', bg_cls_weight=0.3, use_sigmoid=False,
-                             loss_weight=2.0, class_weight=0.5),
-               loss_bbox=dict(type='L1Loss', loss_weight=3.0),
-               loss_iou=dict(type='GIoULoss', loss_weight=1.0))
+    cfg = dict(
+        CFG,
+        sync_cls_avg_factor=True,
+        num_reg_fcs=3,
+        loss_cls=dict(
+            type='CrossEntropyLoss',
+            bg_cls_weight=0.3,
+            use_sigmoid=False,
+            loss_weight=2.0,
+            class_weight=0.5),
+        loss_bbox=dict(type='L1Loss', loss_weight=3.0),
+        loss_iou=dict(type='GIoULoss', loss_weight=1.0))
     ref, ours = make_heads(cfg, seed=2)
     assert ours.bg_cls_weight == ref.bg_cls_weight == 0.3
     compare_losses(ref, ours, make_samples(3), hidden(3))
@@ -122,13 +146,19 @@ def test_configured_losses_and_sync_avg_factor_match_mmdet():
 
 @pytest.mark.parametrize('loss_cls', [
     dict(type='FocalLoss', use_sigmoid=True, gamma=2.0, alpha=0.25, loss_weight=2.0),
-    dict(type='QualityFocalLoss', use_sigmoid=True, beta=2.0, loss_weight=1.0)])
+    dict(type='QualityFocalLoss', use_sigmoid=True, beta=2.0, loss_weight=1.0)
+])
 def test_sigmoid_class_loss_variants_match_mmdet(loss_cls):
     # as used by DETR variants: no background logit, sigmoid top-k over (query, class); the
     # quality focal loss targets the IoU of each matched prediction
-    cfg = dict(CFG, loss_cls=loss_cls,
-               train_cfg=dict(assigner=dict(ASSIGNER, match_costs=[
-                   dict(type='FocalLossCost', weight=2.0)] + ASSIGNER['match_costs'][1:])))
+    cfg = dict(
+        CFG,
+        loss_cls=loss_cls,
+        train_cfg=dict(
+            assigner=dict(
+                ASSIGNER,
+                match_costs=[dict(type='FocalLossCost', weight=2.0)] +
+                ASSIGNER['match_costs'][1:])))
     ref, ours = make_heads(cfg, seed=3)
     assert ours.fc_cls.out_features == K
     compare_losses(ref, ours, make_samples(4), hidden(4))
@@ -180,11 +210,15 @@ def test_config_validation_and_registry():
     with pytest.raises(KeyError, match='assigner'):
         DETRHead(num_classes=K, embed_dims=C, train_cfg=dict(foo=1))
     with pytest.raises(ValueError, match='sampler'):
-        DETRHead(num_classes=K, embed_dims=C,
-                 train_cfg=dict(assigner=ASSIGNER, sampler=dict(type='PseudoSampler')))
+        DETRHead(
+            num_classes=K,
+            embed_dims=C,
+            train_cfg=dict(assigner=ASSIGNER, sampler=dict(type='PseudoSampler')))
     with pytest.raises(TypeError, match='class_weight'):
-        DETRHead(num_classes=K, embed_dims=C,
-                 loss_cls=dict(type='CrossEntropyLoss', class_weight=[1.0] * K))
+        DETRHead(
+            num_classes=K,
+            embed_dims=C,
+            loss_cls=dict(type='CrossEntropyLoss', class_weight=[1.0] * K))
     head = MODELS.build(dict(type='DETRHead', **CFG))
     assert isinstance(head, DETRHead)
     # no-object weight is the last entry of the CE class weights
@@ -233,8 +267,9 @@ def test_batched_assignment_is_used_and_equals_per_image(num_gts, monkeypatch):
     metas = [s.metainfo for s in samples]
     with torch.no_grad():
         cls_scores, bbox_preds = ours(x[-1])
-        for a, b in zip(ours.get_targets(cls_scores, bbox_preds, gts, metas),
-                        per_image.get_targets(cls_scores, bbox_preds, gts, metas)):
+        for a, b in zip(
+                ours.get_targets(cls_scores, bbox_preds, gts, metas),
+                per_image.get_targets(cls_scores, bbox_preds, gts, metas)):
             if isinstance(a, torch.Tensor):
                 assert a.dtype == b.dtype
                 torch.testing.assert_close(a, b, rtol=0, atol=0)

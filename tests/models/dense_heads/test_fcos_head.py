@@ -37,20 +37,30 @@ BASE = dict(
     strides=STRIDES,
     regress_ranges=RANGES,
     norm_cfg=dict(type='GN', num_groups=8, requires_grad=True),
-    test_cfg=ConfigDict(nms_pre=1000, min_bbox_size=0, score_thr=0.05,
-                        nms=dict(type='nms', iou_threshold=0.5), max_per_img=100))
-TRICKS = dict(BASE, center_sampling=True, center_sample_radius=1.5, norm_on_bbox=True,
-              centerness_on_reg=True, conv_bias=True,
-              loss_bbox=dict(type='GIoULoss', loss_weight=1.0))
+    test_cfg=ConfigDict(
+        nms_pre=1000,
+        min_bbox_size=0,
+        score_thr=0.05,
+        nms=dict(type='nms', iou_threshold=0.5),
+        max_per_img=100))
+TRICKS = dict(
+    BASE,
+    center_sampling=True,
+    center_sample_radius=1.5,
+    norm_on_bbox=True,
+    centerness_on_reg=True,
+    conv_bias=True,
+    loss_bbox=dict(type='GIoULoss', loss_weight=1.0))
 CONFIGS = dict(plain=BASE, tricks=TRICKS)
 # other class losses: FocalLoss with other parameters (our fused CPU path) and a loss that goes
 # through the configured module
 LOSS_CONFIGS = dict(
     CONFIGS,
-    focal_params=dict(BASE, loss_cls=dict(type='FocalLoss', use_sigmoid=True, gamma=1.5,
-                                          alpha=0.4, loss_weight=2.0)),
-    sigmoid_ce=dict(BASE, loss_cls=dict(type='CrossEntropyLoss', use_sigmoid=True,
-                                        loss_weight=1.0)))
+    focal_params=dict(
+        BASE,
+        loss_cls=dict(type='FocalLoss', use_sigmoid=True, gamma=1.5, alpha=0.4, loss_weight=2.0)),
+    sigmoid_ce=dict(
+        BASE, loss_cls=dict(type='CrossEntropyLoss', use_sigmoid=True, loss_weight=1.0)))
 
 
 def mmdet_head(cfg: dict) -> MMDetFCOSHead:
@@ -78,35 +88,44 @@ def make_feats(batch: int, channels: int = 32, seed: int = 1) -> List[torch.Tens
 
 
 def instances(boxes: List[List[float]], labels: List[int]) -> InstanceData:
-    return InstanceData(bboxes=torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
-                        labels=torch.tensor(labels, dtype=torch.long))
+    return InstanceData(
+        bboxes=torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
+        labels=torch.tensor(labels, dtype=torch.long))
 
 
 def hard_batch() -> List[InstanceData]:
     """Several boxes per image, ties, tiny and degenerate boxes, boxes crossing regress ranges and
     the image border, and an image without boxes."""
     img0 = instances(
-        [[10, 10, 60, 70], [10, 10, 60, 70],       # identical: the first one must win
-         [30, 30, 50, 45],                          # nested, smaller
-         [2, 2, 5, 5],                              # tiny, holds the point (4, 4)
-         [100.5, 100.5, 101.5, 101.5],              # tiny, holds no point
-         [0, 0, 127, 127],                          # large: levels 2-3
-         [-20, 40, 90, 200],                        # crosses the border, levels 2-4
-         [40, 40, 40, 80], [64, 90, 120, 90]],      # zero width / zero height
+        [
+            [10, 10, 60, 70],
+            [10, 10, 60, 70],  # identical: the first one must win
+            [30, 30, 50, 45],  # nested, smaller
+            [2, 2, 5, 5],  # tiny, holds the point (4, 4)
+            [100.5, 100.5, 101.5, 101.5],  # tiny, holds no point
+            [0, 0, 127, 127],  # large: levels 2-3
+            [-20, 40, 90, 200],  # crosses the border, levels 2-4
+            [40, 40, 40, 80],
+            [64, 90, 120, 90]
+        ],  # zero width / zero height
         [0, 2, 1, 3, 2, 1, 3, 2, 0])
     gen = torch.Generator().manual_seed(3)
     xy = torch.rand(6, 2, generator=gen) * IMG
     wh = torch.rand(6, 2, generator=gen) * 90 + 4
     rand = torch.cat([xy - wh / 2, xy + wh / 2], 1).tolist()
-    img1 = instances(rand + [[-50, -50, -10, -10], [120, 120, 300, 300]],
-                     [0, 1, 2, 3, 0, 1, 2, 3])
+    img1 = instances(rand + [[-50, -50, -10, -10], [120, 120, 300, 300]], [0, 1, 2, 3, 0, 1, 2, 3])
     img2 = instances([], [])
     return [img0, img1, img2]
 
 
 def metas(batch: int, scale_factor: Tuple[float, float] = (1.0, 1.0)) -> List[dict]:
-    return [dict(img_shape=(IMG, IMG), pad_shape=(IMG, IMG), ori_shape=(IMG, IMG),
-                 scale_factor=scale_factor) for _ in range(batch)]
+    return [
+        dict(
+            img_shape=(IMG, IMG),
+            pad_shape=(IMG, IMG),
+            ori_shape=(IMG, IMG),
+            scale_factor=scale_factor) for _ in range(batch)
+    ]
 
 
 def loss_and_grads(head, feats, gts, img_metas) -> Tuple[Dict, Dict, List]:
@@ -126,10 +145,15 @@ def assert_tensors_close(a, b, atol=1e-5, rtol=1e-5, what=''):
 # --------------------------------------------------------------------------------------------
 # structure
 # --------------------------------------------------------------------------------------------
-@pytest.mark.parametrize('extra', [
-    dict(), TRICKS, dict(cls_predictor_cfg=dict(type='NormedConv2d', tempearture=20)),
-    dict(dcn_on_last_conv=True), dict(norm_cfg=None), dict(stacked_convs=2, feat_channels=64)
-], ids=['plain', 'tricks', 'normed_cls', 'dcn', 'no_norm', 'two_convs'])
+@pytest.mark.parametrize(
+    'extra', [
+        dict(), TRICKS,
+        dict(cls_predictor_cfg=dict(type='NormedConv2d', tempearture=20)),
+        dict(dcn_on_last_conv=True),
+        dict(norm_cfg=None),
+        dict(stacked_convs=2, feat_channels=64)
+    ],
+    ids=['plain', 'tricks', 'normed_cls', 'dcn', 'no_norm', 'two_convs'])
 def test_state_dict_and_init_match_mmdet(extra):
     cfg = dict(BASE, **extra)
     torch.manual_seed(0)
@@ -152,9 +176,11 @@ def test_state_dict_and_init_match_mmdet(extra):
 
 def test_legacy_checkpoint_names_load():
     ref, ours = make_heads(BASE)
-    legacy = OrderedDict((k.replace('conv_cls', 'fcos_cls').replace('conv_reg', 'fcos_reg')
-                          .replace('conv_centerness', 'fcos_centerness'), v)
-                         for k, v in ref.state_dict().items())  # no _metadata: version None
+    legacy = OrderedDict(
+        (k.replace('conv_cls',
+                   'fcos_cls').replace('conv_reg',
+                                       'fcos_reg').replace('conv_centerness', 'fcos_centerness'), v)
+        for k, v in ref.state_dict().items())  # no _metadata: version None
     fresh = FCOSHead(**copy.deepcopy(BASE))
     fresh.load_state_dict(legacy)
     for k, v in ref.state_dict().items():
@@ -191,8 +217,8 @@ def test_forward_takes_any_iterable_of_levels():
     feats = make_feats(2)
     with torch.no_grad():
         expected = ours(feats)
-        for got_lvls, exp_lvls, ref_lvls in zip(ours(f for f in feats), expected,
-                                                ref(f for f in feats)):
+        for got_lvls, exp_lvls, ref_lvls in zip(
+                ours(f for f in feats), expected, ref(f for f in feats)):
             for g, e, r in zip(got_lvls, exp_lvls, ref_lvls):
                 assert torch.equal(g, e) and torch.equal(g, r)
     with pytest.raises(ValueError, match='4 feature maps for 5 strides'):
@@ -203,8 +229,8 @@ def ref_targets_as_batch(ref, points, gts) -> Tuple[torch.Tensor, torch.Tensor]:
     """mmdet's per-level [B * P_l] targets rearranged to our [B, P] layout."""
     labels, bbox_targets = ref.get_targets(points, gts)
     batch = len(gts)
-    return (torch.cat([lab.view(batch, -1) for lab in labels], 1),
-            torch.cat([t.view(batch, -1, 4) for t in bbox_targets], 1))
+    return (torch.cat([lab.view(batch, -1) for lab in labels],
+                      1), torch.cat([t.view(batch, -1, 4) for t in bbox_targets], 1))
 
 
 def random_batch(gen: torch.Generator) -> List[InstanceData]:
@@ -212,13 +238,13 @@ def random_batch(gen: torch.Generator) -> List[InstanceData]:
     duplicates (ties), degenerate and out-of-image boxes and empty images."""
     batch = []
     for _ in range(4):
-        n = int(torch.randint(0, 12, (1,), generator=gen))
+        n = int(torch.randint(0, 12, (1, ), generator=gen))
         xy1 = torch.randint(-8, 30, (n, 2), generator=gen) * 4.
         wh = torch.randint(0, 40, (n, 2), generator=gen) * 4.
         boxes = torch.cat([xy1, xy1 + wh], 1)
         if n > 2:
             boxes[-1] = boxes[0]
-        labels = torch.randint(0, NUM_CLASSES, (n,), generator=gen)
+        labels = torch.randint(0, NUM_CLASSES, (n, ), generator=gen)
         batch.append(InstanceData(bboxes=boxes, labels=labels))
     return batch
 
@@ -226,8 +252,7 @@ def random_batch(gen: torch.Generator) -> List[InstanceData]:
 @pytest.mark.parametrize('name', CONFIGS)
 def test_targets_identical(name):
     ref, ours = make_heads(CONFIGS[name])
-    points = ref.prior_generator.grid_priors([(IMG // s, IMG // s) for s in STRIDES],
-                                             device='cpu')
+    points = ref.prior_generator.grid_priors([(IMG // s, IMG // s) for s in STRIDES], device='cpu')
     # the hard batch reaches every level (regress ranges are crossed)
     labels, _ = ours.get_targets(points, hard_batch())
     per_level = labels[0].split([len(p) for p in points])
@@ -244,12 +269,13 @@ def test_targets_identical(name):
 def test_targets_identical_with_non_finite_boxes(name):
     """NaN / inf coordinates never make a positive, exactly as in mmdet."""
     ref, ours = make_heads(CONFIGS[name])
-    points = ref.prior_generator.grid_priors([(IMG // s, IMG // s) for s in STRIDES],
-                                             device='cpu')
+    points = ref.prior_generator.grid_priors([(IMG // s, IMG // s) for s in STRIDES], device='cpu')
     nan, inf = float('nan'), float('inf')
-    gts = [instances([[10, 10, 60, 70], [nan, 0, 50, 50], [0, 0, nan, 50], [-inf, 0, inf, 50],
-                      [0, 0, inf, 30], [20, -inf, 40, 90]], [0, 1, 2, 3, 0, 1]),
-           instances([[nan, nan, nan, nan], [30, 30, 50, 45]], [2, 3])]
+    gts = [
+        instances([[10, 10, 60, 70], [nan, 0, 50, 50], [0, 0, nan, 50], [-inf, 0, inf, 50],
+                   [0, 0, inf, 30], [20, -inf, 40, 90]], [0, 1, 2, 3, 0, 1]),
+        instances([[nan, nan, nan, nan], [30, 30, 50, 45]], [2, 3])
+    ]
     ref_labels, ref_targets = ref_targets_as_batch(ref, points, gts)
     labels, targets = ours.get_targets(points, gts)
     assert torch.equal(labels, ref_labels)
@@ -258,8 +284,7 @@ def test_targets_identical_with_non_finite_boxes(name):
 
 def test_ties_go_to_the_first_box():
     _, ours = make_heads(BASE)
-    points = ours.prior_generator.grid_priors([(IMG // s, IMG // s) for s in STRIDES],
-                                              device='cpu')
+    points = ours.prior_generator.grid_priors([(IMG // s, IMG // s) for s in STRIDES], device='cpu')
     for order in ([0, 2], [2, 0]):
         gts = [instances([[10, 10, 40, 40], [10, 10, 40, 40]], order)]
         labels, _ = ours.get_targets(points, gts)
@@ -271,10 +296,11 @@ def test_ties_go_to_the_first_box():
 def test_degenerate_boxes_give_no_positives(name):
     """Zero-width/height (and inverted) boxes: no point is strictly inside, so no positive."""
     ref, ours = make_heads(CONFIGS[name])
-    gts = [instances([[40, 40, 40, 80], [16, 20, 100, 20], [60, 60, 60, 60], [50, 50, 30, 30]],
-                     [0, 1, 2, 3])]
-    points = ours.prior_generator.grid_priors([(IMG // s, IMG // s) for s in STRIDES],
-                                              device='cpu')
+    gts = [
+        instances([[40, 40, 40, 80], [16, 20, 100, 20], [60, 60, 60, 60], [50, 50, 30, 30]],
+                  [0, 1, 2, 3])
+    ]
+    points = ours.prior_generator.grid_priors([(IMG // s, IMG // s) for s in STRIDES], device='cpu')
     labels, _ = ours.get_targets(points, gts)
     assert (labels == NUM_CLASSES).all()
     ref_losses, ref_grads, _ = loss_and_grads(ref, make_feats(1), gts, metas(1))
@@ -389,7 +415,10 @@ def test_score_sqrt_is_geometric_mean():
 # registry
 # --------------------------------------------------------------------------------------------
 MMDET_STYLE_CFG = dict(  # as written in an mmdet config: unscoped loss / coder types
-    num_classes=3, in_channels=32, feat_channels=32, stacked_convs=1,
+    num_classes=3,
+    in_channels=32,
+    feat_channels=32,
+    stacked_convs=1,
     norm_cfg=dict(type='GN', num_groups=8, requires_grad=True),
     loss_cls=dict(type='FocalLoss', use_sigmoid=True, gamma=2.0, alpha=0.25, loss_weight=1.0),
     loss_bbox=dict(type='GIoULoss', loss_weight=1.0),
@@ -417,23 +446,55 @@ def test_build_from_mmdet_scope_config():
 def test_swap_in_mmdet_detector_config():
     """An mmdet FCOS detector config with only the head type changed builds, trains and predicts
     like the original."""
+
     def detector_cfg(head_type: str) -> ConfigDict:  # as Config.fromfile would give it
         return ConfigDict(
             type='FCOS',
-            data_preprocessor=dict(type='DetDataPreprocessor', mean=[0., 0., 0.],
-                                   std=[255., 255., 255.], bgr_to_rgb=True, pad_size_divisor=32),
-            backbone=dict(type='ResNet', depth=18, num_stages=4, out_indices=(1, 2, 3),
-                          norm_cfg=dict(type='BN', requires_grad=True), norm_eval=True,
-                          style='pytorch'),
-            neck=dict(type='FPN', in_channels=[128, 256, 512], out_channels=32, start_level=0,
-                      add_extra_convs='on_output', num_outs=5, relu_before_extra_convs=True),
-            bbox_head=dict(MMDET_STYLE_CFG, type=head_type, strides=STRIDES,
-                           center_sampling=True, norm_on_bbox=True, centerness_on_reg=True),
-            train_cfg=dict(assigner=dict(type='MaxIoUAssigner', pos_iou_thr=0.5,
-                                         neg_iou_thr=0.4, min_pos_iou=0, ignore_iof_thr=-1),
-                           allowed_border=-1, pos_weight=-1, debug=False),
-            test_cfg=dict(nms_pre=1000, min_bbox_size=0, score_thr=0.05,
-                          nms=dict(type='nms', iou_threshold=0.5), max_per_img=100))
+            data_preprocessor=dict(
+                type='DetDataPreprocessor',
+                mean=[0., 0., 0.],
+                std=[255., 255., 255.],
+                bgr_to_rgb=True,
+                pad_size_divisor=32),
+            backbone=dict(
+                type='ResNet',
+                depth=18,
+                num_stages=4,
+                out_indices=(1, 2, 3),
+                norm_cfg=dict(type='BN', requires_grad=True),
+                norm_eval=True,
+                style='pytorch'),
+            neck=dict(
+                type='FPN',
+                in_channels=[128, 256, 512],
+                out_channels=32,
+                start_level=0,
+                add_extra_convs='on_output',
+                num_outs=5,
+                relu_before_extra_convs=True),
+            bbox_head=dict(
+                MMDET_STYLE_CFG,
+                type=head_type,
+                strides=STRIDES,
+                center_sampling=True,
+                norm_on_bbox=True,
+                centerness_on_reg=True),
+            train_cfg=dict(
+                assigner=dict(
+                    type='MaxIoUAssigner',
+                    pos_iou_thr=0.5,
+                    neg_iou_thr=0.4,
+                    min_pos_iou=0,
+                    ignore_iof_thr=-1),
+                allowed_border=-1,
+                pos_weight=-1,
+                debug=False),
+            test_cfg=dict(
+                nms_pre=1000,
+                min_bbox_size=0,
+                score_thr=0.05,
+                nms=dict(type='nms', iou_threshold=0.5),
+                max_per_img=100))
 
     with DefaultScope.overwrite_default_scope('mmdet'):
         torch.manual_seed(0)
@@ -471,12 +532,14 @@ def test_swap_in_mmdet_detector_config():
 def test_cuda_targets_and_loss_parity(name):
     """Targets on the GPU equal mmdet's; losses and gradients agree.  The class loss is the
     sigmoid CE so that the check does not depend on mmcv having been built with CUDA ops."""
-    ref, ours = make_heads(dict(LOSS_CONFIGS['sigmoid_ce'], **{
-        k: v for k, v in CONFIGS[name].items() if k != 'loss_cls'}))
+    ref, ours = make_heads(
+        dict(LOSS_CONFIGS['sigmoid_ce'], **{
+            k: v
+            for k, v in CONFIGS[name].items() if k != 'loss_cls'
+        }))
     ref, ours = ref.cuda(), ours.cuda()
     gts = [gt.to('cuda') for gt in hard_batch()]
-    points = ref.prior_generator.grid_priors([(IMG // s, IMG // s) for s in STRIDES],
-                                             device='cuda')
+    points = ref.prior_generator.grid_priors([(IMG // s, IMG // s) for s in STRIDES], device='cuda')
     ref_labels, ref_targets = ref_targets_as_batch(ref, points, gts)
     labels, targets = ours.get_targets(points, gts)
     assert torch.equal(labels, ref_labels)

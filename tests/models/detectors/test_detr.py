@@ -26,8 +26,12 @@ register_all_modules(init_default_scope=False)
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
 C = 32
 ATTN = dict(embed_dims=C, num_heads=4, dropout=0.0, batch_first=True)
-FFN_CFG = dict(embed_dims=C, feedforward_channels=64, num_fcs=2, ffn_drop=0.0,
-               act_cfg=dict(type='ReLU', inplace=True))
+FFN_CFG = dict(
+    embed_dims=C,
+    feedforward_channels=64,
+    num_fcs=2,
+    ffn_drop=0.0,
+    act_cfg=dict(type='ReLU', inplace=True))
 
 
 def model_cfg(detector: str, head: str, prefix: str = '') -> dict:
@@ -35,26 +39,56 @@ def model_cfg(detector: str, head: str, prefix: str = '') -> dict:
     return dict(
         type=detector,
         num_queries=10,
-        data_preprocessor=dict(type=f'{prefix}DetDataPreprocessor', mean=[0., 0., 0.],
-                               std=[1., 1., 1.], pad_size_divisor=1),
-        backbone=dict(type=f'{prefix}ResNet', depth=18, base_channels=16, num_stages=4,
-                      out_indices=(3, ), frozen_stages=-1, norm_cfg=dict(type='BN'),
-                      norm_eval=False, style='pytorch', init_cfg=None),
-        neck=dict(type=f'{prefix}ChannelMapper', in_channels=[128], kernel_size=1,
-                  out_channels=C, act_cfg=None, norm_cfg=None, num_outs=1),
+        data_preprocessor=dict(
+            type=f'{prefix}DetDataPreprocessor',
+            mean=[0., 0., 0.],
+            std=[1., 1., 1.],
+            pad_size_divisor=1),
+        backbone=dict(
+            type=f'{prefix}ResNet',
+            depth=18,
+            base_channels=16,
+            num_stages=4,
+            out_indices=(3, ),
+            frozen_stages=-1,
+            norm_cfg=dict(type='BN'),
+            norm_eval=False,
+            style='pytorch',
+            init_cfg=None),
+        neck=dict(
+            type=f'{prefix}ChannelMapper',
+            in_channels=[128],
+            kernel_size=1,
+            out_channels=C,
+            act_cfg=None,
+            norm_cfg=None,
+            num_outs=1),
         encoder=dict(num_layers=2, layer_cfg=dict(self_attn_cfg=ATTN, ffn_cfg=FFN_CFG)),
-        decoder=dict(num_layers=2, layer_cfg=dict(self_attn_cfg=ATTN, cross_attn_cfg=ATTN,
-                                                  ffn_cfg=FFN_CFG), return_intermediate=True),
+        decoder=dict(
+            num_layers=2,
+            layer_cfg=dict(self_attn_cfg=ATTN, cross_attn_cfg=ATTN, ffn_cfg=FFN_CFG),
+            return_intermediate=True),
         positional_encoding=dict(num_feats=C // 2, normalize=True),
-        bbox_head=dict(type=head, num_classes=3, embed_dims=C,
-                       loss_cls=dict(type='CrossEntropyLoss', bg_cls_weight=0.1,
-                                     use_sigmoid=False, loss_weight=1.0, class_weight=1.0),
-                       loss_bbox=dict(type='L1Loss', loss_weight=5.0),
-                       loss_iou=dict(type='GIoULoss', loss_weight=2.0)),
-        train_cfg=dict(assigner=dict(type='HungarianAssigner', match_costs=[
-            dict(type='ClassificationCost', weight=1.),
-            dict(type='BBoxL1Cost', weight=5.0, box_format='xywh'),
-            dict(type='IoUCost', iou_mode='giou', weight=2.0)])),
+        bbox_head=dict(
+            type=head,
+            num_classes=3,
+            embed_dims=C,
+            loss_cls=dict(
+                type='CrossEntropyLoss',
+                bg_cls_weight=0.1,
+                use_sigmoid=False,
+                loss_weight=1.0,
+                class_weight=1.0),
+            loss_bbox=dict(type='L1Loss', loss_weight=5.0),
+            loss_iou=dict(type='GIoULoss', loss_weight=2.0)),
+        train_cfg=dict(
+            assigner=dict(
+                type='HungarianAssigner',
+                match_costs=[
+                    dict(type='ClassificationCost', weight=1.),
+                    dict(type='BBoxL1Cost', weight=5.0, box_format='xywh'),
+                    dict(type='IoUCost', iou_mode='giou', weight=2.0)
+                ])),
         test_cfg=dict(max_per_img=5))
 
 
@@ -82,8 +116,12 @@ def make_batch(seed=0):
     inputs[1, :, :, 40:] = 0
     samples = []
     for (h, w), n in zip([(64, 64), (48, 40)], [3, 2]):
-        s = DetDataSample(metainfo=dict(img_shape=(h, w), ori_shape=(h, w),
-                                        batch_input_shape=(64, 64), scale_factor=(1., 1.)))
+        s = DetDataSample(
+            metainfo=dict(
+                img_shape=(h, w),
+                ori_shape=(h, w),
+                batch_input_shape=(64, 64),
+                scale_factor=(1., 1.)))
         xy = torch.rand(n, 2, generator=g) * torch.tensor([w, h]) * 0.5
         s.gt_instances = InstanceData(
             bboxes=torch.cat([xy, xy + 8 + torch.rand(n, 2, generator=g) * 16], 1),
@@ -126,8 +164,10 @@ def test_tiny_detr_losses_gradients_and_predictions_match_mmdet():
 def test_state_dicts_round_trip_without_conversion():
     ref, ours = make_models(seed=1)
     torch.manual_seed(5)
-    random = {k: torch.randn_like(v) if v.is_floating_point() else v
-              for k, v in ours.state_dict().items()}
+    random = {
+        k: torch.randn_like(v) if v.is_floating_point() else v
+        for k, v in ours.state_dict().items()
+    }
     ours.load_state_dict(random, strict=True)
     ref.load_state_dict(ours.state_dict(), strict=True)
     ours2 = MODELS.build(model_cfg('DETR', 'DETRHead', prefix='mmdet.'))

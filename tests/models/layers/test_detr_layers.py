@@ -17,16 +17,22 @@ from mmext.registry import MODELS
 
 C, HEADS = 32, 4
 ATTN = dict(embed_dims=C, num_heads=HEADS, dropout=0.1, batch_first=True)
-FFN_CFG = dict(embed_dims=C, feedforward_channels=64, num_fcs=2, ffn_drop=0.1,
-               act_cfg=dict(type='ReLU', inplace=True))
+FFN_CFG = dict(
+    embed_dims=C,
+    feedforward_channels=64,
+    num_fcs=2,
+    ffn_drop=0.1,
+    act_cfg=dict(type='ReLU', inplace=True))
 ENC = dict(num_layers=2, layer_cfg=dict(self_attn_cfg=ATTN, ffn_cfg=FFN_CFG))
-DEC = dict(num_layers=3, layer_cfg=dict(self_attn_cfg=ATTN, cross_attn_cfg=ATTN,
-                                        ffn_cfg=FFN_CFG), return_intermediate=True)
+DEC = dict(
+    num_layers=3,
+    layer_cfg=dict(self_attn_cfg=ATTN, cross_attn_cfg=ATTN, ffn_cfg=FFN_CFG),
+    return_intermediate=True)
 
 
 def padding_mask(b=2, h=6, w=7) -> torch.Tensor:
     mask = torch.zeros(b, h, w, dtype=torch.bool)
-    mask[1, 4:, :] = True   # second image: 4 valid rows, 5 valid columns
+    mask[1, 4:, :] = True  # second image: 4 valid rows, 5 valid columns
     mask[1, :, 5:] = True
     return mask
 
@@ -34,7 +40,8 @@ def padding_mask(b=2, h=6, w=7) -> torch.Tensor:
 @pytest.mark.parametrize('kwargs', [
     dict(num_feats=16),
     dict(num_feats=16, normalize=True),
-    dict(num_feats=8, normalize=True, temperature=20, offset=-0.5, scale=math.pi, eps=1e-4)])
+    dict(num_feats=8, normalize=True, temperature=20, offset=-0.5, scale=math.pi, eps=1e-4)
+])
 def test_sine_positional_encoding_matches_mmdet(kwargs):
     ours, ref = SinePositionalEncoding(**kwargs), MMDetSinePE(**kwargs)
     mask = padding_mask()
@@ -56,8 +63,8 @@ def test_sine_positional_encoding_bad_args():
         SinePositionalEncoding(num_feats=7)
     with pytest.raises(ValueError, match='mask or an input'):
         SinePositionalEncoding(num_feats=8)(None)
-    assert isinstance(MODELS.build(dict(type='SinePositionalEncoding', num_feats=8)),
-                      SinePositionalEncoding)
+    assert isinstance(
+        MODELS.build(dict(type='SinePositionalEncoding', num_feats=8)), SinePositionalEncoding)
 
 
 def _swap_weights(ours: torch.nn.Module, ref: torch.nn.Module) -> None:
@@ -92,8 +99,13 @@ def test_decoder_matches_mmdet_and_returns_every_layer():
     mask = padding_mask().flatten(1)
     with torch.no_grad():
         out = ours(query, memory, memory, query_pos, mem_pos, mask)
-        expected = ref(query=query, key=memory, value=memory, query_pos=query_pos,
-                       key_pos=mem_pos, key_padding_mask=mask)
+        expected = ref(
+            query=query,
+            key=memory,
+            value=memory,
+            query_pos=query_pos,
+            key_pos=mem_pos,
+            key_padding_mask=mask)
     assert out.shape == (3, 2, 5, C)
     torch.testing.assert_close(out, expected, rtol=0, atol=1e-5)
 
@@ -103,11 +115,15 @@ def test_decoder_last_layer_only_and_gradients():
     cfg = dict(DEC, return_intermediate=False)
     ours, ref = DetrTransformerDecoder(**cfg), MMDetDecoder(**cfg)
     _swap_weights(ours, ref)
-    args = (torch.zeros(1, 4, C), torch.randn(1, 9, C), torch.randn(1, 4, C),
-            torch.randn(1, 9, C))
+    args = (torch.zeros(1, 4, C), torch.randn(1, 9, C), torch.randn(1, 4, C), torch.randn(1, 9, C))
     out = ours(args[0], args[1], args[1], args[2], args[3], None)
-    expected = ref(query=args[0], key=args[1], value=args[1], query_pos=args[2],
-                   key_pos=args[3], key_padding_mask=None)
+    expected = ref(
+        query=args[0],
+        key=args[1],
+        value=args[1],
+        query_pos=args[2],
+        key_pos=args[3],
+        key_padding_mask=None)
     assert out.shape == (1, 1, 4, C)
     torch.testing.assert_close(out, expected, rtol=0, atol=1e-5)
     out.square().sum().backward()
@@ -118,8 +134,9 @@ def test_decoder_last_layer_only_and_gradients():
 
 def test_attention_rejects_sequence_first():
     with pytest.raises(ValueError, match='batch_first'):
-        DetrTransformerEncoder(num_layers=1, layer_cfg=dict(
-            self_attn_cfg=dict(ATTN, batch_first=False), ffn_cfg=FFN_CFG))
+        DetrTransformerEncoder(
+            num_layers=1,
+            layer_cfg=dict(self_attn_cfg=dict(ATTN, batch_first=False), ffn_cfg=FFN_CFG))
 
 
 def test_encoder_checkpointing_keeps_outputs():

@@ -42,9 +42,12 @@ def test_mmdet_metas_and_detr():
 
 
 def test_mmseg_metas_use_pad_shape_then_img_shape():
-    metas = [dict(img_shape=(30, 40), pad_shape=(32, 48)), dict(img_shape=(32, 20),
-                                                                 pad_shape=(32, 48))]
+    metas = [
+        dict(img_shape=(30, 40), pad_shape=(32, 48)),
+        dict(img_shape=(32, 20), pad_shape=(32, 48))
+    ]
     assert batch_input_shape(metas) == (32, 48)
-    assert torch.equal(padding_mask(metas, (4, 6), torch.device('cpu')),
-                       _reference([(30, 40), (32, 20)], (32, 48), (4, 6)))
+    assert torch.equal(
+        padding_mask(metas, (4, 6), torch.device('cpu')),
+        _reference([(30, 40), (32, 20)], (32, 48), (4, 6)))
     assert batch_input_shape([dict(img_shape=(30, 40)), dict(img_shape=(32, 20))]) == (32, 40)

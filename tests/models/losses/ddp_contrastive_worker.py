@@ -30,8 +30,7 @@ SCENARIOS: Dict[str, dict] = {
     # open_clip's default mode reproduced without our gradient correction (for the record)
     'clip_openclip_naive': dict(kind='naive_clip'),
     'itc_hard_noqueue': dict(kind='itc', queue_size=0, use_distill=False, idx=False),
-    'itc_online_keys': dict(kind='itc', queue_size=0, use_distill=False, idx=False,
-                            momentum=False),
+    'itc_online_keys': dict(kind='itc', queue_size=0, use_distill=False, idx=False, momentum=False),
     'itc_soft_queue_idx': dict(kind='itc', queue_size=12, use_distill=True, idx=True),
     'itc_hard_queue_small': dict(kind='itc', queue_size=5, use_distill=False, idx=True),
 }
@@ -50,8 +49,9 @@ class NaiveCLIP(nn.Module):
         all_txt, _ = gather_features(txt, with_grad=False)
         logits = self.logit_scale.exp() * all_img @ all_txt.t()
         labels = torch.arange(logits.shape[0])
-        return 0.5 * (nn.functional.cross_entropy(logits, labels) +
-                      nn.functional.cross_entropy(logits.t(), labels))
+        return 0.5 * (
+            nn.functional.cross_entropy(logits, labels) +
+            nn.functional.cross_entropy(logits.t(), labels))
 
 
 class ToyDualEncoder(nn.Module):
@@ -63,13 +63,13 @@ class ToyDualEncoder(nn.Module):
         self.txt = nn.Linear(5, 8)
         self.momentum = spec.get('kind') == 'itc' and spec.get('momentum', True)
         if spec['kind'] == 'clip':
-            self.loss_fn = CLIPLoss(local_loss=spec['local_loss'],
-                                    gather_with_grad=spec['gather_with_grad'])
+            self.loss_fn = CLIPLoss(
+                local_loss=spec['local_loss'], gather_with_grad=spec['gather_with_grad'])
         elif spec['kind'] == 'naive_clip':
             self.loss_fn = NaiveCLIP()
         else:
-            self.loss_fn = ITCLoss(8, queue_size=spec['queue_size'],
-                                   use_distill=spec['use_distill'], alpha=0.4)
+            self.loss_fn = ITCLoss(
+                8, queue_size=spec['queue_size'], use_distill=spec['use_distill'], alpha=0.4)
         self.use_idx = spec.get('idx', False)
         if self.momentum:
             self.img_m, self.txt_m = make_momentum_copy(self.img), make_momentum_copy(self.txt)
@@ -91,8 +91,8 @@ class ToyDualEncoder(nn.Module):
 
 def make_batch(step: int):
     g = torch.Generator().manual_seed(100 + step)
-    return (torch.randn(GLOBAL_BATCH, 6, generator=g), torch.randn(GLOBAL_BATCH, 5, generator=g),
-            IDX.clone())
+    return (torch.randn(GLOBAL_BATCH, 6, generator=g), torch.randn(GLOBAL_BATCH, 5,
+                                                                   generator=g), IDX.clone())
 
 
 def run_scenarios(rank: int = 0, world_size: int = 1) -> Dict[str, List[dict]]:
@@ -112,9 +112,12 @@ def run_scenarios(rank: int = 0, world_size: int = 1) -> Dict[str, List[dict]]:
             opt.zero_grad()
             loss = model(x_img[start:stop], x_txt[start:stop], idx[start:stop])
             loss.backward()
-            rec = dict(loss=loss.detach().clone(),
-                       grads={k: p.grad.detach().clone()
-                              for k, p in core.named_parameters() if p.grad is not None})
+            rec = dict(
+                loss=loss.detach().clone(),
+                grads={
+                    k: p.grad.detach().clone()
+                    for k, p in core.named_parameters() if p.grad is not None
+                })
             opt.step()
             if core.momentum:
                 core.pairs.update()

@@ -18,8 +18,9 @@ def clip_reference(img, txt, t):
 
 def _inputs(n=6, d=5):
     g = torch.Generator().manual_seed(0)
-    return (torch.randn(n, d, generator=g).requires_grad_(),
-            torch.randn(n, d, generator=g).requires_grad_())
+    return (torch.randn(n, d,
+                        generator=g).requires_grad_(), torch.randn(n, d,
+                                                                   generator=g).requires_grad_())
 
 
 @pytest.mark.parametrize('local_loss,gather_with_grad', [(False, False), (False, True),

@@ -4,11 +4,10 @@ CLIPLoss (every valid local_loss / gather_with_grad mode) and ITCLoss (hard / so
 with and without queues, momentum or online keys).  One spawn runs every scenario."""
 import socket
 
+import ddp_contrastive_worker as W  # noqa: N812  (sits next to this file)
 import pytest
 import torch
 import torch.multiprocessing as mp
-
-import ddp_contrastive_worker as W  # noqa: N812  (sits next to this file)
 
 
 def _free_port() -> int:
@@ -35,18 +34,26 @@ def test_ddp_matches_single_process(runs, name):
         got = [r[name][step] for r in ranks]
         # the ranks' mean loss is the global-batch loss
         mean_loss = (got[0]['loss'] + got[1]['loss']) / 2
-        torch.testing.assert_close(mean_loss, ref['loss'], atol=1e-5, rtol=1e-5,
-                                   msg=f'{name} step {step} loss')
+        torch.testing.assert_close(
+            mean_loss, ref['loss'], atol=1e-5, rtol=1e-5, msg=f'{name} step {step} loss')
         assert set(got[0]['grads']) == set(ref['grads'])
         for key, g in ref['grads'].items():
             for r in range(2):  # DDP averaged: identical on both ranks and equal to single
-                torch.testing.assert_close(got[r]['grads'][key], g, atol=1e-5, rtol=1e-5,
-                                           msg=f'{name} step {step} rank {r} grad {key}')
+                torch.testing.assert_close(
+                    got[r]['grads'][key],
+                    g,
+                    atol=1e-5,
+                    rtol=1e-5,
+                    msg=f'{name} step {step} rank {r} grad {key}')
         if 'queue' in ref:
             for key, v in ref['queue'].items():
                 for r in range(2):
-                    torch.testing.assert_close(got[r]['queue'][key], v, atol=1e-6, rtol=0,
-                                               msg=f'{name} step {step} rank {r} queue {key}')
+                    torch.testing.assert_close(
+                        got[r]['queue'][key],
+                        v,
+                        atol=1e-6,
+                        rtol=0,
+                        msg=f'{name} step {step} rank {r} queue {key}')
 
 
 def test_queue_really_wrapped(runs):
@@ -69,5 +76,5 @@ def test_openclip_default_mode_is_off_by_world_size(runs):
     for key in ('img.weight', 'txt.weight'):
         torch.testing.assert_close(naive[key] * 2, exact[key], atol=1e-5, rtol=1e-5)
     assert not torch.allclose(naive['img.weight'], exact['img.weight'], atol=1e-5)
-    torch.testing.assert_close(naive['loss_fn.logit_scale'], exact['loss_fn.logit_scale'],
-                               atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(
+        naive['loss_fn.logit_scale'], exact['loss_fn.logit_scale'], atol=1e-5, rtol=1e-5)

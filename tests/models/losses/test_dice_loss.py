@@ -23,8 +23,13 @@ def _inputs(seed, n, c, h, w, ignore_frac=0.0, ignore=255):
 
 
 @settings(**SETTINGS)
-@given(seed=st.integers(0, 10_000), n=st.integers(1, 3), c=st.integers(2, 5),
-       naive=st.booleans(), sigmoid=st.booleans(), frac=st.sampled_from([0.0, 0.3, 1.0]))
+@given(
+    seed=st.integers(0, 10_000),
+    n=st.integers(1, 3),
+    c=st.integers(2, 5),
+    naive=st.booleans(),
+    sigmoid=st.booleans(),
+    frac=st.sampled_from([0.0, 0.3, 1.0]))
 def test_properties_label_map(seed, n, c, naive, sigmoid, frac):
     logits, labels = _inputs(seed, n, c, 5, 6, frac)
     logits.requires_grad_(True)
@@ -39,8 +44,12 @@ def test_properties_label_map(seed, n, c, naive, sigmoid, frac):
 
 
 @settings(**SETTINGS)
-@given(seed=st.integers(0, 10_000), n=st.integers(1, 4), naive=st.booleans(),
-       eps=st.sampled_from([1e-3, 1.0]), scale=st.sampled_from([0.1, 3.0, 30.0]))
+@given(
+    seed=st.integers(0, 10_000),
+    n=st.integers(1, 4),
+    naive=st.booleans(),
+    eps=st.sampled_from([1e-3, 1.0]),
+    scale=st.sampled_from([0.1, 3.0, 30.0]))
 def test_properties_binary_masks(seed, n, naive, eps, scale):
     g = torch.Generator().manual_seed(seed)
     logits = (torch.randn(n, 7, 9, generator=g) * scale).requires_grad_(True)
@@ -103,8 +112,11 @@ def test_parity_mmdet_binary(naive, eps, avg):
         b.backward()
         torch.testing.assert_close(p1.grad, p2.grad, atol=1e-5, rtol=0)
     for red in ('none', 'sum'):
-        torch.testing.assert_close(ours(pred, target, reduction_override=red),
-                                   ref(pred, target, reduction_override=red), atol=1e-5, rtol=0)
+        torch.testing.assert_close(
+            ours(pred, target, reduction_override=red),
+            ref(pred, target, reduction_override=red),
+            atol=1e-5,
+            rtol=0)
 
 
 @pytest.mark.parametrize('naive', [True, False])
@@ -130,13 +142,16 @@ def test_softmax_on_mask_layout_raises_like_mmdet():
     masks = (torch.rand(3, 8, 8) > 0.5).long()
     with pytest.raises(NotImplementedError):
         MMDetDiceLoss(use_sigmoid=False)(pred, masks)
-    with pytest.raises(NotImplementedError, match=r'label-map layout: \(N, C, \.\.\.\) logits '
-                       r'with an \(N, \.\.\.\) integer target'):
+    with pytest.raises(
+            NotImplementedError,
+            match=r'label-map layout: \(N, C, \.\.\.\) logits '
+            r'with an \(N, \.\.\.\) integer target'):
         DiceLoss(use_sigmoid=False)(pred, masks)
     # probabilities given as such, and label maps, still work with use_sigmoid=False
     probs = pred.sigmoid()
-    torch.testing.assert_close(DiceLoss(use_sigmoid=False, activate=False)(probs, masks),
-                               DiceLoss(activate=False)(probs, masks))
+    torch.testing.assert_close(
+        DiceLoss(use_sigmoid=False, activate=False)(probs, masks),
+        DiceLoss(activate=False)(probs, masks))
     logits = torch.randn(3, 4, 8, 8)
     assert torch.isfinite(DiceLoss(use_sigmoid=False)(logits, torch.randint(0, 4, (3, 8, 8))))
 
@@ -171,10 +186,17 @@ def test_ignored_pixels_differ_from_mmseg():
 
 
 def test_builds_from_configs_of_both_toolboxes():
-    det = MODELS.build(dict(type='mmext.DiceLoss', use_sigmoid=True, activate=True,
-                            reduction='mean', naive_dice=True, loss_weight=1.0, eps=1.0))
-    seg = MODELS.build(dict(type='mmext.DiceLoss', ignore_index=255, loss_name='loss_dice',
-                            use_sigmoid=False))
+    det = MODELS.build(
+        dict(
+            type='mmext.DiceLoss',
+            use_sigmoid=True,
+            activate=True,
+            reduction='mean',
+            naive_dice=True,
+            loss_weight=1.0,
+            eps=1.0))
+    seg = MODELS.build(
+        dict(type='mmext.DiceLoss', ignore_index=255, loss_name='loss_dice', use_sigmoid=False))
     assert isinstance(det, DiceLoss) and isinstance(seg, DiceLoss)
     assert seg.loss_name == 'loss_dice' and det.eps == 1.0
 

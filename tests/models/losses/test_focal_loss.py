@@ -18,7 +18,7 @@ def test_fused_focal_loss_matches_mmdet(gamma, alpha):
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(64, 5, generator=gen, dtype=torch.float64) * 4
     x[:2] = torch.tensor([-100., -30., 0., 30., 100.])
-    labels = torch.randint(0, 6, (64,), generator=gen)  # 5 = background
+    labels = torch.randint(0, 6, (64, ), generator=gen)  # 5 = background
     labels[:2] = torch.tensor([4, 0])
     x_ref = x.clone().requires_grad_()
     ref = FocalLoss(gamma=gamma, alpha=alpha, reduction='sum')(x_ref, labels)
@@ -29,15 +29,17 @@ def test_fused_focal_loss_matches_mmdet(gamma, alpha):
     torch.testing.assert_close(ours, ref, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(x_ours.grad, x_ref.grad, rtol=1e-10, atol=1e-12)
     torch.autograd.gradcheck(lambda t: SigmoidFocalLossSum.apply(t, labels[2:], gamma, alpha),
-                             (x[2:].clone().requires_grad_(),))
+                             (x[2:].clone().requires_grad_(), ))
 
 
-@pytest.mark.parametrize('loss_cfg,dtype', [
-    (dict(), torch.float32),                              # fused
-    (dict(loss_weight=2.5, gamma=1.0, alpha=0.4), torch.float32),  # fused
-    (dict(activated=True), torch.float32),                # probabilities in: falls back
-    (dict(), torch.bfloat16),                             # low precision: falls back
-])
+@pytest.mark.parametrize(
+    'loss_cfg,dtype',
+    [
+        (dict(), torch.float32),  # fused
+        (dict(loss_weight=2.5, gamma=1.0, alpha=0.4), torch.float32),  # fused
+        (dict(activated=True), torch.float32),  # probabilities in: falls back
+        (dict(), torch.bfloat16),  # low precision: falls back
+    ])
 def test_dispatch_equals_configured_loss(loss_cfg, dtype):
     """focal_loss_from_labels returns what the configured mmdet loss returns."""
     gen = torch.Generator().manual_seed(1)
@@ -45,7 +47,7 @@ def test_dispatch_equals_configured_loss(loss_cfg, dtype):
     if loss_cfg.get('activated'):
         x = x.sigmoid()
     x = x.to(dtype)
-    labels = torch.randint(0, 5, (200,), generator=gen)
+    labels = torch.randint(0, 5, (200, ), generator=gen)
     module = FocalLoss(**loss_cfg)
     ours = focal_loss_from_labels(module, x, labels, avg_factor=17.0)
     ref = module(x, labels, avg_factor=17.0)
@@ -77,8 +79,8 @@ def test_plain_path_is_mmdets_cpu_loss_bit_for_bit(dtype):
     same bits as mmdet's FocalLoss, value and gradient; half types take it through the op."""
     x, labels = _logits_labels(3, dtype)
     a, b = x.clone().requires_grad_(), x.clone().requires_grad_()
-    got = (sigmoid_focal_loss_sum if dtype != torch.float32 else focal_op._torch_one_hot)(
-        a, labels, 2.0, 0.25)
+    got = (sigmoid_focal_loss_sum if dtype != torch.float32 else focal_op._torch_one_hot)(a, labels,
+                                                                                          2.0, 0.25)
     ref = FocalLoss(gamma=2.0, alpha=0.25, reduction='sum')(b, labels)
     got.backward()
     ref.backward()

@@ -14,8 +14,16 @@ def _unit(*shape, seed=0):
     return F.normalize(torch.randn(*shape, generator=g), dim=-1)
 
 
-def albef_reference(img, txt, img_m, txt_m, temp, queue_img=None, queue_txt=None, idx=None,
-                    queue_idx=None, alpha=0.0):
+def albef_reference(img,
+                    txt,
+                    img_m,
+                    txt_m,
+                    temp,
+                    queue_img=None,
+                    queue_txt=None,
+                    idx=None,
+                    queue_idx=None,
+                    alpha=0.0):
     """ALBEF's ITC written out: keys [momentum batch ; queue], targets hard / idx / soft."""
     n = img.shape[0]
     # ALBEF normalises the projections g_v, g_w and their momentum copies
@@ -75,27 +83,32 @@ def test_soft_targets_with_queue():
     img, txt, img_m, txt_m = _inputs()
     loss_fn = ITCLoss(8, queue_size=6, use_distill=True, alpha=0.4)
     qi, qt, _ = _filled(loss_fn, 6)
-    _check_against(lambda t: albef_reference(img, txt, img_m, txt_m, t, qi, qt, alpha=0.4),
-                   loss_fn, img, txt, img_m, txt_m)
+    _check_against(lambda t: albef_reference(img, txt, img_m, txt_m, t, qi, qt, alpha=0.4), loss_fn,
+                   img, txt, img_m, txt_m)
 
 
 def test_idx_targets_with_queue_and_soft():
     img, txt, img_m, txt_m = _inputs()
     idx = torch.tensor([3, 1, 3, 0, 7])  # captions 0 and 2 describe the same image
-    qidx = torch.tensor([7, 9, 3, 2])    # ... and the queue holds older captions of 3 and 7
+    qidx = torch.tensor([7, 9, 3, 2])  # ... and the queue holds older captions of 3 and 7
     loss_fn = ITCLoss(8, queue_size=4, use_distill=True, alpha=0.3)
     qi, qt, _ = _filled(loss_fn, 4, ids=qidx)
     _check_against(
         lambda t: albef_reference(img, txt, img_m, txt_m, t, qi, qt, idx, qidx, alpha=0.3),
-        loss_fn, img, txt, img_m, txt_m, idx=idx)
+        loss_fn,
+        img,
+        txt,
+        img_m,
+        txt_m,
+        idx=idx)
 
 
 def test_partly_filled_queue_uses_only_written_slots():
     img, txt, img_m, txt_m = _inputs()
     loss_fn = ITCLoss(8, queue_size=10, use_distill=False)
     qi, qt, _ = _filled(loss_fn, 3)
-    _check_against(lambda t: albef_reference(img, txt, img_m, txt_m, t, qi, qt), loss_fn, img,
-                   txt, img_m, txt_m)
+    _check_against(lambda t: albef_reference(img, txt, img_m, txt_m, t, qi, qt), loss_fn, img, txt,
+                   img_m, txt_m)
 
 
 def test_enqueue_after_loss_and_wrap_around():
@@ -207,9 +220,9 @@ def test_parity_with_mmpretrain_itchead_distill_on():
     n, d, k = 4, 8, 8
     theirs = MMPretrainITCHead(embed_dim=d, queue_size=k, alpha=0.4)
     ours = ITCLoss(d, queue_size=k, use_distill=True, alpha=0.4)
-    ours.queue.enqueue(dict(image=theirs.image_queue.t().clone(),
-                            text=theirs.text_queue.t().clone()),
-                       theirs.idx_queue[0].clone())
+    ours.queue.enqueue(
+        dict(image=theirs.image_queue.t().clone(), text=theirs.text_queue.t().clone()),
+        theirs.idx_queue[0].clone())
     theirs.idx_queue[0, :3] = torch.tensor([5, 1, 5])  # some queued positives, in both
     ours.queue.idx_queue[:3] = torch.tensor([5, 1, 5])
     img, txt, img_m, txt_m = _inputs(n, d)
@@ -237,8 +250,7 @@ def test_distill_off_works_where_mmpretrain_itchead_fails():
         theirs.loss(feats, _samples([0, 1, 2, 3]))
     ours = ITCLoss(8, queue_size=16, use_distill=False)
     loss = ours.loss(feats, _samples([0, 1, 2, 3]))['itc_loss']
-    ref = albef_reference(img, txt, img_m, txt_m, ours.temp.detach(),
-                          idx=torch.arange(4))
+    ref = albef_reference(img, txt, img_m, txt_m, ours.temp.detach(), idx=torch.arange(4))
     torch.testing.assert_close(loss, ref, atol=1e-5, rtol=1e-5)
 
 

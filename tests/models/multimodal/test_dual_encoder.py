@@ -9,20 +9,28 @@ from mmext.models.multimodal import DualEncoderITC
 
 def _model(loss=None, momentum=0.995):
     return DualEncoderITC(
-        image_encoder=dict(type='VisionTransformer',
-                           arch=dict(embed_dims=32, num_layers=1, num_heads=2,
-                                     feedforward_channels=64),
-                           img_size=16, patch_size=8, in_channels=1, out_type='cls_token'),
+        image_encoder=dict(
+            type='VisionTransformer',
+            arch=dict(embed_dims=32, num_layers=1, num_heads=2, feedforward_channels=64),
+            img_size=16,
+            patch_size=8,
+            in_channels=1,
+            out_type='cls_token'),
         text_encoder=dict(type='TextTransformer', embed_dims=16, num_layers=1, num_heads=2),
         tokenizer=dict(type='WordTokenizer', max_length=8),
-        embed_dim=8, loss=loss, momentum=momentum, idx_key='image_id',
+        embed_dim=8,
+        loss=loss,
+        momentum=momentum,
+        idx_key='image_id',
         class_names=[['zero', '0'], ['one', '1'], ['two', '2']],
         templates=['a {0}', 'the digit {1}'])
 
 
 def _samples(n):
-    return [BaseDataElement(text=f'the digit {i % 3}', image_id=i // 2,
-                            gt_label=torch.tensor([i % 3])) for i in range(n)]
+    return [
+        BaseDataElement(text=f'the digit {i % 3}', image_id=i // 2, gt_label=torch.tensor([i % 3]))
+        for i in range(n)
+    ]
 
 
 def test_dual_encoder_loss_predict_and_momentum():
@@ -37,8 +45,8 @@ def test_dual_encoder_loss_predict_and_momentum():
     losses['loss_itc'].backward()
     assert torch.isfinite(losses['loss_itc']) and model.image_proj.weight.grad is not None
     assert model.image_proj_m.weight.grad is None
-    assert len(model.loss_itc.queue) == 4 and model.loss_itc.queue.get('idx').tolist() == [0, 0,
-                                                                                           1, 1]
+    assert len(
+        model.loss_itc.queue) == 4 and model.loss_itc.queue.get('idx').tolist() == [0, 0, 1, 1]
     out = model(x, _samples(4), mode='predict')
     assert out[0].pred_score.shape == (3, ) and out[0].text_feat.shape == (8, )
     torch.testing.assert_close(out[0].image_feat.norm(), torch.tensor(1.0))

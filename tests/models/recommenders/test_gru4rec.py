@@ -97,12 +97,18 @@ def test_no_backpropagation_through_time():
     m.train()
     m.num_negatives = 0
     m.reset_state()
-    b = dict(item=torch.tensor([1, 2, 3]), target=torch.tensor([4, 5, 6]),
-             reset=torch.ones(3, dtype=torch.bool), valid=torch.ones(3, dtype=torch.bool))
+    b = dict(
+        item=torch.tensor([1, 2, 3]),
+        target=torch.tensor([4, 5, 6]),
+        reset=torch.ones(3, dtype=torch.bool),
+        valid=torch.ones(3, dtype=torch.bool))
     m(b, mode='loss')
     carried = [s.clone() for s in m._states['train']]
-    b2 = dict(item=torch.tensor([4, 5, 6]), target=torch.tensor([7, 8, 9]),
-              reset=torch.zeros(3, dtype=torch.bool), valid=b['valid'])
+    b2 = dict(
+        item=torch.tensor([4, 5, 6]),
+        target=torch.tensor([7, 8, 9]),
+        reset=torch.zeros(3, dtype=torch.bool),
+        valid=b['valid'])
     m.zero_grad()
     m(b2, mode='loss')['loss'].backward()
     g = m.layers[0].u_h.grad.clone()
@@ -125,8 +131,12 @@ def test_leave_one_out_groups_score_only_held_out_items(tmp_path):
             lines.append(f'u{u}\t{int(rng.integers(1, 9))}\t{t}')
     path = tmp_path / 'seq.tsv'
     path.write_text('\n'.join(lines) + '\n')
-    ds = SessionDataset('test', data_path=str(path), file_format='session', min_item_support=1,
-                        split_mode='leave_one_out')
+    ds = SessionDataset(
+        'test',
+        data_path=str(path),
+        file_format='session',
+        min_item_support=1,
+        split_mode='leave_one_out')
     m = model(num_items=ds.num_items)
     m.eval()
     seed = type('S', (), dict(seed=0, epoch=0, dataset=ds))()
@@ -148,8 +158,10 @@ def test_leave_one_out_groups_score_only_held_out_items(tmp_path):
                 scores = m(dict(item=seq[e:e + 1]), mode='tensor')[0]
             expected.append((int(seq[-1]), scores))
     for o in outputs:  # every prediction matches exactly one reference
-        hits = [i for i, (t, sc) in enumerate(expected)
-                if t == o['target'] and torch.allclose(sc, o['scores'], atol=1e-6, rtol=0)]
+        hits = [
+            i for i, (t, sc) in enumerate(expected)
+            if t == o['target'] and torch.allclose(sc, o['scores'], atol=1e-6, rtol=0)
+        ]
         assert len(hits) == 1
         expected.pop(hits[0])
     assert not expected
@@ -191,9 +203,9 @@ def hand_bpr_max(logits, bpreg, include_positive=False):
         js = [j for j in range(len(r)) if include_positive or j != i]
         z = sum(math.exp(r[j]) for j in js)
         s = {j: math.exp(r[j]) / z for j in js}
-        total += -math.log(sum(s[j] * (1 / (1 + math.exp(-(r[i] - r[j])))) for j in js
-                               if j != i) + 1e-24)
-        total += bpreg * sum(s[j] * r[j] ** 2 for j in js if j != i)
+        total += -math.log(
+            sum(s[j] * (1 / (1 + math.exp(-(r[i] - r[j])))) for j in js if j != i) + 1e-24)
+        total += bpreg * sum(s[j] * r[j]**2 for j in js if j != i)
     return total
 
 
@@ -218,7 +230,7 @@ def test_top1_max_by_hand():
         for j in range(7):
             if j != i:
                 s = math.exp(r[j]) / z
-                hand += s * (1 / (1 + math.exp(-(r[j] - r[i]))) + 1 / (1 + math.exp(-r[j] ** 2)))
+                hand += s * (1 / (1 + math.exp(-(r[j] - r[i]))) + 1 / (1 + math.exp(-r[j]**2)))
     assert top1_max_loss(logits).item() == pytest.approx(hand, rel=1e-12)
 
 
@@ -239,8 +251,9 @@ def test_model_loss_uses_targets_plus_shared_samples_with_logq(monkeypatch):
     monkeypatch.setattr(m, 'score', spy)
     inputs, targets = torch.tensor([2, 3, 4]), torch.tensor([6, 7, 8])
     m.reset_state()
-    loss = m(dict(item=inputs, target=targets, reset=torch.ones(3, dtype=torch.bool)),
-             mode='loss')['loss']
+    loss = m(
+        dict(item=inputs, target=targets, reset=torch.ones(3, dtype=torch.bool)),
+        mode='loss')['loss']
     assert len(calls) == 1 and calls[0][0] is not None and calls[0][1] == (3, 8)
     # Recompute by hand from the model's pieces.
     m.reset_state()
@@ -260,8 +273,8 @@ def test_sampling_follows_popularity_power():
     s = m.sample_negatives(60000)
     freq = torch.bincount(s, minlength=4).double() / 60000
     assert freq[0] == 0
-    torch.testing.assert_close(freq[1:], torch.tensor([1 / 6, 2 / 6, 3 / 6],
-                                                      dtype=torch.float64), atol=0.01, rtol=0)
+    torch.testing.assert_close(
+        freq[1:], torch.tensor([1 / 6, 2 / 6, 3 / 6], dtype=torch.float64), atol=0.01, rtol=0)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -269,15 +282,28 @@ def test_sampling_follows_popularity_power():
 @pytest.mark.parametrize('mode,loss', [('none', 'ce'), ('separate', 'bpr-max'),
                                        ('shared', 'top1-max')])
 def test_embedding_modes_train(mode, loss):
-    m = MODELS.build(dict(type='mmext.GRU4Rec', num_items=12, hidden_sizes=(8, ), embedding=mode,
-                          embedding_dim=5, loss=loss, num_negatives=4, elu_param=0.5,
-                          dropout_p_embed=0.1, dropout_p_hidden=0.1))
+    m = MODELS.build(
+        dict(
+            type='mmext.GRU4Rec',
+            num_items=12,
+            hidden_sizes=(8, ),
+            embedding=mode,
+            embedding_dim=5,
+            loss=loss,
+            num_negatives=4,
+            elu_param=0.5,
+            dropout_p_embed=0.1,
+            dropout_p_hidden=0.1))
     assert hasattr(m, 'item_in') == (mode == 'separate')
     first = m.layers[0]
     assert first.one_hot == (mode == 'none')
     m.train()
-    out = m(dict(item=torch.tensor([1, 2]), target=torch.tensor([3, 4]),
-                 reset=torch.tensor([True, True])), mode='loss')
+    out = m(
+        dict(
+            item=torch.tensor([1, 2]),
+            target=torch.tensor([3, 4]),
+            reset=torch.tensor([True, True])),
+        mode='loss')
     assert torch.isfinite(out['loss'])
     out['loss'].backward()
     if mode == 'shared':  # the output matrix also received the input lookups' gradient
@@ -287,8 +313,12 @@ def test_embedding_modes_train(mode, loss):
 
 @pytest.mark.parametrize('mode', ['separate', 'none'])
 def test_dropout_only_in_training_and_on_carried_state(mode):
-    m = model(hidden_sizes=(40, 40), dropout_p_hidden=0.5, dropout_p_embed=0.5, embedding=mode,
-              embedding_dim=6)
+    m = model(
+        hidden_sizes=(40, 40),
+        dropout_p_hidden=0.5,
+        dropout_p_embed=0.5,
+        embedding=mode,
+        embedding_dim=6)
     batch = dict(item=torch.tensor([1, 2, 3]), reset=torch.ones(3, dtype=torch.bool))
     m.eval()
     assert torch.equal(m(batch, mode='tensor'), m(batch, mode='tensor'))
@@ -307,11 +337,13 @@ def test_predict_contract_for_ranking_metric():
     m = model()
     m.eval()
     valid = torch.tensor([True, False, True])
-    out = m(dict(item=torch.tensor([1, 0, 2]), target=torch.tensor([5, 0, 7]), reset=valid,
-                 valid=valid), mode='predict')
+    out = m(
+        dict(
+            item=torch.tensor([1, 0, 2]), target=torch.tensor([5, 0, 7]), reset=valid, valid=valid),
+        mode='predict')
     assert [o['target'] for o in out] == [5, 7]
-    assert all(o['scores'].shape == (13, ) and o['exclude'].tolist() == [0] and
-               o['invalid'].tolist() == [0] for o in out)
+    assert all(o['scores'].shape == (
+        13, ) and o['exclude'].tolist() == [0] and o['invalid'].tolist() == [0] for o in out)
     metric = RankingMetric(topk=(20, ))
     metric.process(None, out)
     assert metric.compute_metrics(metric.results)['recall@20'] == 1.0  # 12 items < 20
@@ -332,6 +364,7 @@ def test_deprecated_call_and_options_still_work():
     ``loss='cross-entropy'``) give the same numbers as the new ones, with a DeprecationWarning;
     a name that was never an option but users expect (RecBole's ``loss_type``), or an old and a
     new name together, raise an error naming the option to use."""
+
     def build(**kw):
         torch.manual_seed(0)
         return GRU4Rec(num_items=12, hidden_sizes=(8, ), **kw)
@@ -345,14 +378,18 @@ def test_deprecated_call_and_options_still_work():
     assert old.loss_type == 'ce'
     for a, b in zip(old.state_dict().values(), new.state_dict().values()):
         assert torch.equal(a, b)
-    batch = dict(item=torch.tensor([1, 2]), target=torch.tensor([3, 4]),
-                 reset=torch.tensor([True, True]), valid=torch.tensor([True, True]))
+    batch = dict(
+        item=torch.tensor([1, 2]),
+        target=torch.tensor([3, 4]),
+        reset=torch.tensor([True, True]),
+        valid=torch.tensor([True, True]))
     torch.manual_seed(5)
     expected = new(batch, mode='loss')['loss']
     torch.manual_seed(5)
     with pytest.warns(DeprecationWarning, match='deprecated'):
-        got = old(batch['item'], batch['target'], reset=batch['reset'], valid=batch['valid'],
-                  mode='loss')['loss']
+        got = old(
+            batch['item'], batch['target'], reset=batch['reset'], valid=batch['valid'],
+            mode='loss')['loss']
     torch.testing.assert_close(got, expected, rtol=0, atol=0)
     with pytest.warns(DeprecationWarning):
         out = old(batch['item'], targets=batch['target'], mode='predict')
@@ -376,7 +413,7 @@ def test_adagrad_momentum_by_hand_and_index_only_rows():
         p.grad = torch.tensor(g, dtype=torch.float32)
         opt.step()
         rows = np.abs(g).sum(1) > 0  # the official update touches only the batch's rows
-        acc[rows] += g[rows] ** 2
+        acc[rows] += g[rows]**2
         vel[rows] = 0.5 * vel[rows] - 0.1 * g[rows] / np.sqrt(acc[rows] + 1e-6)
         val[rows] += vel[rows]
         np.testing.assert_allclose(p.detach().numpy(), val, rtol=1e-6)
@@ -405,16 +442,22 @@ def popularity_metrics(test_ds, train_ds, topk=(5, )):
     metric = RankingMetric(topk=topk, metrics=('recall', 'mrr'))
     scores = torch.as_tensor(train_ds.item_counts, dtype=torch.float32)
     items, offsets = test_ds.items, test_ds.offsets
-    samples = [dict(scores=scores, target=int(items[e + 1]), exclude=torch.tensor([0]))
-               for s in range(len(offsets) - 1) for e in range(offsets[s], offsets[s + 1] - 1)]
+    samples = [
+        dict(scores=scores, target=int(items[e + 1]), exclude=torch.tensor([0]))
+        for s in range(len(offsets) - 1) for e in range(offsets[s], offsets[s + 1] - 1)
+    ]
     metric.process(None, samples)
     return metric.compute_metrics(metric.results)
 
 
 def gru4rec_cfg(tmp_path, data_path, epochs):
     cfg = Config.fromfile(osp.join(ROOT, 'configs/gru4rec/gru4rec_ml100k.py'))
-    data = dict(data_path=str(data_path), file_format='session', session_gap=None,
-                min_item_support=1, test_seconds=30 * 3600)
+    data = dict(
+        data_path=str(data_path),
+        file_format='session',
+        session_gap=None,
+        min_item_support=1,
+        test_seconds=30 * 3600)
     for part in (cfg.train_dataloader.dataset, cfg.val_dataloader.dataset,
                  cfg.test_dataloader.dataset, cfg.model.dataset):
         part.update(data)
@@ -469,6 +512,6 @@ def test_ml100k_two_epochs_beat_popularity(tmp_path):
         runner = RUNNERS.build(cfg)
         runner.train()
         ours = runner.val_loop.run()
-    pop = popularity_metrics(runner.val_dataloader.dataset, runner.train_dataloader.dataset,
-                             topk=(20, ))
+    pop = popularity_metrics(
+        runner.val_dataloader.dataset, runner.train_dataloader.dataset, topk=(20, ))
     assert ours['recall@20'] > pop['recall@20'] and ours['mrr@20'] > pop['mrr@20'], (ours, pop)

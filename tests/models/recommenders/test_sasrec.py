@@ -19,8 +19,7 @@ N_ITEMS, L, D = 30, 8, 16
 
 def make_model(**kwargs):
     torch.manual_seed(0)
-    cfg = dict(num_items=N_ITEMS, max_len=L, embed_dims=D, num_blocks=2, num_heads=2,
-               dropout=0.1)
+    cfg = dict(num_items=N_ITEMS, max_len=L, embed_dims=D, num_blocks=2, num_heads=2, dropout=0.1)
     cfg.update(kwargs)
     return SASRec(**cfg).eval()
 
@@ -67,8 +66,7 @@ def test_padding_is_masked_everywhere(norm):
         assert torch.all(out[seq == 0] == 0)
         # each row alone equals the row in the batch (no leak across rows)
         for b in range(seq.size(0)):
-            torch.testing.assert_close(model.encode(seq[b:b + 1])[0], out[b], atol=1e-6,
-                                       rtol=0)
+            torch.testing.assert_close(model.encode(seq[b:b + 1])[0], out[b], atol=1e-6, rtol=0)
         # fewer leading pads (a shorter window, right-aligned) give the same valid outputs
         n = int((seq[0] > 0).sum())
         short = model.encode(seq[:1, L - n:])
@@ -101,9 +99,10 @@ def _hand_hidden(model, seq):
 def _hand_post_ln_encode(model, seq):
     """RecBole's (BERT) layout written out with plain tensor ops: input LayerNorm of item +
     position embeddings, then per block LN(x + MHA(x)) and LN(x + FFN(x)), no final norm."""
+
     def ln(x, mod):
         mu = x.mean(-1, keepdim=True)
-        var = ((x - mu) ** 2).mean(-1, keepdim=True)
+        var = ((x - mu)**2).mean(-1, keepdim=True)
         return (x - mu) / torch.sqrt(var + mod.eps) * mod.weight + mod.bias
 
     length, d = seq.size(1), model.embed_dims
@@ -139,8 +138,8 @@ def test_post_ln_layout_matches_hand_computation():
                 mod.bias.uniform_(-0.2, 0.2)
     seq = random_seqs(batch=4, seed=11)
     with torch.no_grad():
-        torch.testing.assert_close(model.encode(seq), _hand_post_ln_encode(model, seq),
-                                   atol=1e-5, rtol=0)
+        torch.testing.assert_close(
+            model.encode(seq), _hand_post_ln_encode(model, seq), atol=1e-5, rtol=0)
 
 
 @pytest.mark.parametrize('norm', ['pre', 'post'])
@@ -157,8 +156,11 @@ def test_position_origin_left_is_right_with_shifted_positions(norm):
         right.pos_embedding.weight[L - n:] = left.pos_embedding.weight[:n]
         torch.testing.assert_close(right.encode(seq), left.encode(seq), atol=1e-6, rtol=0)
         full = random_seqs(batch=3, seed=5, min_len=L)  # full histories: both conventions agree
-        torch.testing.assert_close(make_model(norm=norm, position_origin='right').encode(full),
-                                   left.encode(full), atol=0, rtol=0)
+        torch.testing.assert_close(
+            make_model(norm=norm, position_origin='right').encode(full),
+            left.encode(full),
+            atol=0,
+            rtol=0)
         assert not torch.allclose(make_model(norm=norm).encode(seq), left.encode(seq))
 
 
@@ -172,8 +174,7 @@ def test_newest_positions_only_in_the_last_block_is_exact(norm):
     with torch.no_grad():
         full = model.encode(seq)
         for first in (1, L - 3, L - 1):
-            torch.testing.assert_close(model.encode(seq, first), full[:, first:], atol=1e-6,
-                                       rtol=0)
+            torch.testing.assert_close(model.encode(seq, first), full[:, first:], atol=1e-6, rtol=0)
     target = torch.zeros_like(seq)
     target[:, L - 3:] = torch.randint(1, N_ITEMS + 1, (5, 3))
     target[seq == 0] = 0
@@ -307,8 +308,9 @@ def test_deprecated_and_foreign_options():
     """``num_train_negatives`` (the former name of ``num_negatives``) still works with a
     DeprecationWarning; RecBole's ``loss_type``, or both names at once, raise naming the option
     to use."""
-    with pytest.warns(DeprecationWarning, match="'num_train_negatives' is deprecated, use "
-                      "'num_negatives'"):
+    with pytest.warns(
+            DeprecationWarning, match="'num_train_negatives' is deprecated, use "
+            "'num_negatives'"):
         model = make_model(num_train_negatives=3)
     assert model.num_negatives == 3
     with pytest.raises(TypeError, match="no option 'loss_type'; use 'loss'"):
@@ -338,8 +340,10 @@ def test_bad_inputs_raise():
     with pytest.raises(ValueError, match='target'):
         model(dict(seq=torch.ones(2, L, dtype=torch.long)), mode='loss')
     with pytest.raises(ValueError, match='no position with a target'):
-        model(dict(seq=torch.ones(2, L, dtype=torch.long),
-                   target=torch.zeros(2, L, dtype=torch.long)), mode='loss')
+        model(
+            dict(
+                seq=torch.ones(2, L, dtype=torch.long), target=torch.zeros(2, L, dtype=torch.long)),
+            mode='loss')
     with pytest.raises(ValueError, match="mode='bogus'"):
         model(dict(seq=torch.ones(2, L, dtype=torch.long)), mode='bogus')
     with pytest.raises(ValueError, match='inputs must be a dict'):
@@ -384,8 +388,10 @@ def test_two_epochs_beat_popularity(tmp_path, loss):
         ids = torch.cat([s['seq'][s['seq'] > 0], s['target'][-1:]])
         counts += torch.bincount(ids, minlength=num_items + 1).float()
     pop = RankingMetric(topk=[10], metrics=['hr', 'ndcg'], exclude_seen=False)
-    pop.process(None, [dict(scores=counts, target=test_set[i]['target'],
-                            invalid=torch.tensor([0])) for i in range(len(test_set))])
+    pop.process(None, [
+        dict(scores=counts, target=test_set[i]['target'], invalid=torch.tensor([0]))
+        for i in range(len(test_set))
+    ])
     baseline = pop.compute_metrics(pop.results)
     assert ours['hr@10'] > baseline['hr@10'] + 0.2, (ours, baseline)
     assert ours['ndcg@10'] > baseline['ndcg@10'], (ours, baseline)
@@ -394,22 +400,37 @@ def test_two_epochs_beat_popularity(tmp_path, loss):
 
 def _train_and_test(Runner, tmp_path, loss, data, loader, num_items, metric):
     runner = Runner(
-        model=dict(type='SASRec', num_items=num_items, max_len=12, embed_dims=32, num_heads=1,
-                   dropout=0.1, loss=loss),
+        model=dict(
+            type='SASRec',
+            num_items=num_items,
+            max_len=12,
+            embed_dims=32,
+            num_heads=1,
+            dropout=0.1,
+            loss=loss),
         work_dir=str(tmp_path / 'work'),
         train_dataloader=dict(
-            dataset=dict(data, split='train', train_windows='all',
-                         num_train_negatives=1 if loss == 'bce' else 0),
-            sampler=dict(type='DefaultSampler', shuffle=True), **loader),
-        test_dataloader=dict(dataset=dict(data, split='test'),
-                             sampler=dict(type='DefaultSampler', shuffle=False), **loader),
+            dataset=dict(
+                data,
+                split='train',
+                train_windows='all',
+                num_train_negatives=1 if loss == 'bce' else 0),
+            sampler=dict(type='DefaultSampler', shuffle=True),
+            **loader),
+        test_dataloader=dict(
+            dataset=dict(data, split='test'),
+            sampler=dict(type='DefaultSampler', shuffle=False),
+            **loader),
         test_evaluator=[metric],  # a list: a dict with a 'metrics' key is read as an Evaluator
         train_cfg=dict(by_epoch=True, max_epochs=2),
         test_cfg=dict(),
         optim_wrapper=dict(optimizer=dict(type='Adam', lr=1e-2)),
-        default_hooks=dict(checkpoint=dict(type='CheckpointHook', interval=100),
-                           logger=dict(type='LoggerHook', interval=100)),
-        default_scope='mmext', randomness=dict(seed=0), log_level='WARNING')
+        default_hooks=dict(
+            checkpoint=dict(type='CheckpointHook', interval=100),
+            logger=dict(type='LoggerHook', interval=100)),
+        default_scope='mmext',
+        randomness=dict(seed=0),
+        log_level='WARNING')
     runner.train()
     result = dict(runner.test())
     result['item_map'] = runner.train_dataloader.dataset.metainfo['item_map']

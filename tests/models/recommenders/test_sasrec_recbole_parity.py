@@ -14,13 +14,14 @@ from pathlib import Path
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from mmext.models.recommenders import SASRec
 
-VENV = Path(os.environ.get('MMEXT_RECBOLE_VENV',
-                           Path(os.environ.get('XDG_CACHE_HOME', Path.home() / '.cache')) /
-                           'mmext' / 'recbole-venv'))
+VENV = Path(
+    os.environ.get(
+        'MMEXT_RECBOLE_VENV',
+        Path(os.environ.get('XDG_CACHE_HOME',
+                            Path.home() / '.cache')) / 'mmext' / 'recbole-venv'))
 PYTHON = VENV / 'bin' / 'python'
 N_ITEMS, MAX_LEN = 300, 50
 
@@ -59,7 +60,8 @@ RECBOLE_SIDE = textwrap.dedent('''
                     recbole_loss=model.calculate_loss(dict(item_id_list=seq, item_length=lengths,
                                                            item_id=target)).detach(),
                     grads=grads), sys.argv[1])
-''').format(n_items=N_ITEMS, max_len=MAX_LEN)
+''').format(
+    n_items=N_ITEMS, max_len=MAX_LEN)
 
 
 def _recbole_available() -> bool:
@@ -69,24 +71,31 @@ def _recbole_available() -> bool:
     return probe.returncode == 0
 
 
-pytestmark = pytest.mark.skipif(not _recbole_available(),
-                                reason=f'no RecBole venv at {VENV} (tools/benchmark/'
-                                'setup_recbole_env.sh)')
+pytestmark = pytest.mark.skipif(
+    not _recbole_available(),
+    reason=f'no RecBole venv at {VENV} (tools/benchmark/'
+    'setup_recbole_env.sh)')
 
 
 def _to_ours(key: str) -> str:
     """RecBole parameter name -> ours (query/key/value are stacked into ``qkv`` separately)."""
-    names = {'item_embedding': 'item_embedding', 'position_embedding': 'pos_embedding',
-             'LayerNorm': 'input_norm'}
+    names = {
+        'item_embedding': 'item_embedding',
+        'position_embedding': 'pos_embedding',
+        'LayerNorm': 'input_norm'
+    }
     head, _, rest = key.partition('.')
     if head in names:
         return f'{names[head]}.{rest}'
     parts = key.split('.')  # trm_encoder.layer.<i>.<sub>.<module>.<param>
     i, sub, mod, param = parts[2], parts[3], parts[4], parts[5]
-    block = {('multi_head_attention', 'dense'): 'out_proj',
-             ('multi_head_attention', 'LayerNorm'): 'attn_norm',
-             ('feed_forward', 'dense_1'): 'ffn.0', ('feed_forward', 'dense_2'): 'ffn.3',
-             ('feed_forward', 'LayerNorm'): 'ffn_norm'}[sub, mod]
+    block = {
+        ('multi_head_attention', 'dense'): 'out_proj',
+        ('multi_head_attention', 'LayerNorm'): 'attn_norm',
+        ('feed_forward', 'dense_1'): 'ffn.0',
+        ('feed_forward', 'dense_2'): 'ffn.3',
+        ('feed_forward', 'LayerNorm'): 'ffn_norm'
+    }[sub, mod]
     return f'blocks.{i}.{block}.{param}'
 
 
@@ -112,17 +121,27 @@ def recbole_side(tmp_path_factory):
     work = tmp_path_factory.mktemp('recbole_sasrec')
     script, dump = work / 'side.py', work / 'side.pt'
     script.write_text(RECBOLE_SIDE)
-    subprocess.run([str(PYTHON), str(script), str(dump)], check=True, capture_output=True,
-                   cwd=work)
+    subprocess.run([str(PYTHON), str(script), str(dump)], check=True, capture_output=True, cwd=work)
     return torch.load(dump)
 
 
 def test_outputs_scores_loss_and_gradients_match_recbole(recbole_side):
     ref = recbole_side
-    model = SASRec(num_items=N_ITEMS, max_len=MAX_LEN, embed_dims=64, num_blocks=2,
-                   num_heads=2, ffn_dims=256, dropout=0.5, ffn_dropout=0.0, act='gelu',
-                   norm='post', norm_eps=1e-12, loss='ce', init_std=0.02,
-                   position_origin='left').eval()
+    model = SASRec(
+        num_items=N_ITEMS,
+        max_len=MAX_LEN,
+        embed_dims=64,
+        num_blocks=2,
+        num_heads=2,
+        ffn_dims=256,
+        dropout=0.5,
+        ffn_dropout=0.0,
+        act='gelu',
+        norm='post',
+        norm_eps=1e-12,
+        loss='ce',
+        init_std=0.02,
+        position_origin='left').eval()
     model.load_state_dict(_convert(ref['state']), strict=True)
     # ours left-pads: move each row's items to the right end
     seq = torch.zeros_like(ref['seq'])

@@ -19,9 +19,15 @@ IMG = 64  # input side; levels at strides 4, 8, 16, 32
 
 def layer(drop=0.0):
     attn = dict(embed_dims=C, num_heads=4, attn_drop=drop, proj_drop=drop, batch_first=True)
-    return dict(self_attn_cfg=attn, cross_attn_cfg=dict(attn),
-                ffn_cfg=dict(embed_dims=C, feedforward_channels=48, num_fcs=2, ffn_drop=drop,
-                             act_cfg=dict(type='ReLU', inplace=True)))
+    return dict(
+        self_attn_cfg=attn,
+        cross_attn_cfg=dict(attn),
+        ffn_cfg=dict(
+            embed_dims=C,
+            feedforward_channels=48,
+            num_fcs=2,
+            ffn_drop=drop,
+            act_cfg=dict(type='ReLU', inplace=True)))
 
 
 def head_cfg(num_classes, encoder=True, ours=True, panoptic=None):
@@ -29,34 +35,61 @@ def head_cfg(num_classes, encoder=True, ours=True, panoptic=None):
     pe = dict(num_feats=C // 2, normalize=True)
     if encoder:
         pixel_decoder = dict(
-            type='TransformerEncoderPixelDecoder' if ours else 'mmdet.TransformerEncoderPixelDecoder',
-            norm_cfg=dict(type='GN', num_groups=8), act_cfg=dict(type='ReLU'),
-            encoder=dict(num_layers=1, layer_cfg=dict(
-                self_attn_cfg=dict(embed_dims=C, num_heads=4, dropout=0.0, batch_first=True),
-                ffn_cfg=dict(embed_dims=C, feedforward_channels=48, num_fcs=2, ffn_drop=0.0))),
+            type='TransformerEncoderPixelDecoder'
+            if ours else 'mmdet.TransformerEncoderPixelDecoder',
+            norm_cfg=dict(type='GN', num_groups=8),
+            act_cfg=dict(type='ReLU'),
+            encoder=dict(
+                num_layers=1,
+                layer_cfg=dict(
+                    self_attn_cfg=dict(embed_dims=C, num_heads=4, dropout=0.0, batch_first=True),
+                    ffn_cfg=dict(embed_dims=C, feedforward_channels=48, num_fcs=2, ffn_drop=0.0))),
             positional_encoding=pe)
     else:
-        pixel_decoder = dict(type='PixelDecoder' if ours else 'mmdet.PixelDecoder',
-                             norm_cfg=dict(type='GN', num_groups=8), act_cfg=dict(type='ReLU'))
+        pixel_decoder = dict(
+            type='PixelDecoder' if ours else 'mmdet.PixelDecoder',
+            norm_cfg=dict(type='GN', num_groups=8),
+            act_cfg=dict(type='ReLU'))
     scope = '' if ours else 'mmdet.'
     K = num_classes if panoptic is None else sum(panoptic)
     cfg = dict(
-        in_channels=IN_CHANNELS, feat_channels=C, out_channels=C, num_queries=Q,
-        pixel_decoder=pixel_decoder, enforce_decoder_input_project=False,
+        in_channels=IN_CHANNELS,
+        feat_channels=C,
+        out_channels=C,
+        num_queries=Q,
+        pixel_decoder=pixel_decoder,
+        enforce_decoder_input_project=False,
         positional_encoding=pe,
         transformer_decoder=dict(num_layers=LAYERS, return_intermediate=True, layer_cfg=layer()),
-        loss_cls=dict(type='mmdet.CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0,
-                      reduction='mean', class_weight=[1.0] * K + [0.1]),
-        loss_mask=dict(type='mmdet.FocalLoss', use_sigmoid=True, gamma=2.0, alpha=0.25,
-                       reduction='mean', loss_weight=20.0),
-        loss_dice=dict(type=f'{"" if ours else "mmdet."}DiceLoss', use_sigmoid=True,
-                       activate=True, reduction='mean', naive_dice=True, eps=1.0,
-                       loss_weight=1.0),
+        loss_cls=dict(
+            type='mmdet.CrossEntropyLoss',
+            use_sigmoid=False,
+            loss_weight=1.0,
+            reduction='mean',
+            class_weight=[1.0] * K + [0.1]),
+        loss_mask=dict(
+            type='mmdet.FocalLoss',
+            use_sigmoid=True,
+            gamma=2.0,
+            alpha=0.25,
+            reduction='mean',
+            loss_weight=20.0),
+        loss_dice=dict(
+            type=f'{"" if ours else "mmdet."}DiceLoss',
+            use_sigmoid=True,
+            activate=True,
+            reduction='mean',
+            naive_dice=True,
+            eps=1.0,
+            loss_weight=1.0),
         train_cfg=dict(
-            assigner=dict(type=f'{scope}HungarianAssigner', match_costs=[
-                dict(type=f'{scope}ClassificationCost', weight=1.0),
-                dict(type=f'{scope}FocalLossCost', weight=20.0, binary_input=True),
-                dict(type=f'{scope}DiceCost', weight=1.0, pred_act=True, eps=1.0)]),
+            assigner=dict(
+                type=f'{scope}HungarianAssigner',
+                match_costs=[
+                    dict(type=f'{scope}ClassificationCost', weight=1.0),
+                    dict(type=f'{scope}FocalLossCost', weight=20.0, binary_input=True),
+                    dict(type=f'{scope}DiceCost', weight=1.0, pred_act=True, eps=1.0)
+                ]),
             sampler=dict(type='mmdet.MaskPseudoSampler')))
     if panoptic is None:
         cfg['num_classes'] = num_classes
@@ -113,8 +146,8 @@ def seg_samples(num_classes=5, batch=2, seed=0, ignore_frac=0.1, all_ignored_las
         seg[torch.rand(1, IMG, IMG, generator=g) < ignore_frac] = 255
         if all_ignored_last and b == batch - 1:
             seg[:] = 255  # an image without any target segment
-        ds = SegDataSample(metainfo=dict(img_shape=(IMG, IMG), pad_shape=(IMG, IMG),
-                                         ori_shape=(IMG, IMG)))
+        ds = SegDataSample(
+            metainfo=dict(img_shape=(IMG, IMG), pad_shape=(IMG, IMG), ori_shape=(IMG, IMG)))
         ds.gt_sem_seg = PixelData(data=seg)
         out.append(ds)
     return out
@@ -133,8 +166,12 @@ def det_samples(things=3, stuff=2, batch=2, seed=0, num_insts=(2, 0)):
             y, x = torch.randint(0, IMG - 20, (2, ), generator=g).tolist()
             masks[i, y:y + 16, x:x + 18] = 1
             sem[0][masks[i].bool()] = 255  # things are void in the stuff map (as COCO's)
-        ds = DetDataSample(metainfo=dict(img_shape=(IMG, IMG), batch_input_shape=(IMG, IMG),
-                                         ori_shape=(IMG, IMG), pad_shape=(IMG, IMG)))
+        ds = DetDataSample(
+            metainfo=dict(
+                img_shape=(IMG, IMG),
+                batch_input_shape=(IMG, IMG),
+                ori_shape=(IMG, IMG),
+                pad_shape=(IMG, IMG)))
         ds.gt_instances = InstanceData(
             labels=torch.randint(0, things, (n, ), generator=g),
             masks=BitmapMasks(masks.numpy(), IMG, IMG))

@@ -58,8 +58,8 @@ def test_mmseg_maskformer_checkpoint_loads_into_our_config():
     """A whole mmseg MaskFormer (backbone + mmseg's head) state dict loads into the same model
     with mmext's head, through mmengine's checkpoint loader, with no missing/unexpected key."""
     import mmseg
-    ref_cfg = Config.fromfile(os.path.join(os.path.dirname(mmseg.__file__), '.mim', 'configs',
-                                           'maskformer', ADE.name))
+    ref_cfg = Config.fromfile(
+        os.path.join(os.path.dirname(mmseg.__file__), '.mim', 'configs', 'maskformer', ADE.name))
     with DefaultScope.overwrite_default_scope('mmseg'):
         ref = MODELS.build(ref_cfg.model)
     _, ours = _build(ADE)
@@ -79,15 +79,18 @@ def test_mmseg_maskformer_checkpoint_loads_into_our_config():
 
 def _small_opts(tmp_path, iters):
     data = tmp_path / 'shapes_seg'
-    opts = [f'train_cfg.max_iters={iters}', f'train_cfg.val_interval={iters}',
-            'default_hooks.logger.interval=1', 'train_dataloader.batch_size=4',
-            'val_dataloader.batch_size=4']
+    opts = [
+        f'train_cfg.max_iters={iters}', f'train_cfg.val_interval={iters}',
+        'default_hooks.logger.interval=1', 'train_dataloader.batch_size=4',
+        'val_dataloader.batch_size=4'
+    ]
     for split in ('train', 'val', 'test'):
-        opts += [f'{split}_dataloader.num_workers=0',
-                 f'{split}_dataloader.persistent_workers=False',
-                 f'{split}_dataloader.dataset.data_root={data}',
-                 f'{split}_dataloader.dataset.shapes_cfg.num_train=16',
-                 f'{split}_dataloader.dataset.shapes_cfg.num_val=8']
+        opts += [
+            f'{split}_dataloader.num_workers=0', f'{split}_dataloader.persistent_workers=False',
+            f'{split}_dataloader.dataset.data_root={data}',
+            f'{split}_dataloader.dataset.shapes_cfg.num_train=16',
+            f'{split}_dataloader.dataset.shapes_cfg.num_val=8'
+        ]
     return opts
 
 
@@ -97,8 +100,10 @@ def test_demo_trains_a_couple_of_iterations(tmp_path):
         import train as train_tool
     finally:
         sys.path.pop(0)
-    args = train_tool.parse_args([str(DEMO), '--work-dir', str(tmp_path / 'work'),
-                                  '--cfg-options', *_small_opts(tmp_path, 2)])
+    args = train_tool.parse_args([
+        str(DEMO), '--work-dir',
+        str(tmp_path / 'work'), '--cfg-options', *_small_opts(tmp_path, 2)
+    ])
     cfg = train_tool.merge_args(Config.fromfile(args.config), args)
     cfg.default_hooks.visualization = dict(type='mmseg.SegVisualizationHook', draw=False)
     cfg.setdefault('runner_type', 'mmext.Runner')
@@ -109,8 +114,11 @@ def test_demo_trains_a_couple_of_iterations(tmp_path):
         runner.train()
     finally:
         DefaultScope._instance_dict = scopes
-    scalars = [json.loads(line) for line in
-               next((tmp_path / 'work').glob('*/vis_data/scalars.json')).read_text().splitlines()]
+    scalars = [
+        json.loads(line)
+        for line in next((tmp_path /
+                          'work').glob('*/vis_data/scalars.json')).read_text().splitlines()
+    ]
     losses = [s['loss'] for s in scalars if 'loss' in s]
     assert len(losses) == 2 and all(torch.isfinite(torch.tensor(losses)))
     assert any('mIoU' in s for s in scalars)  # validated with mmseg's IoUMetric
@@ -121,9 +129,15 @@ def test_demo_trains_a_couple_of_iterations(tmp_path):
 def test_demo_reaches_useful_miou(tmp_path):
     """The full demo via tools/train.py (minutes on 2 CPU cores): mIoU well above chance."""
     env = dict(os.environ, OMP_NUM_THREADS=os.environ.get('OMP_NUM_THREADS', '2'))
-    proc = subprocess.run([sys.executable, 'tools/train.py', str(DEMO), '--work-dir',
-                           str(tmp_path / 'work')], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=3600)
+    proc = subprocess.run(
+        [sys.executable, 'tools/train.py',
+         str(DEMO), '--work-dir',
+         str(tmp_path / 'work')],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=3600)
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log[-4000:]
     mious = [float(m) for m in re.findall(r'mIoU: ([0-9.]+)', log)]

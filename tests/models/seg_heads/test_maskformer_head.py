@@ -3,10 +3,10 @@ import copy
 
 import pytest
 import torch
+from conftest import IMG, feats, head_cfg, seg_samples
 from mmengine.structures import InstanceData, PixelData
 from mmseg.structures import SegDataSample
 
-from conftest import IMG, head_cfg, feats, seg_samples
 from mmext.models.seg_heads import MaskFormerHead, convert_legacy_keys
 from mmext.registry import MODELS
 
@@ -39,8 +39,11 @@ def test_forward_shapes_and_all_layer_outputs():
 def test_loss_is_finite_and_reaches_all_parameters():
     head = _head(5)
     losses = head.loss(feats(2), seg_samples(5, batch=2), {})
-    assert set(losses) == {f'{p}loss_{n}' for p in ('', 'd0.', 'd1.')
-                           for n in ('cls', 'mask', 'dice')}
+    assert set(losses) == {
+        f'{p}loss_{n}'
+        for p in ('', 'd0.', 'd1.')
+        for n in ('cls', 'mask', 'dice')
+    }
     total = sum(losses.values())
     assert torch.isfinite(total)
     total.backward()
@@ -120,8 +123,10 @@ def test_legacy_keys_and_our_keys_both_load():
     other = _head(3)
     other.load_state_dict(legacy, strict=True)  # mmdet/mmseg layout
     other.load_state_dict(sd, strict=True)  # our layout
-    nested = convert_legacy_keys({'decode_head.cls_embed.weight': 1, 'backbone.x': 2},
-                                 'decode_head.')
+    nested = convert_legacy_keys({
+        'decode_head.cls_embed.weight': 1,
+        'backbone.x': 2
+    }, 'decode_head.')
     assert nested == {'decode_head.predictor.cls_embed.weight': 1, 'backbone.x': 2}
 
 
@@ -149,6 +154,7 @@ def test_converter_round_trip_into_toolbox_head(tmp_path):
     """tools/model_converters/maskformer_keys.py: an mmext checkpoint loads into mmseg's head."""
     import sys
     from pathlib import Path
+
     from mmengine.config import ConfigDict
     from mmengine.registry import DefaultScope
     from mmseg.models.decode_heads import MaskFormerHead as MMSegMaskFormerHead

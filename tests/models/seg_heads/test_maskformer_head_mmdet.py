@@ -9,11 +9,10 @@ import copy
 
 import pytest
 import torch
-from mmdet.models.seg_heads.panoptic_fusion_heads import \
-    MaskFormerFusionHead as MMDetFusionHead
+from conftest import build_det_pair, det_samples, feats
+from mmdet.models.seg_heads.panoptic_fusion_heads import MaskFormerFusionHead as MMDetFusionHead
 from mmdet.utils import register_all_modules as register_det
 
-from conftest import build_det_pair, det_samples, feats
 from mmext.models.seg_heads import MaskFormerFusionHead
 
 register_det(init_default_scope=False)
@@ -58,8 +57,9 @@ def _logits(seed, q=12, k=5, hw=(40, 48)):
     """Confident class logits (some ∅) and blobby mask logits, so that segments survive."""
     g = torch.Generator().manual_seed(seed)
     cls = torch.randn(2, q, k + 1, generator=g)
-    cls[torch.arange(2)[:, None], torch.arange(q)[None], torch.randint(0, k + 1, (2, q),
-                                                                       generator=g)] += 6
+    cls[torch.arange(2)[:, None],
+        torch.arange(q)[None],
+        torch.randint(0, k + 1, (2, q), generator=g)] += 6
     # every coarse cell is owned by one query: mostly disjoint masks, as after training
     owner = torch.randint(0, q, (2, 1, 5, 6), generator=g)
     own = owner == torch.arange(q)[None, :, None, None]
@@ -75,8 +75,7 @@ def _logits(seed, q=12, k=5, hw=(40, 48)):
 ])
 @pytest.mark.parametrize('seed', [0, 1, 2])
 def test_panoptic_and_instance_fusion_match_mmdet(cfg, seed):
-    test_cfg = dict(panoptic_on=True, instance_on=True, semantic_on=False, max_per_image=15,
-                    **cfg)
+    test_cfg = dict(panoptic_on=True, instance_on=True, semantic_on=False, max_per_image=15, **cfg)
     ref = MMDetFusionHead(num_things_classes=3, num_stuff_classes=2, test_cfg=test_cfg)
     ours = MaskFormerFusionHead(num_things_classes=3, num_stuff_classes=2, test_cfg=test_cfg)
     cls, masks = _logits(seed)
@@ -106,24 +105,33 @@ def test_fusion_head_has_mmdets_with_loss():
 
 def test_inside_mmdet_maskformer_detector():
     """mmdet's MaskFormer detector drives our head and fusion head: loss and panoptic predict."""
+    from conftest import head_cfg
     from mmdet.registry import MODELS as MMDET_MODELS
     from mmengine.registry import DefaultScope
-
-    from conftest import head_cfg
     cfg = head_cfg(None, encoder=True, ours=True, panoptic=(3, 2))
     cfg['type'] = 'mmext.MaskFormerHead'
     cfg['in_channels'] = [8, 16, 32, 64]
     train_cfg = cfg.pop('train_cfg')
     model_cfg = dict(
         type='MaskFormer',
-        backbone=dict(type='ResNet', depth=18, base_channels=8, out_indices=(0, 1, 2, 3),
-                      norm_cfg=dict(type='BN'), init_cfg=None),
+        backbone=dict(
+            type='ResNet',
+            depth=18,
+            base_channels=8,
+            out_indices=(0, 1, 2, 3),
+            norm_cfg=dict(type='BN'),
+            init_cfg=None),
         panoptic_head=cfg,
-        panoptic_fusion_head=dict(type='mmext.MaskFormerFusionHead', num_things_classes=3,
-                                  num_stuff_classes=2),
+        panoptic_fusion_head=dict(
+            type='mmext.MaskFormerFusionHead', num_things_classes=3, num_stuff_classes=2),
         train_cfg=train_cfg,
-        test_cfg=dict(panoptic_on=True, instance_on=True, semantic_on=False, max_per_image=5,
-                      object_mask_thr=0.0, iou_thr=0.0))
+        test_cfg=dict(
+            panoptic_on=True,
+            instance_on=True,
+            semantic_on=False,
+            max_per_image=5,
+            object_mask_thr=0.0,
+            iou_thr=0.0))
     from mmengine.config import ConfigDict
     with DefaultScope.overwrite_default_scope('mmdet'):
         model = MMDET_MODELS.build(ConfigDict(model_cfg))

@@ -8,10 +8,9 @@ HungarianAssigner and match costs, ours with mmext's batched ones over all layer
 """
 import pytest
 import torch
+from conftest import build_seg_pair, feats, seg_samples
 from mmdet.utils import register_all_modules as register_det
 from mmseg.utils import register_all_modules as register_seg
-
-from conftest import build_seg_pair, feats, seg_samples
 
 register_det(init_default_scope=False)
 register_seg(init_default_scope=False)

@@ -1,18 +1,24 @@
 """mmext's MaskFormer pixel decoders vs mmdet 3.3's on shared weights, and their input checks."""
 import pytest
 import torch
+from conftest import IN_CHANNELS, C, feats
 from mmdet.models.layers import PixelDecoder as MMDetPixelDecoder
 from mmdet.models.layers import TransformerEncoderPixelDecoder as MMDetEncoderPixelDecoder
 from mmengine.config import ConfigDict
 
-from conftest import C, IN_CHANNELS, feats
 from mmext.models.seg_heads import PixelDecoder, TransformerEncoderPixelDecoder
 
-ENCODER = dict(num_layers=2, layer_cfg=dict(
-    self_attn_cfg=dict(embed_dims=C, num_heads=4, dropout=0.0, batch_first=True),
-    ffn_cfg=dict(embed_dims=C, feedforward_channels=48, num_fcs=2, ffn_drop=0.0)))
-COMMON = dict(in_channels=IN_CHANNELS, feat_channels=C, out_channels=C,
-              norm_cfg=dict(type='GN', num_groups=8), act_cfg=dict(type='ReLU'))
+ENCODER = dict(
+    num_layers=2,
+    layer_cfg=dict(
+        self_attn_cfg=dict(embed_dims=C, num_heads=4, dropout=0.0, batch_first=True),
+        ffn_cfg=dict(embed_dims=C, feedforward_channels=48, num_fcs=2, ffn_drop=0.0)))
+COMMON = dict(
+    in_channels=IN_CHANNELS,
+    feat_channels=C,
+    out_channels=C,
+    norm_cfg=dict(type='GN', num_groups=8),
+    act_cfg=dict(type='ReLU'))
 
 
 def _share(ref, ours):
@@ -43,8 +49,10 @@ def test_encoder_pixel_decoder_matches_mmdet_with_padding():
     _share(ref, ours)
     x = feats(2, seed=1)
     # the second image is padded: its right/bottom memory cells must be masked in attention
-    metas = [dict(batch_input_shape=(64, 64), img_shape=(64, 64)),
-             dict(batch_input_shape=(64, 64), img_shape=(30, 30))]
+    metas = [
+        dict(batch_input_shape=(64, 64), img_shape=(64, 64)),
+        dict(batch_input_shape=(64, 64), img_shape=(30, 30))
+    ]
     (a, ma), (b, mb) = ref(x, metas), ours(x, metas)
     torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(mb, ma, atol=1e-5, rtol=1e-5)
@@ -63,5 +71,5 @@ def test_pixel_decoder_rejects_bad_inputs():
     with pytest.raises(ValueError, match=r'level 1 must be \[B, 16, H, W\]'):
         dec(bad)
     with pytest.raises(ValueError, match='must equal feat_channels'):
-        TransformerEncoderPixelDecoder(**dict(COMMON, feat_channels=16, norm_cfg=None),
-                                       encoder=ENCODER)
+        TransformerEncoderPixelDecoder(
+            **dict(COMMON, feat_channels=16, norm_cfg=None), encoder=ENCODER)

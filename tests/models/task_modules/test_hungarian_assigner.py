@@ -14,15 +14,21 @@ from mmext.models.task_modules.assigners.match_costs import PerImageMatchCost, a
 from mmext.registry import TASK_UTILS
 from mmext.utils.ext_loader import ext_built
 
-DETR = [dict(type='ClassificationCost', weight=1.),
-        dict(type='BBoxL1Cost', box_format='xywh', weight=5.),
-        dict(type='IoUCost', iou_mode='giou', weight=2.)]
-DEFORMABLE_DETR = [dict(type='FocalLossCost', weight=2.),
-                   dict(type='BBoxL1Cost', box_format='xywh', weight=5.),
-                   dict(type='IoUCost', iou_mode='giou', weight=2.)]
-MASKFORMER = [dict(type='ClassificationCost', weight=1.),
-              dict(type='CrossEntropyLossCost', weight=5., use_sigmoid=True),
-              dict(type='DiceCost', weight=5., pred_act=True, eps=1.)]
+DETR = [
+    dict(type='ClassificationCost', weight=1.),
+    dict(type='BBoxL1Cost', box_format='xywh', weight=5.),
+    dict(type='IoUCost', iou_mode='giou', weight=2.)
+]
+DEFORMABLE_DETR = [
+    dict(type='FocalLossCost', weight=2.),
+    dict(type='BBoxL1Cost', box_format='xywh', weight=5.),
+    dict(type='IoUCost', iou_mode='giou', weight=2.)
+]
+MASKFORMER = [
+    dict(type='ClassificationCost', weight=1.),
+    dict(type='CrossEntropyLossCost', weight=5., use_sigmoid=True),
+    dict(type='DiceCost', weight=5., pred_act=True, eps=1.)
+]
 STYLES = dict(detr=DETR, deformable_detr=DEFORMABLE_DETR, maskformer=MASKFORMER)
 SIZES = [(30, 6), (30, 0), (8, 12), (1, 1), (1, 5), (5, 1), (0, 3)]
 
@@ -85,8 +91,9 @@ def test_torch_solver_is_deprecated_and_solved_as_auto():
         old = HungarianAssigner(DETR, solver='torch')
     assert old.solver == 'auto'
     imgs = _images(2)
-    for x, y in zip(old.assign_batch(*zip(*imgs)),
-                    HungarianAssigner(DETR).assign_batch(*zip(*imgs))):
+    for x, y in zip(
+            old.assign_batch(*zip(*imgs)),
+            HungarianAssigner(DETR).assign_batch(*zip(*imgs))):
         _assert_same(x, y)
 
 
@@ -110,8 +117,8 @@ def test_batch_adapter_equals_per_image_calls(style):
 
 def test_builds_from_mmdet_config_and_falls_back():
     import mmext.models  # noqa: F401  (registers mmext's nodes' contents)
-    a = MMDET_TASK_UTILS.build(dict(type='mmext.HungarianAssigner',
-                                    match_costs=DETR + [dict(type='BinaryFocalLossCost')]))
+    a = MMDET_TASK_UTILS.build(
+        dict(type='mmext.HungarianAssigner', match_costs=DETR + [dict(type='BinaryFocalLossCost')]))
     assert isinstance(a, HungarianAssigner)
     mods = [type(c).__module__ for c in a.match_costs]
     assert all(m.startswith('mmext.') for m in mods[:3]) and mods[3].startswith('mmdet.')
@@ -178,20 +185,27 @@ def test_drop_in_for_mmdet_detr_head():
     for i, n in enumerate((3, 0, 5)):
         s = DetDataSample(metainfo=dict(img_shape=(320, 480), batch_input_shape=(320, 480)))
         xy = torch.rand(n, 2) * 200
-        s.gt_instances = InstanceData(bboxes=torch.cat([xy, xy + 50 + i], -1),
-                                      labels=torch.randint(0, 5, (n, )))
+        s.gt_instances = InstanceData(
+            bboxes=torch.cat([xy, xy + 50 + i], -1), labels=torch.randint(0, 5, (n, )))
         samples.append(s)
     hidden = torch.randn(2, 3, 20, 32)  # [layers, images, queries, dims]
     losses = {}
     for scope in ('mmdet', 'mmext'):
         torch.manual_seed(1)
         # A fresh loss_cls each time: DETRHead writes a tensor into its (shared) default dict.
-        loss_cls = dict(type='CrossEntropyLoss', bg_cls_weight=0.1, use_sigmoid=False,
-                        loss_weight=1.0, class_weight=1.0)
+        loss_cls = dict(
+            type='CrossEntropyLoss',
+            bg_cls_weight=0.1,
+            use_sigmoid=False,
+            loss_weight=1.0,
+            class_weight=1.0)
         # mmdet's head names its losses without a scope: build it as an mmdet config would
         with DefaultScope.overwrite_default_scope('mmdet'):
-            head = DETRHead(num_classes=5, embed_dims=32, loss_cls=loss_cls, train_cfg=dict(
-                assigner=dict(type=f'{scope}.HungarianAssigner', match_costs=DETR)))
+            head = DETRHead(
+                num_classes=5,
+                embed_dims=32,
+                loss_cls=loss_cls,
+                train_cfg=dict(assigner=dict(type=f'{scope}.HungarianAssigner', match_costs=DETR)))
             losses[scope] = head.loss(hidden, samples)
     assert type(head.assigner) is HungarianAssigner
     for k, v in losses['mmdet'].items():

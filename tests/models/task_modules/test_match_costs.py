@@ -30,12 +30,14 @@ def _boxes(n, g, w=640., h=480.):
 
 
 def make_image(g, num_preds=30, num_gts=6, h=480., w=640.):
-    preds = InstanceData(scores=torch.randn(num_preds, NUM_CLASSES, generator=g),
-                         bboxes=_boxes(num_preds, g, w, h),
-                         masks=torch.randn(num_preds, POINTS, generator=g))
-    gts = InstanceData(labels=torch.randint(0, NUM_CLASSES, (num_gts, ), generator=g),
-                       bboxes=_boxes(num_gts, g, w, h),
-                       masks=(torch.rand(num_gts, POINTS, generator=g) > 0.5).long())
+    preds = InstanceData(
+        scores=torch.randn(num_preds, NUM_CLASSES, generator=g),
+        bboxes=_boxes(num_preds, g, w, h),
+        masks=torch.randn(num_preds, POINTS, generator=g))
+    gts = InstanceData(
+        labels=torch.randint(0, NUM_CLASSES, (num_gts, ), generator=g),
+        bboxes=_boxes(num_gts, g, w, h),
+        masks=(torch.rand(num_gts, POINTS, generator=g) > 0.5).long())
     return preds, gts, dict(img_shape=(int(h), int(w)))
 
 

@@ -7,8 +7,8 @@ from mmext.models.text_encoders import TextTransformer
 
 def test_text_transformer_ignores_padding():
     torch.manual_seed(0)
-    enc = TextTransformer(vocab_size=10, max_length=8, embed_dims=16, num_layers=2,
-                          num_heads=2).eval()
+    enc = TextTransformer(
+        vocab_size=10, max_length=8, embed_dims=16, num_layers=2, num_heads=2).eval()
     ids = torch.tensor([[1, 4, 5, 0, 0, 0, 0, 0]])
     short = enc(ids[:, :3], ids[:, :3] != 0)
     long = enc(ids, ids != 0)

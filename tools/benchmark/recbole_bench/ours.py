@@ -15,20 +15,28 @@ class OursSASRec:
         from mmext.datasets.recsys import LeaveOneOutSequenceDataset
         from mmext.models.recommenders import SASRec
         self.np, self.torch = np, torch
-        self.train_set = LeaveOneOutSequenceDataset(split='train', train_windows='all',
-                                                    train_stride=args.train_stride, **data_kw)
+        self.train_set = LeaveOneOutSequenceDataset(
+            split='train', train_windows='all', train_stride=args.train_stride, **data_kw)
         self.val_set = LeaveOneOutSequenceDataset(split='val', **data_kw)
         self.test_set = LeaveOneOutSequenceDataset(split='test', **data_kw)
-        self.num_targets = sum(int((self.train_set[i]['target'] > 0).sum())
-                               for i in range(len(self.train_set)))
+        self.num_targets = sum(
+            int((self.train_set[i]['target'] > 0).sum()) for i in range(len(self.train_set)))
         # as many targets per step as RecBole's batch of prefixes: same steps per epoch
-        self.batch_size = max(1, round(args.batch_targets * len(self.train_set) /
-                                       self.num_targets))
+        self.batch_size = max(1, round(args.batch_targets * len(self.train_set) / self.num_targets))
         torch.manual_seed(args.seed)
-        kwargs = dict(num_items=self.train_set.metainfo['num_items'], max_len=args.max_len,
-                      embed_dims=64, num_blocks=2, num_heads=2, ffn_dims=256,
-                      dropout=args.ours_dropout, act='gelu', norm='pre', norm_eps=1e-12,
-                      loss='ce', init_std=0.02)
+        kwargs = dict(
+            num_items=self.train_set.metainfo['num_items'],
+            max_len=args.max_len,
+            embed_dims=64,
+            num_blocks=2,
+            num_heads=2,
+            ffn_dims=256,
+            dropout=args.ours_dropout,
+            act='gelu',
+            norm='pre',
+            norm_eps=1e-12,
+            loss='ce',
+            init_std=0.02)
         kwargs.update(args.ours_model or {})
         self.model = SASRec(**kwargs)
         self.optim = torch.optim.Adam(self.model.parameters(), lr=args.lr)
@@ -69,8 +77,8 @@ class OursSASRec:
     def evaluate(self, split: str) -> dict:
         from mmext.evaluation.metrics import RankingMetric
         ds = self.val_set if split == 'valid' else self.test_set
-        metric = RankingMetric(topk=[10], metrics=['recall', 'ndcg', 'mrr'],
-                               tie_policy='average', exclude_seen=False)
+        metric = RankingMetric(
+            topk=[10], metrics=['recall', 'ndcg', 'mrr'], tie_policy='average', exclude_seen=False)
         self.model.eval()
         with self.torch.no_grad():
             for batch in self._batches(ds, range(len(ds)), 512):
@@ -78,9 +86,16 @@ class OursSASRec:
         out = metric.compute_metrics(metric.results)
         tokens = ds.metainfo['user_map']['tokens']  # sample 'user' u is the (u+1)-th token
         users = [tokens[info['user']] for info in ds.data_list]
-        return {'recall@10': out['recall@10'], 'hit@10': out['recall@10'],
-                'ndcg@10': out['ndcg@10'], 'mrr@10': out['mrr@10'],
-                'ranks': {u: list(map(int, r)) for u, r in zip(users, metric.results)}}
+        return {
+            'recall@10': out['recall@10'],
+            'hit@10': out['recall@10'],
+            'ndcg@10': out['ndcg@10'],
+            'mrr@10': out['mrr@10'],
+            'ranks': {
+                u: list(map(int, r))
+                for u, r in zip(users, metric.results)
+            }
+        }
 
 
 class OursFromConfig:
@@ -102,13 +117,18 @@ class OursFromConfig:
         torch.manual_seed(seed)
         with DefaultScope.overwrite_default_scope('mmext'):
             self.model = MODELS.build(cfg.model)
-            self.loaders = {'train': Runner.build_dataloader(cfg.train_dataloader, seed=seed),
-                            'valid': Runner.build_dataloader(cfg.val_dataloader, seed=seed),
-                            'test': Runner.build_dataloader(cfg.test_dataloader, seed=seed)}
+            self.loaders = {
+                'train': Runner.build_dataloader(cfg.train_dataloader, seed=seed),
+                'valid': Runner.build_dataloader(cfg.val_dataloader, seed=seed),
+                'test': Runner.build_dataloader(cfg.test_dataloader, seed=seed)
+            }
             self.optim = build_optim_wrapper(self.model, cfg.optim_wrapper)
-            self.metric_cfg = dict(type='RankingMetric', topk=[10],
-                                   metrics=['recall', 'ndcg', 'mrr'], tie_policy='average',
-                                   exclude_seen=False)
+            self.metric_cfg = dict(
+                type='RankingMetric',
+                topk=[10],
+                metrics=['recall', 'ndcg', 'mrr'],
+                tie_policy='average',
+                exclude_seen=False)
             self._metrics = METRICS
         self.cfg = cfg
         self.epoch = 0
@@ -147,6 +167,10 @@ class OursFromConfig:
             for data in self.loaders[split]:
                 metric.process(data, self.model.val_step(data))
         out = metric.compute_metrics(metric.results)
-        return {'recall@10': out['recall@10'], 'hit@10': out['recall@10'],
-                'ndcg@10': out['ndcg@10'], 'mrr@10': out['mrr@10'],
-                'events': int(out['num_events'])}
+        return {
+            'recall@10': out['recall@10'],
+            'hit@10': out['recall@10'],
+            'ndcg@10': out['ndcg@10'],
+            'mrr@10': out['mrr@10'],
+            'events': int(out['num_events'])
+        }

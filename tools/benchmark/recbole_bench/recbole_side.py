@@ -6,8 +6,10 @@ import subprocess
 import sys
 import time
 
-__all__ = ['WORKER_ARG', 'ENTRY_POINT', 'recbole_worker', 'RecBoleProcess', 'RecordedRecBole',
-           'recbole_config']
+__all__ = [
+    'WORKER_ARG', 'ENTRY_POINT', 'recbole_worker', 'RecBoleProcess', 'RecordedRecBole',
+    'recbole_config'
+]
 
 WORKER_ARG = '--recbole-worker'
 # the worker runs as ``python bench_recbole.py --recbole-worker SPEC`` in RecBole's venv
@@ -35,11 +37,16 @@ def recbole_worker(spec: dict) -> None:
         out.write(json.dumps(obj) + '\n')
         out.flush()
 
-    reply(dict(ready=True, num_items=int(dataset.item_num) - 1,
-               num_users=int(dataset.user_num) - 1, train_targets=len(train_data._dataset),
-               valid_events=len(valid_data._dataset), test_events=len(test_data._dataset),
-               params=sum(p.numel() for p in model.parameters()),
-               steps_per_epoch=len(train_data)))
+    reply(
+        dict(
+            ready=True,
+            num_items=int(dataset.item_num) - 1,
+            num_users=int(dataset.user_num) - 1,
+            train_targets=len(train_data._dataset),
+            valid_events=len(valid_data._dataset),
+            test_events=len(test_data._dataset),
+            params=sum(p.numel() for p in model.parameters()),
+            steps_per_epoch=len(train_data)))
 
     @torch.no_grad()
     def event_ranks(data) -> dict:
@@ -63,8 +70,11 @@ def recbole_worker(spec: dict) -> None:
         if cmd == 'train':
             wall, cpu = time.perf_counter(), time.process_time()
             loss = trainer._train_epoch(train_data, epoch)
-            reply(dict(loss=float(loss), wall=time.perf_counter() - wall,
-                       cpu=time.process_time() - cpu))
+            reply(
+                dict(
+                    loss=float(loss),
+                    wall=time.perf_counter() - wall,
+                    cpu=time.process_time() - cpu))
             epoch += 1
         elif cmd.startswith('steps '):  # the body of Trainer._train_epoch, K batches
             wall, cpu = time.perf_counter(), time.process_time()
@@ -80,13 +90,15 @@ def recbole_worker(spec: dict) -> None:
                 loss = model.calculate_loss(interaction)
                 loss.backward()
                 trainer.optimizer.step()
-            reply(dict(loss=float(loss), wall=time.perf_counter() - wall,
-                       cpu=time.process_time() - cpu))
+            reply(
+                dict(
+                    loss=float(loss),
+                    wall=time.perf_counter() - wall,
+                    cpu=time.process_time() - cpu))
         elif cmd in ('valid', 'test'):
             data = valid_data if cmd == 'valid' else test_data
             result = trainer.evaluate(data, load_best_model=False)
-            reply(dict({k.lower(): float(v) for k, v in result.items()},
-                       ranks=event_ranks(data)))
+            reply(dict({k.lower(): float(v) for k, v in result.items()}, ranks=event_ranks(data)))
         elif cmd == 'quit':
             break
         else:
@@ -98,9 +110,11 @@ class RecBoleProcess:
 
     def __init__(self, python: str, spec: dict, cwd: str) -> None:
         self.proc = subprocess.Popen(
-            [python, ENTRY_POINT, WORKER_ARG, json.dumps(spec)], cwd=cwd,
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=open(osp.join(cwd,
-                                                                             'recbole.log'), 'a'),
+            [python, ENTRY_POINT, WORKER_ARG, json.dumps(spec)],
+            cwd=cwd,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=open(osp.join(cwd, 'recbole.log'), 'a'),
             text=True)
         self.info = self._read()
         self.last: dict = {}
@@ -134,7 +148,6 @@ class RecBoleProcess:
         self.proc.wait(timeout=60)
 
 
-
 # RecBole settings that decide its curve; a replayed run must have been made with the same ones
 _RECBOLE_ARGS = ('models', 'max_len', 'batch_targets', 'lr', 'dropout', 'seed', 'holdout_shift')
 
@@ -148,8 +161,10 @@ class RecordedRecBole:
             saved = json.load(f)
         old = saved['args']
         old.setdefault('holdout_shift', 0)  # files from before --holdout-shift existed
-        diff = {k: (old.get(k), getattr(args, k)) for k in _RECBOLE_ARGS
-                if old.get(k) != getattr(args, k)}
+        diff = {
+            k: (old.get(k), getattr(args, k))
+            for k in _RECBOLE_ARGS if old.get(k) != getattr(args, k)
+        }
         if diff:
             raise ValueError(f'--reuse-recbole {path}: recorded with other RecBole settings '
                              f'(recorded, now): {diff}')
@@ -169,8 +184,8 @@ class RecordedRecBole:
     def train_epoch(self) -> None:
         e = self.epoch
         self.epoch += 1
-        self.last = dict(wall=self.times['wall_epochs'][e], cpu=self.times['cpu_epochs'][e],
-                         loss=float('nan'))
+        self.last = dict(
+            wall=self.times['wall_epochs'][e], cpu=self.times['cpu_epochs'][e], loss=float('nan'))
 
     def ask(self, split: str) -> dict:
         return self.history[self.epoch - 1][split]
@@ -181,22 +196,47 @@ class RecordedRecBole:
 
 def recbole_config(args, model: str) -> dict:
     common = dict(
-        USER_ID_FIELD='user_id', ITEM_ID_FIELD='item_id', TIME_FIELD='timestamp',
+        USER_ID_FIELD='user_id',
+        ITEM_ID_FIELD='item_id',
+        TIME_FIELD='timestamp',
         load_col=dict(inter=['user_id', 'item_id', 'timestamp']),
-        user_inter_num_interval='[0,inf)', item_inter_num_interval='[0,inf)',
-        MAX_ITEM_LIST_LENGTH=args.max_len, train_neg_sample_args=None, loss_type='CE',
-        eval_args=dict(split=dict(LS='valid_and_test'), order='TO', group_by='user',
-                       mode='full'),
-        metrics=['Recall', 'NDCG', 'MRR', 'Hit'], topk=[10], valid_metric='NDCG@10',
-        epochs=args.epochs, train_batch_size=args.batch_targets, eval_batch_size=4096,
-        learning_rate=args.lr, learner='adam', weight_decay=0.0, seed=args.seed,
-        reproducibility=True, show_progress=False, use_gpu=False, gpu_id='', worker=0,
-        state='WARNING', log_wandb=False, save_dataset=False, save_dataloaders=False,
+        user_inter_num_interval='[0,inf)',
+        item_inter_num_interval='[0,inf)',
+        MAX_ITEM_LIST_LENGTH=args.max_len,
+        train_neg_sample_args=None,
+        loss_type='CE',
+        eval_args=dict(split=dict(LS='valid_and_test'), order='TO', group_by='user', mode='full'),
+        metrics=['Recall', 'NDCG', 'MRR', 'Hit'],
+        topk=[10],
+        valid_metric='NDCG@10',
+        epochs=args.epochs,
+        train_batch_size=args.batch_targets,
+        eval_batch_size=4096,
+        learning_rate=args.lr,
+        learner='adam',
+        weight_decay=0.0,
+        seed=args.seed,
+        reproducibility=True,
+        show_progress=False,
+        use_gpu=False,
+        gpu_id='',
+        worker=0,
+        state='WARNING',
+        log_wandb=False,
+        save_dataset=False,
+        save_dataloaders=False,
         checkpoint_dir='saved')
     if model == 'GRU4Rec':
         common.update(embedding_size=64, hidden_size=128, num_layers=1, dropout_prob=0.3)
     if model == 'SASRec':
-        common.update(n_layers=2, n_heads=2, hidden_size=64, inner_size=256,
-                      hidden_dropout_prob=args.dropout, attn_dropout_prob=args.dropout,
-                      hidden_act='gelu', layer_norm_eps=1e-12, initializer_range=0.02)
+        common.update(
+            n_layers=2,
+            n_heads=2,
+            hidden_size=64,
+            inner_size=256,
+            hidden_dropout_prob=args.dropout,
+            attn_dropout_prob=args.dropout,
+            hidden_act='gelu',
+            layer_norm_eps=1e-12,
+            initializer_range=0.02)
     return common

@@ -24,14 +24,17 @@ class PerImageBatchAssigner:
     def __init__(self, assigner: Any) -> None:
         self.assigner = assigner
 
-    def assign_batch(self, pred_instances: Sequence[InstanceData],
+    def assign_batch(self,
+                     pred_instances: Sequence[InstanceData],
                      gt_instances: Sequence[InstanceData],
                      img_metas: Optional[Sequence[Optional[dict]]] = None,
                      **kwargs) -> List[AssignResult]:
         """One :class:`AssignResult` per image: ``assign`` called image by image."""
         metas = list(img_metas) if img_metas is not None else [None] * len(pred_instances)
-        return [self.assigner.assign(pred_instances=p, gt_instances=g, img_meta=m, **kwargs)
-                for p, g, m in zip(pred_instances, gt_instances, metas)]
+        return [
+            self.assigner.assign(pred_instances=p, gt_instances=g, img_meta=m, **kwargs)
+            for p, g, m in zip(pred_instances, gt_instances, metas)
+        ]
 
 
 def as_batch_assigner(assigner: Any) -> Any:

@@ -26,6 +26,7 @@ from torch import Tensor
 
 from mmext.ops import LSA_BACKENDS, linear_sum_assignment
 from mmext.registry import TASK_UTILS, build_with_fallback
+
 from .finite_check import nonfinite_blocks, nonfinite_images
 from .match_costs import MatchBatch, as_batched_cost
 
@@ -58,9 +59,11 @@ class HungarianAssigner(BaseAssigner):
         if solver not in SOLVERS:
             raise ValueError(f'solver must be one of {SOLVERS}, got {solver!r}')
         if solver == 'torch':
-            warnings.warn("HungarianAssigner: solver='torch' is deprecated and solved as "
-                          "'auto' (same optimum; see docs/components/hungarian_assigner.md)",
-                          DeprecationWarning, stacklevel=2)
+            warnings.warn(
+                "HungarianAssigner: solver='torch' is deprecated and solved as "
+                "'auto' (same optimum; see docs/components/hungarian_assigner.md)",
+                DeprecationWarning,
+                stacklevel=2)
             solver = 'auto'
         self.solver = solver
         self.match_costs = [
@@ -77,7 +80,8 @@ class HungarianAssigner(BaseAssigner):
         return cost
 
     @torch.no_grad()  # matching is not differentiated (mmdet detaches before scipy, too)
-    def batch_cost(self, pred_instances: Sequence[InstanceData],
+    def batch_cost(self,
+                   pred_instances: Sequence[InstanceData],
                    gt_instances: Sequence[InstanceData],
                    img_metas: Optional[Sequence[Optional[dict]]] = None) -> Dict[str, Tensor]:
         """Total ``[B, Q_max, G_max]`` cost plus ``num_preds``/``num_gts``, NaN/inf-checked.
@@ -102,10 +106,11 @@ class HungarianAssigner(BaseAssigner):
                 f'the summed cost in image(s) {bad.nonzero().flatten().tolist()}')
             raise ValueError(f'HungarianAssigner: NaN or inf match cost: {where} '
                              '(0-based image index within the batch).')
-        return dict(cost=cost, num_preds=batch.num_preds, num_gts=batch.num_gts,
-                    gt_labels=batch.gt_labels)
+        return dict(
+            cost=cost, num_preds=batch.num_preds, num_gts=batch.num_gts, gt_labels=batch.gt_labels)
 
-    def assign_batch(self, pred_instances: Sequence[InstanceData],
+    def assign_batch(self,
+                     pred_instances: Sequence[InstanceData],
                      gt_instances: Sequence[InstanceData],
                      img_metas: Optional[Sequence[Optional[dict]]] = None,
                      **kwargs) -> List[AssignResult]:
@@ -129,12 +134,16 @@ class HungarianAssigner(BaseAssigner):
             labels = torch.full((B, Q), -1, dtype=torch.long, device=device)
         results = []
         for b, (nq, ng) in enumerate(zip(num_preds.tolist(), num_gts.tolist())):
-            results.append(AssignResult(num_gts=ng, gt_inds=gt_inds[b, :nq], max_overlaps=None,
-                                        labels=labels[b, :nq]))
+            results.append(
+                AssignResult(
+                    num_gts=ng, gt_inds=gt_inds[b, :nq], max_overlaps=None, labels=labels[b, :nq]))
         return results
 
-    def assign(self, pred_instances: InstanceData, gt_instances: InstanceData,
-               img_meta: Optional[dict] = None, **kwargs) -> AssignResult:
+    def assign(self,
+               pred_instances: InstanceData,
+               gt_instances: InstanceData,
+               img_meta: Optional[dict] = None,
+               **kwargs) -> AssignResult:
         """mmdet's per-image interface (a batch of one).
 
         Args:

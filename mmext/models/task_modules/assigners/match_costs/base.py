@@ -23,8 +23,7 @@ __all__ = ['MatchBatch', 'BatchedMatchCost']
 def _field(insts: Sequence[InstanceData], key: str) -> Optional[List[Tensor]]:
     if not all(key in inst for inst in insts):
         return None
-    return [get_box_tensor(inst.get(key)) if key == 'bboxes' else inst.get(key)
-            for inst in insts]
+    return [get_box_tensor(inst.get(key)) if key == 'bboxes' else inst.get(key) for inst in insts]
 
 
 def _pad(tensors: Optional[List[Tensor]], flatten: bool = False) -> Optional[Tensor]:
@@ -61,10 +60,11 @@ class MatchBatch:
     img_metas: Optional[List[Optional[Dict[str, Any]]]] = None
 
     @classmethod
-    def from_instances(cls, pred_instances: Sequence[InstanceData],
-                       gt_instances: Sequence[InstanceData],
-                       img_metas: Optional[Sequence[Optional[Dict[str, Any]]]] = None
-                       ) -> 'MatchBatch':
+    def from_instances(
+            cls,
+            pred_instances: Sequence[InstanceData],
+            gt_instances: Sequence[InstanceData],
+            img_metas: Optional[Sequence[Optional[Dict[str, Any]]]] = None) -> 'MatchBatch':
         preds, gts = list(pred_instances), list(gt_instances)
         if len(preds) != len(gts):
             raise ValueError(f'{len(preds)} prediction sets but {len(gts)} target sets')
@@ -73,7 +73,8 @@ class MatchBatch:
         img_hw = None
         if img_metas is not None and all(m is not None and 'img_shape' in m for m in img_metas):
             img_hw = torch.tensor([list(m['img_shape'][:2]) for m in img_metas],
-                                  dtype=torch.float32, device=device)
+                                  dtype=torch.float32,
+                                  device=device)
         pad_box = _field(gts, 'bboxes')
         return cls(
             num_preds=torch.tensor([len(p) for p in preds], dtype=torch.long, device=device),
@@ -117,8 +118,11 @@ class BatchedMatchCost(BaseMatchCost, metaclass=ABCMeta):
         return cost if self.weight == 1 else cost.mul_(self.weight)
 
     @torch.no_grad()  # matching is not differentiated; the terms also update in place
-    def __call__(self, pred_instances: InstanceData, gt_instances: InstanceData,
-                 img_meta: Optional[dict] = None, **kwargs) -> Tensor:
+    def __call__(self,
+                 pred_instances: InstanceData,
+                 gt_instances: InstanceData,
+                 img_meta: Optional[dict] = None,
+                 **kwargs) -> Tensor:
         """mmdet's per-image interface: ``[num_preds, num_gts]`` weighted costs."""
         batch = MatchBatch.from_instances([pred_instances], [gt_instances], [img_meta])
         return self.weighted_batch_cost(batch)[0]

@@ -11,6 +11,7 @@ from torch import Tensor
 
 from mmext.ops import pairwise_box_l1
 from mmext.registry import TASK_UTILS
+
 from .base import BatchedMatchCost, MatchBatch
 
 

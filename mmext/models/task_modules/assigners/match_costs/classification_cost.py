@@ -8,6 +8,7 @@ does not change the matching and is left out, as in mmdet).
 from torch import Tensor
 
 from mmext.registry import TASK_UTILS
+
 from .base import BatchedMatchCost, MatchBatch
 
 

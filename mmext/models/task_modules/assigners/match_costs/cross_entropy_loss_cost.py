@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from mmext.registry import TASK_UTILS
+
 from .base import BatchedMatchCost, MatchBatch
 
 

@@ -6,6 +6,7 @@ import torch
 from torch import Tensor
 
 from mmext.registry import TASK_UTILS
+
 from .base import BatchedMatchCost, MatchBatch
 
 
@@ -20,7 +21,10 @@ class DiceCost(BatchedMatchCost):
         weight: Cost weight. Defaults to 1.
     """
 
-    def __init__(self, pred_act: bool = False, eps: float = 1e-3, naive_dice: bool = True,
+    def __init__(self,
+                 pred_act: bool = False,
+                 eps: float = 1e-3,
+                 naive_dice: bool = True,
                  weight: Union[float, int] = 1.) -> None:
         super().__init__(weight=weight)
         self.pred_act = pred_act

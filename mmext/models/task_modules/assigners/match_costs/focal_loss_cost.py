@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 
 from mmext.registry import TASK_UTILS
+
 from .base import BatchedMatchCost, MatchBatch
 
 
@@ -27,8 +28,11 @@ class FocalLossCost(BatchedMatchCost):
         weight: Cost weight. Defaults to 1.
     """
 
-    def __init__(self, alpha: Union[float, int] = 0.25, gamma: Union[float, int] = 2,
-                 eps: float = 1e-12, binary_input: bool = False,
+    def __init__(self,
+                 alpha: Union[float, int] = 0.25,
+                 gamma: Union[float, int] = 2,
+                 eps: float = 1e-12,
+                 binary_input: bool = False,
                  weight: Union[float, int] = 1.) -> None:
         super().__init__(weight=weight)
         self.alpha = alpha

@@ -7,6 +7,7 @@ from torch import Tensor
 
 from mmext.ops import pairwise_box_iou
 from mmext.registry import TASK_UTILS
+
 from .base import BatchedMatchCost, MatchBatch
 
 EPS = 1e-6  # floor of union and enclosing area, as mmdet's bbox_overlaps

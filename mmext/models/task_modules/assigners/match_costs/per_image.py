@@ -26,8 +26,8 @@ class PerImageMatchCost:
         B = len(batch.pred_instances)
         Q, G = int(batch.num_preds.max()), int(batch.num_gts.max())
         out = None
-        for b, (p, g, m) in enumerate(zip(batch.pred_instances, batch.gt_instances,
-                                          batch.img_metas)):
+        for b, (p, g,
+                m) in enumerate(zip(batch.pred_instances, batch.gt_instances, batch.img_metas)):
             if len(p) == 0 or len(g) == 0:
                 continue
             c = self.cost(pred_instances=p, gt_instances=g, img_meta=m)
