@@ -7,6 +7,10 @@ Without one, three things of mmengine's assume CUDA and are replaced:
 * process-group creation (``torch.cuda.set_device`` before ``init_process_group``): gloo instead;
 * DDP wrapping (``device_ids=[LOCAL_RANK]``): CPU modules need ``device_ids=None``;
 * SyncBN layers (no CPU kernel): reverted to plain BatchNorm, statistics stay per process.
+
+Loading, resuming and saving checkpoints come from :class:`CheckpointGuardsMixin`
+(``checkpoint_guards.py``): checkpoints of another model are refused, auto-resume skips
+incomplete checkpoints, saves are atomic.
 """
 import copy
 from typing import Dict, Optional
@@ -20,11 +24,13 @@ from mmengine.runner import Runner as MMEngineRunner
 from mmext.registry import MODEL_WRAPPERS, RUNNERS
 from mmext.utils.dist import init_cpu_dist
 
+from .checkpoint_guards import CheckpointGuardsMixin
+
 __all__ = ['Runner']
 
 
 @RUNNERS.register_module()
-class Runner(MMEngineRunner):
+class Runner(CheckpointGuardsMixin, MMEngineRunner):
     """:class:`mmengine.runner.Runner` with CPU (gloo) distributed training."""
 
     @staticmethod

@@ -12,10 +12,16 @@ is not allowed as such — a checkpoint could otherwise reach arbitrary attribut
 :func:`_history_buffer_method`, which only resolves HistoryBuffer's own statistics methods.  Any
 other pickled object is refused by :class:`UnsafeCheckpointError` naming its type, before anything
 from the file runs.
+
+A file that torch cannot read because it is incomplete (an interrupted save or copy) raises
+:class:`CorruptCheckpointError` naming the file and its size, instead of torch's anonymous
+``PytorchStreamReader failed reading zip archive``.
 """
 import inspect
+import os
 import os.path as osp
 import pickle
+import zipfile
 from typing import Any, Callable, List, Optional, Tuple, Union
 
 import numpy as np
@@ -24,8 +30,8 @@ from mmengine.logging import HistoryBuffer
 from mmengine.runner import CheckpointLoader
 
 __all__ = [
-    'UnsafeCheckpointError', 'mmengine_safe_globals', 'allow_mmengine_checkpoint_types',
-    'load_local_checkpoint', 'setup_safe_checkpoint_loading'
+    'CorruptCheckpointError', 'UnsafeCheckpointError', 'mmengine_safe_globals',
+    'allow_mmengine_checkpoint_types', 'load_local_checkpoint', 'setup_safe_checkpoint_loading'
 ]
 
 SafeGlobal = Union[Callable, Tuple[Callable, str]]
@@ -33,6 +39,10 @@ SafeGlobal = Union[Callable, Tuple[Callable, str]]
 
 class UnsafeCheckpointError(pickle.UnpicklingError):
     """A checkpoint holds a pickled object that mmengine never writes."""
+
+
+class CorruptCheckpointError(RuntimeError):
+    """A checkpoint file is incomplete (truncated) or not a torch checkpoint at all."""
 
 
 # HistoryBuffer registers these four itself; others come through HistoryBuffer.register_statistics.
@@ -81,6 +91,29 @@ def _foreign_globals(filename: str) -> List[str]:
         return []
 
 
+_ZIP_MAGIC = b'PK\x03\x04'
+
+
+def _damage(filename: str) -> Optional[str]:
+    """Why the file cannot be a complete torch checkpoint, or None if its container is intact.
+
+    Only called after ``torch.load`` failed, so the full read costs nothing on the normal path.
+    """
+    with open(filename, 'rb') as f:
+        head = f.read(len(_ZIP_MAGIC))
+    if not head:
+        return 'the file is empty'
+    if head != _ZIP_MAGIC:
+        # legacy (pre-1.6) pickles are not checked here; a prefix of the zip magic is a stub
+        return 'it ends inside the zip header' if _ZIP_MAGIC.startswith(head) else None
+    try:
+        with zipfile.ZipFile(filename) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError) as err:
+        return f'its zip archive is cut short ({err})'
+    return f'archive member {bad} is corrupt' if bad else None
+
+
 def load_local_checkpoint(filename: str, map_location: Optional[Any] = None) -> Any:
     """Load a local checkpoint with ``weights_only=True`` and the mmengine allow-list."""
     filename = osp.expanduser(filename)
@@ -88,7 +121,17 @@ def load_local_checkpoint(filename: str, map_location: Optional[Any] = None) -> 
         raise FileNotFoundError(f'{filename} can not be found.')
     try:
         return torch.load(filename, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as err:
+    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError) as err:
+        damage = _damage(filename)
+        if damage is not None:
+            raise CorruptCheckpointError(
+                f'{filename} is not a complete checkpoint ({os.path.getsize(filename)} bytes; '
+                f'{damage}): it was probably cut short by an interrupted save or copy. '
+                f'torch says: {str(err).splitlines()[0] if str(err) else type(err).__name__}'
+            ) from err
+        if not isinstance(err, pickle.UnpicklingError):
+            raise
+
         foreign = _foreign_globals(filename)
         what = f'foreign pickled type(s) {", ".join(foreign)}' if foreign else str(err)
         raise UnsafeCheckpointError(
