@@ -17,7 +17,9 @@ reads: :attr:`BaseRecommender.required_inputs` and the model's docstring.
 * ``num_items`` / ``dataset``: the item count ``n`` (ids ``1..n``, 0 = padding).  Give
   ``num_items``, or leave it ``None`` and give ``dataset`` (a config or a built dataset): the
   count is read from ``dataset.metainfo['num_items']`` (:func:`num_items_from_dataset`), as both
-  recsys datasets record it there;
+  recsys datasets record it there.  In configs, ``dataset='train_dataloader'`` makes
+  :class:`mmext.Runner` pass the train dataloader's dataset as the run has it (after
+  ``--cfg-options``); a copy such as ``{{_base_.train_dataset}}`` would keep the base file's;
 * ``loss``: the training objective, by one vocabulary: ``'ce'`` (softmax cross-entropy),
   ``'bce'``, ``'bpr-max'``, ``'top1-max'`` (each model accepts its subset);
 * ``num_negatives``: negatives the model samples for the loss.
@@ -49,6 +51,10 @@ def num_items_from_dataset(owner: str, num_items: Optional[int],
     ``metainfo['num_items']``), checked against an explicit ``num_items``."""
     if dataset is None:
         return num_items, None
+    if isinstance(dataset, str):  # 'train_dataloader': mmext's Runner puts the dataset there
+        raise ValueError(f'{owner}: dataset={dataset!r} is resolved by mmext.Runner (the '
+                         'config\'s train_dataloader.dataset); outside a Runner give num_items '
+                         'or a dataset config / instance')
     ds = DATASETS.build(dataset) if isinstance(dataset, dict) else dataset
     count = ds.metainfo['num_items']
     if num_items is not None and num_items != count:
