@@ -61,7 +61,7 @@ def test_mismatched_item_count_is_refused(tmp_path):
     cfg = Config.fromfile(osp.join(ROOT, 'configs/sasrec/sasrec_ml100k.py'))
     ml100k = dict(cfg.train_dataloader.dataset)  # ann_file '' = the built-in ml-100k
     runner = runner_for('configs/sasrec/sasrec_ml100k.py', tmp_path, options, ml100k)
-    assert runner.model.num_items == 1678
-    with pytest.raises(ValueError, match=r'num_items=1678 .* has 12 items') as err:
+    assert runner.model.num_items == 1682  # ml-100k's items (unseen_targets='rank')
+    with pytest.raises(ValueError, match=r'num_items=1682 .* has 12 items') as err:
         runner.train()
     assert 'own.inter' in str(err.value)
