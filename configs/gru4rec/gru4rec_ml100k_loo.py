@@ -10,7 +10,6 @@ loo = dict(session_gap=None, min_item_support=1, split_mode='leave_one_out')
 train_dataloader = dict(dataset=loo)
 val_dataloader = dict(dataset=dict(split='valid', **loo))
 test_dataloader = dict(dataset=dict(split='test', **loo))
-model = dict(dataset=loo)
 val_evaluator = [
     dict(
         type='RankingMetric',

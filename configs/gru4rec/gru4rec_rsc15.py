@@ -36,7 +36,7 @@ val_dataloader = dict(batch_size=512, dataset=session_data)
 test_dataloader = val_dataloader
 model = dict(
     type='GRU4Rec',
-    dataset=dict(type='SessionDataset', split='train', **session_data),
+    dataset='train_dataloader',  # num_items, popularity: from the data trained on
     hidden_sizes=(100, ),
     embedding='shared',
     dropout_p_embed=0.0,

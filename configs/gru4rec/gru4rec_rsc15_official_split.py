@@ -13,4 +13,3 @@ official = dict(
 train_dataloader = dict(dataset=official)
 val_dataloader = dict(dataset=official)
 test_dataloader = dict(dataset=official)
-model = dict(dataset=official)

@@ -13,7 +13,7 @@ max_epochs = 100
 
 model = dict(
     type='SASRec',
-    dataset={{_base_.train_dataset}},  # num_items from the training data
+    dataset='train_dataloader',  # num_items from the data the Runner trains on
     max_len={{_base_.max_len}},
     embed_dims=64,
     num_blocks=2,

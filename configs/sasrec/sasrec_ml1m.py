@@ -27,7 +27,7 @@ seq_data = dict(
 train_dataset = dict(**seq_data, split='train', train_windows='last', num_train_negatives=1)
 
 model = dict(
-    dataset=train_dataset,
+    dataset='train_dataloader',  # num_items from the data the Runner trains on
     max_len=max_len,
     embed_dims=50,
     num_blocks=2,

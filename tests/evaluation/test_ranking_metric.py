@@ -115,3 +115,25 @@ def test_nan_and_bad_input_raise():
         RankingMetric(tie_policy='random')
     with pytest.raises(ValueError, match='unknown metric'):
         RankingMetric(metrics=('auc', ))
+
+
+def test_log_line_reports_the_evaluation_population(monkeypatch):
+    """Every evaluation says how many users/events were scored and how many the dataset
+    dropped, and why (issue #21: dropped users used to show only in metainfo['stats'])."""
+    import mmext.evaluation.metrics.ranking as ranking
+    lines = []
+    monkeypatch.setattr(ranking, 'print_log', lambda msg, **kw: lines.append(msg))
+    metric = RankingMetric(topk=(1, ))
+    metric.dataset_meta = dict(
+        eval_population=dict(
+            unit='users', scored=2, dropped={
+                'too short': 0,
+                'held-out item unseen': 3
+            }))
+    metric.process(None, [dict(scores=torch.tensor([0., 1., 2.]), target=2)] * 2)
+    metric.compute_metrics(metric.results)
+    assert '2 events scored (dataset: 2 users scored, 3 dropped: 3 held-out item unseen)' \
+        in lines[-1]
+    metric.dataset_meta = None
+    metric.compute_metrics(metric.results)
+    assert 'reports no evaluation population' in lines[-1]

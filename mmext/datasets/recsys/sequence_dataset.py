@@ -9,9 +9,14 @@ training sequence.  Hence
   position, not per item: another user may of course have interacted with the same item);
 * validation predicts item ``n-1`` from items ``1..n-2``; test predicts item ``n`` from items
   ``1..n-1`` (validation item included, as in both references);
-* item ids come from the *training* sequences only: a validation/test target never seen in
-  training has no embedding and is dropped from evaluation, and an unseen item inside a test
-  history is removed from it; both are counted in ``metainfo['stats']``;
+* item ids 1..n_train are the items of the *training* sequences; a validation/test item never
+  seen in training (``unseen_targets='rank'``, default) gets an id after them and is ranked like
+  any other item by its untrained embedding, so every user with >= 3 interactions is evaluated,
+  as in the paper's official code and RecBole (the id space is the file's items);
+  ``unseen_targets='drop'`` instead keeps the training items only, drops users whose held-out
+  item is unseen and removes unseen items from test histories.  Counts are in
+  ``metainfo['stats']`` and ``metainfo['eval_population']`` (scored / dropped, with the reason),
+  which :class:`mmext.RankingMetric` logs with every evaluation;
 * users with fewer than 3 interactions keep everything for training and are not evaluated
   (the official code does the same).
 
@@ -126,6 +131,9 @@ class LeaveOneOutSequenceDataset(BaseDataset):
         num_eval_negatives: negatives per evaluated user (0: full ranking; 100 in the paper).
         eval_negative_distribution: ``'uniform'`` or ``'popularity'`` (training counts).
         seed: seed of the evaluation negatives.
+        unseen_targets: ``'rank'`` (default): items that occur only as validation/test items get
+            ids after the training items and every user is evaluated; ``'drop'``: users whose
+            held-out item never occurs in training are not evaluated (counted).
         expected_num_items: if given, raise unless the training sequences hold exactly this
             many items (configs repeat the model's ``num_items`` here, so a filter change that
             alters the item count fails loudly instead of scoring untrained embeddings).
@@ -151,6 +159,7 @@ class LeaveOneOutSequenceDataset(BaseDataset):
                  num_eval_negatives: int = 0,
                  eval_negative_distribution: str = 'uniform',
                  seed: int = 0,
+                 unseen_targets: str = 'rank',
                  expected_num_items: Optional[int] = None,
                  user_field: str = 'user_id',
                  item_field: str = 'item_id',
@@ -167,6 +176,8 @@ class LeaveOneOutSequenceDataset(BaseDataset):
              f'train_stride={train_stride!r}: must be in [1, max_len={max_len}]'),
             (num_train_negatives >= 0, f'num_train_negatives={num_train_negatives!r} < 0'),
             (num_eval_negatives >= 0, f'num_eval_negatives={num_eval_negatives!r} < 0'),
+            (unseen_targets
+             in ('rank', 'drop'), f"unseen_targets={unseen_targets!r}: expected 'rank' or 'drop'"),
             (eval_negative_distribution in ('uniform', 'popularity'),
              f'eval_negative_distribution={eval_negative_distribution!r}: expected '
              "'uniform' or 'popularity'"),
@@ -192,6 +203,7 @@ class LeaveOneOutSequenceDataset(BaseDataset):
         self.eval_negative_distribution = eval_negative_distribution
         self.seed = seed
         self.expected_num_items = expected_num_items
+        self.unseen_targets = unseen_targets
         self._user_train_items: List[np.ndarray] = []
         kwargs.setdefault('test_mode', split != 'train')
         # serialising costs a full gc.collect() per dataset; the lists are small numpy arrays
@@ -205,7 +217,12 @@ class LeaveOneOutSequenceDataset(BaseDataset):
         users, sequences = raw['users'], raw['sequences']
         # Training part of each user: everything but the last two items (all of it below 3).
         train_parts = [s[:-2] if len(s) >= 3 else s for s in sequences]
-        item_map = IdMap.fit(np.concatenate(train_parts))
+        # training items first (ids 1..n_train, the same in both modes), then with 'rank' the
+        # items that occur only as validation/test items
+        item_map = IdMap.fit(
+            np.concatenate(train_parts +
+                           (list(sequences) if self.unseen_targets == 'rank' else [])))
+        num_train_items = len(IdMap.fit(np.concatenate(train_parts)))
         user_map = IdMap(users)
         num_items = len(item_map)
         if self.expected_num_items is not None and num_items != self.expected_num_items:
@@ -217,9 +234,13 @@ class LeaveOneOutSequenceDataset(BaseDataset):
             num_interactions=raw['num_interactions'],
             num_users=len(users),
             num_items=num_items,
+            num_train_items=num_train_items,
+            unseen_targets=self.unseen_targets,
             users_too_short=sum(len(s) < 3 for s in sequences),
             val_targets_unseen=0,
             test_targets_unseen=0,
+            val_targets_dropped=0,
+            test_targets_dropped=0,
             history_items_unseen=0)
         train_ids = [item_map.encode(p) for p in train_parts]
         self._user_train_items = [np.unique(t) for t in train_ids]
@@ -234,18 +255,30 @@ class LeaveOneOutSequenceDataset(BaseDataset):
                 if len(seq) < 3:
                     continue
                 pos = len(seq) - (2 if self.split == 'val' else 1)
-                if seq[pos] not in item_map:
-                    stats[f'{self.split}_targets_unseen'] += 1
+                target = int(item_map.encode([seq[pos]], allow_unknown=True)[0])
+                if target == 0 or target > num_train_items:
+                    stats[f'{self.split}_targets_unseen'] += 1  # 'rank' scores it all the same
+                if target == 0:
+                    stats[f'{self.split}_targets_dropped'] += 1
                     continue
                 history = item_map.encode(seq[:pos], allow_unknown=True)
                 stats['history_items_unseen'] += int((history == 0).sum())
                 history = history[history > 0]
-                info = dict(user=u, history=history, target=int(item_map.encode([seq[pos]])[0]))
+                info = dict(user=u, history=history, target=target)
                 if self.num_eval_negatives:
                     interacted = np.unique(item_map.encode(seq, allow_unknown=True))
                     info['negatives'] = self._eval_negatives(rng, interacted, counts, u)
                 data_list.append(info)
         stats['num_samples'] = len(data_list)
+        population = None
+        if self.split != 'train':  # what RankingMetric logs: who is scored, who is not and why
+            dropped = {
+                'fewer than 3 interactions (training only)':
+                stats['users_too_short'],
+                "held-out item unseen in training (unseen_targets='drop')":
+                stats[f'{self.split}_targets_dropped']
+            }
+            population = dict(unit='users', scored=len(data_list), dropped=dropped)
         self._metainfo.update(
             num_items=num_items,
             num_users=len(users),
@@ -253,6 +286,7 @@ class LeaveOneOutSequenceDataset(BaseDataset):
             item_map=item_map.to_dict(),
             user_map=user_map.to_dict(),
             stats=stats,
+            eval_population=population,
             data_file=path)
         if not data_list:
             raise ValueError(f'LeaveOneOutSequenceDataset: {path} gives no {self.split} sample '

@@ -21,10 +21,16 @@ Preprocessing (all steps optional through arguments, in this order):
    (:func:`~.preprocess.split_by_time`; RSC15 uses the last day), or a separate
    ``test_data_path``, or ``split_mode='leave_one_out'`` (per sequence: last event = test,
    second-to-last = validation, the rest trains; only those events are scored);
-8. test events whose item never occurs in training are dropped and counted (logged, and in
-   ``metainfo['num_unseen_test_events']``), then test sessions left with < 2 events are dropped.
+8. time split: test events whose item never occurs in training are dropped and counted
+   (logged, and in ``metainfo['num_unseen_test_events']``), then test sessions left with < 2
+   events are dropped (the official GRU4Rec protocol).  Leave-one-out: by default
+   (``unseen_targets='rank'``) nothing is dropped for being unseen: evaluation-only items get
+   ids after the training items; ``unseen_targets='drop'`` drops them as the time split does.
+   ``metainfo['eval_population']`` says how many events are scored and how many were dropped
+   and why; :class:`mmext.RankingMetric` logs it with every evaluation.
 
-Item ids (1..n, 0 = padding) come from the training split only, and the :class:`IdMap` goes into
+Item ids (1..n, 0 = padding) come from the training split (then, leave-one-out with
+``unseen_targets='rank'``, the evaluation-only items), and the :class:`IdMap` goes into
 ``metainfo`` so that mmengine stores it in every checkpoint (``meta['dataset_meta']``).  Both
 splits of one configuration share one cached computation.
 """
@@ -143,7 +149,8 @@ def load_sessions(data_path: Optional[str] = None,
                   min_session_length: int = 2,
                   test_seconds: float = 86400.0,
                   test_data_path: Optional[str] = None,
-                  split_mode: str = 'time') -> Dict[str, Any]:
+                  split_mode: str = 'time',
+                  unseen_targets: Optional[str] = None) -> Dict[str, Any]:
     """Preprocess and split once per argument set (cached in-process); see the module docstring.
 
     ``test_data_path``: a separate, already split test file in the same format (e.g. the
@@ -152,9 +159,14 @@ def load_sessions(data_path: Optional[str] = None,
 
     ``split_mode='leave_one_out'`` (one sequence per group, ``session_gap=None``): training
     sequences are each group's events but the last two; ``'valid'`` evaluates the second-to-last
-    event after the ones before it, ``'test'`` the last event after all others.  Evaluation
-    events with items unseen in training are dropped and counted; a group whose held-out event
-    is dropped is not evaluated (counted in ``num_unseen_targets``).
+    event after the ones before it, ``'test'`` the last event after all others.
+    ``unseen_targets`` (leave-one-out only; ``None`` = ``'rank'``): ``'rank'`` gives items
+    that occur only in evaluation events ids after the training items, so every group is
+    evaluated (its unseen items ranked and read by their untrained weights, as the SASRec
+    paper's and RecBole's populations); ``'drop'`` drops evaluation events with items unseen in
+    training, and a group whose held-out event is dropped is not evaluated (counted in
+    ``num_unseen_targets``).  The time split always drops unseen test events (the official
+    GRU4Rec protocol; ``unseen_targets`` must be ``None`` or ``'drop'`` there).
 
     Returns ``{'train': SessionSplit, 'test': SessionSplit, 'item_map': IdMap,
     'item_counts': int64 array (n + 1,) of training events per id, 'stats': dict}``.
@@ -195,10 +207,15 @@ def load_sessions(data_path: Optional[str] = None,
     if len(items) == 0:
         raise ValueError(f'{path}: no events left after preprocessing ({stats})')
 
+    if unseen_targets not in (None, 'rank', 'drop'):
+        raise ValueError(f"unseen_targets must be 'rank' or 'drop', got {unseen_targets!r}")
     if split_mode == 'leave_one_out':
-        return _leave_one_out(sessions, items, times, path, stats, key)
+        return _leave_one_out(sessions, items, times, path, stats, key, unseen_targets or 'rank')
     if split_mode != 'time':
         raise ValueError(f"split_mode must be 'time' or 'leave_one_out', got {split_mode!r}")
+    if unseen_targets == 'rank':
+        raise ValueError("unseen_targets='rank' needs split_mode='leave_one_out'; the time "
+                         'split drops unseen test events (the official GRU4Rec protocol)')
     if test_data_path is None:
         is_train = split_by_time(sessions, times, test_seconds)
         te_s, te_i, te_t = sessions[~is_train], items[~is_train], times[~is_train]
@@ -221,6 +238,13 @@ def load_sessions(data_path: Optional[str] = None,
     te.items = item_map.encode(te.items)
     counts = np.bincount(tr.items, minlength=item_map.num_ids).astype(np.int64)
     stats.update(
+        test_population=dict(
+            unit='events',
+            scored=int(len(te.items) - te.num_sessions),
+            dropped={
+                'test events with items unseen in training (GRU4Rec protocol)': n_unseen,
+                'test sessions left with < 2 events': n_short
+            }),
         events=int(len(items)),
         train_events=int(len(tr.items)),
         train_sessions=tr.num_sessions,
@@ -242,7 +266,7 @@ def load_sessions(data_path: Optional[str] = None,
 
 
 def _leave_one_out(sessions: np.ndarray, items: np.ndarray, times: np.ndarray, path: str,
-                   stats: Dict[str, Any], key: str) -> Dict[str, Any]:
+                   stats: Dict[str, Any], key: str, unseen_targets: str) -> Dict[str, Any]:
     """Leave-one-out splits of time-ordered sequences (see :func:`load_sessions`)."""
     codes = np.unique(sessions, return_inverse=True)[1].reshape(-1)
     length = np.bincount(codes)[codes]
@@ -252,8 +276,10 @@ def _leave_one_out(sessions: np.ndarray, items: np.ndarray, times: np.ndarray, p
     m = filter_short_sessions(sessions[is_train], 2)
     tr_idx = np.flatnonzero(is_train)[m]
     tr = _to_split(sessions[tr_idx], items[tr_idx], times[tr_idx], sessions[tr_idx].astype(str))
-    item_map = IdMap.fit(tr.items)
-    known = np.asarray(item_map.tokens)
+    # training items first (ids 1..n_train in both modes); 'rank' appends evaluation-only items
+    item_map = IdMap.fit(
+        np.concatenate([tr.items, items]) if unseen_targets == 'rank' else tr.items)
+    known = np.asarray(IdMap.fit(tr.items).tokens)
     splits: Dict[str, Any] = {}
     for name, held_out in (('valid', 2), ('test', 1)):
         use = pos <= length - held_out
@@ -261,6 +287,9 @@ def _leave_one_out(sessions: np.ndarray, items: np.ndarray, times: np.ndarray, p
         s_, i_, t_, g_ = sessions[use], items[use], times[use], target[use]
         seen, n_unseen = filter_unseen_items(i_, known)
         n_lost = int((g_ & ~seen).sum())
+        if unseen_targets == 'rank':  # counted, but scored
+            stats[f'{name}_untrained_targets'] = n_lost
+            seen, n_unseen, n_lost = np.ones_like(seen), 0, 0
         s_, i_, t_, g_ = s_[seen], i_[seen], t_[seen], g_[seen]
         keep = filter_short_sessions(s_, 2)
         n_short = int(g_[~keep].sum())
@@ -272,10 +301,18 @@ def _leave_one_out(sessions: np.ndarray, items: np.ndarray, times: np.ndarray, p
         stats[f'{name}_unseen_targets'] = n_lost
         stats[f'{name}_no_history'] = n_short
         stats[f'{name}_events'] = int(split.targets.sum())
+        stats[f'{name}_population'] = dict(
+            unit='held-out events',
+            scored=stats[f'{name}_events'],
+            dropped={
+                "held-out item unseen in training (unseen_targets='drop')": n_lost,
+                'no history left': n_short
+            })
     tr.items = item_map.encode(tr.items)
     counts = np.bincount(tr.items, minlength=item_map.num_ids).astype(np.int64)
     stats.update(
         split_mode='leave_one_out',
+        unseen_targets=unseen_targets,
         train_events=int(len(tr.items)),
         train_sessions=tr.num_sessions,
         num_items=len(item_map),
@@ -283,7 +320,8 @@ def _leave_one_out(sessions: np.ndarray, items: np.ndarray, times: np.ndarray, p
         num_unseen_targets=stats['test_unseen_targets'])
     print_log(
         f'leave-one-out sequences from {path}: {tr.num_sessions} train sequences, '
-        f'{len(item_map)} items; valid/test evaluate {stats["valid_events"]}/'
+        f'{len(item_map)} items (unseen_targets={unseen_targets!r}); valid/test evaluate '
+        f'{stats["valid_events"]}/'
         f'{stats["test_events"]} held-out events, dropping {stats["test_unseen_targets"]} '
         f'test targets and {stats["test_unseen_events"]} test events with items unseen in '
         'training',
@@ -347,7 +385,10 @@ class SessionDataset(Dataset):
         is_last[part.offsets[1:] - 1] = True
         self._input_events = np.flatnonzero(~is_last if split == 'train' else evaluate)
         self._metainfo = dict(
-            data['stats'], item_map=self.item_map.to_dict(), num_items=len(self.item_map))
+            data['stats'],
+            item_map=self.item_map.to_dict(),
+            num_items=len(self.item_map),
+            eval_population=data['stats'].get(f'{split}_population'))
 
     @property
     def metainfo(self) -> dict:

@@ -126,7 +126,9 @@ class RankingMetric(BaseMetric):
             keys are bare (``recall@20``), otherwise ``<prefix>/recall@20``.
 
     :meth:`compute_metrics` returns the means over events of every ``<metric>@<K>``, and
-    ``num_events``.
+    ``num_events``.  Its log line also says how many users/events the dataset scored and how
+    many it dropped and why (``dataset_meta['eval_population']``, which mmext's recsys datasets
+    set; mmengine's loops hand the dataset's ``metainfo`` to the metric as ``dataset_meta``).
 
     In configs, put it in a list: ``val_evaluator = [dict(type='mmext.RankingMetric', ...)]``.
     mmengine reads a bare dict that has a ``metrics`` key as an ``Evaluator`` config.
@@ -185,7 +187,20 @@ class RankingMetric(BaseMetric):
                                           self.tie_policy).mean())
         out['num_events'] = float(len(counts))
         print_log(
-            f'RankingMetric: {len(counts)} events, tie policy {self.tie_policy}, '
-            f'{counts[:, 1].astype(bool).mean():.2%} of targets tied with another item',
+            f'RankingMetric: {len(counts)} events scored{self._population()}, tie policy '
+            f'{self.tie_policy}, {counts[:, 1].astype(bool).mean():.2%} of targets tied with '
+            'another item',
             logger='current')
         return out
+
+    def _population(self) -> str:
+        """What the dataset left out of evaluation, from ``dataset_meta['eval_population']``
+        (``{'unit', 'scored', 'dropped': {reason: count}}``, set by mmext's recsys datasets)."""
+        population = (self.dataset_meta or {}).get('eval_population')
+        if not population:
+            return ' (the dataset reports no evaluation population)'
+        dropped = population.get('dropped', {})
+        total = sum(dropped.values())
+        reasons = '; '.join(f'{n} {reason}' for reason, n in dropped.items() if n)
+        return (f" (dataset: {population['scored']} {population['unit']} scored, {total} "
+                f"dropped{': ' + reasons if reasons else ''})")

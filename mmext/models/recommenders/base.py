@@ -17,7 +17,9 @@ reads: :attr:`BaseRecommender.required_inputs` and the model's docstring.
 * ``num_items`` / ``dataset``: the item count ``n`` (ids ``1..n``, 0 = padding).  Give
   ``num_items``, or leave it ``None`` and give ``dataset`` (a config or a built dataset): the
   count is read from ``dataset.metainfo['num_items']`` (:func:`num_items_from_dataset`), as both
-  recsys datasets record it there;
+  recsys datasets record it there.  In configs, ``dataset='train_dataloader'`` makes
+  :class:`mmext.Runner` pass the train dataloader's dataset as the run has it (after
+  ``--cfg-options``); a copy such as ``{{_base_.train_dataset}}`` would keep the base file's;
 * ``loss``: the training objective, by one vocabulary: ``'ce'`` (softmax cross-entropy),
   ``'bce'``, ``'bpr-max'``, ``'top1-max'`` (each model accepts its subset);
 * ``num_negatives``: negatives the model samples for the loss.
@@ -29,12 +31,16 @@ Renamed options keep working for a while with a ``DeprecationWarning``
 import warnings
 from typing import Any, Dict, List, Optional, Tuple, Union
 
+import torch
 from mmengine.model import BaseModel
 from torch import Tensor
 
 from mmext.registry import DATASETS
 
-__all__ = ['BaseRecommender', 'num_items_from_dataset', 'renamed_option', 'reject_options']
+__all__ = [
+    'BaseRecommender', 'check_item_ids', 'num_items_from_dataset', 'renamed_option',
+    'reject_options'
+]
 
 _MODES = ('loss', 'predict', 'tensor')
 
@@ -45,12 +51,43 @@ def num_items_from_dataset(owner: str, num_items: Optional[int],
     ``metainfo['num_items']``), checked against an explicit ``num_items``."""
     if dataset is None:
         return num_items, None
+    if isinstance(dataset, str):  # 'train_dataloader': mmext's Runner puts the dataset there
+        raise ValueError(f'{owner}: dataset={dataset!r} is resolved by mmext.Runner (the '
+                         'config\'s train_dataloader.dataset); outside a Runner give num_items '
+                         'or a dataset config / instance')
     ds = DATASETS.build(dataset) if isinstance(dataset, dict) else dataset
     count = ds.metainfo['num_items']
     if num_items is not None and num_items != count:
         raise ValueError(f'{owner}: num_items={num_items} but the dataset has {count} items; '
                          'drop num_items to take it from the dataset')
     return count, ds
+
+
+def check_item_ids(owner: str,
+                   name: str,
+                   ids: Tensor,
+                   low: int,
+                   high: int,
+                   mask: Optional[Tensor] = None) -> None:
+    """Raise unless every id of ``ids`` (where ``mask`` is True) lies in ``[low, high]``.
+
+    One vectorised min/max per call (one host sync); the offending id and its position
+    (an index into ``ids``) are looked up only on failure, so the error names the id, where it
+    is and the valid range instead of a bare ``IndexError`` from an embedding lookup.
+    """
+    if ids.numel() == 0:
+        return
+    if mask is not None:
+        ids = torch.where(mask, ids, ids.new_tensor(low))  # masked-out entries always pass
+    lo, hi = torch.aminmax(ids)
+    if int(lo) >= low and int(hi) <= high:
+        return
+    where = torch.nonzero((ids < low) | (ids > high))[0]
+    value = int(ids[tuple(where.tolist())])
+    position = tuple(where.tolist()) if ids.dim() > 1 else int(where[0])
+    note = ' (0 = padding is not valid here)' if low == 1 else ''
+    raise ValueError(f'{owner}: {name}: item id {value} at position {position} (shape '
+                     f'{tuple(ids.shape)}); item ids must be in [{low}, {high}]{note}')
 
 
 def renamed_option(owner: str, kwargs: Dict[str, Any], old: str, new: str, value: Any,

@@ -35,7 +35,8 @@ import torch.nn.functional as F
 
 from mmext.registry import MODELS
 
-from .base import BaseRecommender, num_items_from_dataset, reject_options, renamed_option
+from .base import (BaseRecommender, check_item_ids, num_items_from_dataset, reject_options,
+                   renamed_option)
 from .gru4rec_losses import bpr_max_loss, cross_entropy_logq, top1_max_loss
 
 __all__ = ['GRU4Rec', 'GRU4RecLayer']
@@ -325,9 +326,7 @@ class GRU4Rec(BaseRecommender):
         if items.dim() != 1:
             raise ValueError(f'inputs["item"] must be a (B,) item-id tensor (or (T, B) for '
                              f'predict), got {tuple(items.shape)}')
-        if bool(((items < 0) | (items > self.num_items)).any()):
-            raise ValueError(f'input item ids must lie in [0, {self.num_items}], got '
-                             f'{items.min().item()}..{items.max().item()}')
+        check_item_ids('GRU4Rec', 'input item ids (inputs["item"])', items, 0, self.num_items)
         return self.step(items, inputs.get('reset'))
 
     def _target(self, inputs: Dict[str, torch.Tensor], mode: str) -> torch.Tensor:
@@ -346,6 +345,8 @@ class GRU4Rec(BaseRecommender):
         valid = inputs.get('valid')
         if valid is None:
             valid = torch.ones_like(inputs['item'], dtype=torch.bool)
+        # busy slots predict a real item: padding (0), negative ids and ids past n are errors
+        check_item_ids('GRU4Rec', 'target', target, 1, self.num_items, valid)
         if not bool(valid.any()):
             return {'loss': hidden.sum() * 0}
         return {'loss': self.sampled_loss(hidden[valid], target[valid])}
@@ -366,7 +367,10 @@ class GRU4Rec(BaseRecommender):
             valid = torch.ones_like(inputs['item'], dtype=torch.bool)
         # Only held-out targets are scored (leave-one-out splits advance the state through
         # the history without predicting it).
-        rows = torch.nonzero(valid if evaluate is None else valid & evaluate).flatten()
+        scored = valid if evaluate is None else valid & evaluate
+        # a padding target would count as an event (and be ranked against nothing)
+        check_item_ids('GRU4Rec', 'target', target, 1, self.num_items, scored)
+        rows = torch.nonzero(scored).flatten()
         scores = self.score(hidden[rows]).float()
         pad = torch.zeros(1, dtype=torch.long)
         # The padding id is 'invalid' (never ranked) and, for exclude_seen, also 'exclude'.

@@ -46,7 +46,8 @@ from torch import Tensor
 
 from mmext.registry import MODELS
 
-from .base import BaseRecommender, num_items_from_dataset, reject_options, renamed_option
+from .base import (BaseRecommender, check_item_ids, num_items_from_dataset, reject_options,
+                   renamed_option)
 
 __all__ = ['SASRec', 'SASRecBlock']
 
@@ -292,9 +293,10 @@ class SASRec(BaseRecommender):
         if length > self.max_len:
             raise ValueError(f'SASRec: sequence length {length} exceeds max_len={self.max_len} '
                              '(the number of learned positions)')
-        if seq.numel() and (int(seq.min()) < 0 or int(seq.max()) > self.num_items):
-            raise ValueError(f'SASRec: item ids must be in [0, {self.num_items}], got '
-                             f'[{int(seq.min())}, {int(seq.max())}]')
+        if length == 0:
+            raise ValueError(f'SASRec: seq has length 0 (shape {tuple(seq.shape)}); every history '
+                             'needs at least one position (left-pad with 0)')
+        check_item_ids('SASRec', 'seq', seq, 0, self.num_items)
         valid = seq > 0
         keep = valid.unsqueeze(-1).to(self.item_embedding.weight.dtype)
         if self.position_origin == 'right':
@@ -344,6 +346,7 @@ class SASRec(BaseRecommender):
             raise ValueError('SASRec: training batches need target [B, L] with the shape of seq '
                              f'{tuple(seq.shape)}, got '
                              f'{None if target is None else tuple(target.shape)}')
+        check_item_ids('SASRec', 'target', target, 0, self.num_items)  # 0 = no loss there
         has_target = target > 0
         # windows carry their loss on the newest positions: older ones are only keys
         columns = has_target.any(0).nonzero()
@@ -352,9 +355,6 @@ class SASRec(BaseRecommender):
         pos = target[has_target]
         if h.numel() == 0:
             raise ValueError('SASRec: the batch has no position with a target (all padding)')
-        if int(pos.max()) > self.num_items:
-            raise ValueError(f'SASRec: target id {int(pos.max())} exceeds num_items='
-                             f'{self.num_items}')
         if self.loss_type == 'ce':
             logits = h @ self.item_embedding.weight[1:].t()  # padding is never a class
             return dict(loss=F.cross_entropy(logits, pos - 1))
@@ -366,9 +366,10 @@ class SASRec(BaseRecommender):
             if neg.shape[:2] != seq.shape:
                 raise ValueError(f'SASRec: negatives {tuple(neg.shape)} must be [B, L] or '
                                  f'[B, L, k] matching seq {tuple(seq.shape)}')
+            # positions with a target need real items: padding (0) or ids past n are errors
+            check_item_ids('SASRec', 'negatives', neg, 1, self.num_items,
+                           has_target.unsqueeze(-1).expand_as(neg))
             neg = neg[has_target]
-            if bool((neg <= 0).any()):
-                raise ValueError('SASRec: a position with a target has a padding (0) negative')
         pos_logit = (h * self.item_embedding(pos)).sum(-1)  # [P]
         neg_logit = torch.einsum('pd,pkd->pk', h, self.item_embedding(neg))  # [P, k]
         # -log sigmoid(pos) - sum_k log(1 - sigmoid(neg_k)), averaged over positions (eq. 7).
@@ -378,6 +379,7 @@ class SASRec(BaseRecommender):
     # ------------------------------------------------------------------ prediction
     def predict(self, inputs: Dict[str, Union[Tensor, List[Tensor]]]) -> List[dict]:
         seq, target = inputs['seq'], inputs['target']
+        check_item_ids('SASRec', 'target', target, 1, self.num_items)
         last = self.encode(seq, seq.size(1) - 1)[:, -1]  # left padding: newest item last
         seen: Optional[Sequence[Tensor]] = inputs.get('seen')
         results = []
@@ -398,6 +400,7 @@ class SASRec(BaseRecommender):
         if neg is None:
             raise ValueError("SASRec: eval_mode='sampled' needs negatives [B, N] in the batch; "
                              'set num_eval_negatives in the evaluation dataset')
+        check_item_ids('SASRec', 'negatives', neg, 1, self.num_items)
         candidates = torch.cat([target.view(-1, 1), neg], dim=1)  # target at index 0
         scores = torch.einsum('bd,bcd->bc', last, self.item_embedding(candidates))
         empty = torch.zeros(0, dtype=torch.long)

@@ -37,9 +37,10 @@ def decode(ds, ids):
 
 def test_split_positions_time_order_and_ties(tmp_path):
     ann = write(tmp_path, ROWS)
-    train = LeaveOneOutSequenceDataset(ann_file=ann, split='train', max_len=6)
-    val = LeaveOneOutSequenceDataset(ann_file=ann, split='val', max_len=6)
-    test = LeaveOneOutSequenceDataset(ann_file=ann, split='test', max_len=6)
+    drop = dict(ann_file=ann, max_len=6, unseen_targets='drop')
+    train = LeaveOneOutSequenceDataset(split='train', **drop)
+    val = LeaveOneOutSequenceDataset(split='val', **drop)
+    test = LeaveOneOutSequenceDataset(split='test', **drop)
     users = IdMap.from_dict(train.metainfo['user_map'])
     by_user = {users.decode([train[i]['user'] + 1])[0]: train[i] for i in range(len(train))}
     # a in time order: f e b c d (b before c: equal times keep file order); train = f e b
@@ -67,7 +68,7 @@ def test_split_positions_time_order_and_ties(tmp_path):
     assert 'g' not in test.metainfo['item_map']['tokens']
 
 
-def test_unseen_items_dropped_and_counted(tmp_path):
+def _unseen_rows():
     # Every user has >= 3 items; items 'new1'/'new2' appear only as held-out items.
     rows = []
     for u in range(4):
@@ -79,9 +80,13 @@ def test_unseen_items_dropped_and_counted(tmp_path):
         ('u1', 'i2', 5, 10),
         ('u1', 'new2', 5, 11)
     ]  # test new2 unseen
-    ann = write(tmp_path, rows)
-    val = LeaveOneOutSequenceDataset(ann_file=ann, split='val', max_len=8)
-    test = LeaveOneOutSequenceDataset(ann_file=ann, split='test', max_len=8)
+    return rows
+
+
+def test_unseen_items_dropped_and_counted(tmp_path):
+    ann = write(tmp_path, _unseen_rows())
+    val = LeaveOneOutSequenceDataset(ann_file=ann, split='val', max_len=8, unseen_targets='drop')
+    test = LeaveOneOutSequenceDataset(ann_file=ann, split='test', max_len=8, unseen_targets='drop')
     assert val.metainfo['stats']['val_targets_unseen'] == 1
     assert test.metainfo['stats']['test_targets_unseen'] == 1
     assert len(val) == 3 and len(test) == 3
@@ -91,6 +96,37 @@ def test_unseen_items_dropped_and_counted(tmp_path):
     for ds in (val, test):
         for i in range(len(ds)):
             assert 1 <= ds[i]['target'] <= ds.metainfo['num_items']
+    assert test.metainfo['eval_population'] == dict(
+        unit='users',
+        scored=3,
+        dropped={
+            'fewer than 3 interactions (training only)': 0,
+            "held-out item unseen in training (unseen_targets='drop')": 1
+        })
+
+
+def test_unseen_held_out_items_are_ranked_by_default(tmp_path):
+    """Every user is evaluated (the papers' population): items seen only as held-out items get
+    ids after the training items, whose ids do not change."""
+    ann = write(tmp_path, _unseen_rows())
+    train = LeaveOneOutSequenceDataset(ann_file=ann, split='train', max_len=8)
+    val = LeaveOneOutSequenceDataset(ann_file=ann, split='val', max_len=8)
+    test = LeaveOneOutSequenceDataset(ann_file=ann, split='test', max_len=8)
+    dropped = LeaveOneOutSequenceDataset(
+        ann_file=ann, split='train', max_len=8, unseen_targets='drop')
+    assert len(val) == 4 and len(test) == 4
+    tokens = train.metainfo['item_map']['tokens']
+    assert list(tokens[:4]) == list(dropped.metainfo['item_map']['tokens'])
+    assert sorted(tokens[4:]) == ['new1', 'new2'] and train.metainfo['num_items'] == 6
+    assert [train[i]['seq'].tolist() for i in range(len(train))] == \
+        [dropped[i]['seq'].tolist() for i in range(len(dropped))]
+    stats = test.metainfo['stats']
+    assert stats['test_targets_unseen'] == 1 and stats['test_targets_dropped'] == 0
+    assert stats['history_items_unseen'] == 0  # u0's unseen validation item stays in
+    targets = sorted(test[i]['target'] for i in range(len(test)))
+    assert targets[-1] > stats['num_train_items']  # new2: ranked by its untrained embedding
+    assert test.metainfo['eval_population']['scored'] == 4
+    assert sum(test.metainfo['eval_population']['dropped'].values()) == 0
 
 
 def _random_log(tmp_path, num_users=30, num_items=50, seed=0):
@@ -241,5 +277,12 @@ def test_ml100k_default(tmp_path):
     ds = LeaveOneOutSequenceDataset(split='test', max_len=50)
     stats = ds.metainfo['stats']
     assert stats['num_interactions'] == 100000 and stats['num_users'] == 943
-    assert len(ds) == 943 - stats['test_targets_unseen']
     assert ds.metainfo['data_file'].endswith('ml-100k.inter')
+    # every user is evaluated; dropping unseen held-out items (the former default) lost 3 test
+    # users (and 1 validation user) of 943
+    assert len(ds) == 943 and stats['test_targets_unseen'] == 3
+    assert ds.metainfo['num_items'] == 1682 and stats['num_train_items'] == 1678
+    drop = LeaveOneOutSequenceDataset(split='test', max_len=50, unseen_targets='drop')
+    assert len(drop) == 943 - drop.metainfo['stats']['test_targets_unseen'] == 940
+    val = LeaveOneOutSequenceDataset(split='val', max_len=50, unseen_targets='drop')
+    assert len(val) == 942

@@ -157,7 +157,11 @@ def test_leave_one_out_sequences(tmp_path):
     path.write_text('SessionId\tItemId\tTime\n' + ''.join(f'{u}\t{i}\t{t}\n'
                                                           for t, (u, i) in enumerate(rows)))
     args = dict(
-        data_path=str(path), file_format='session', min_item_support=1, split_mode='leave_one_out')
+        data_path=str(path),
+        file_format='session',
+        min_item_support=1,
+        split_mode='leave_one_out',
+        unseen_targets='drop')
     train = SessionDataset('train', **args)
     names = train.item_map.decode
     assert names(train.items.numpy()).tolist() == ['a', 'b', 'c', 'a', 'b']  # u1, u3; u2 < 2
@@ -176,3 +180,12 @@ def test_leave_one_out_sequences(tmp_path):
     assert meta['test_unseen_targets'] == 1 and meta['num_unseen_targets'] == 1
     with pytest.raises(ValueError, match="split must be one of"):
         SessionDataset('valid', **dict(args, split_mode='time'))
+    # the default scores every held-out event: u3's unseen 'z' is ranked like any other item
+    ranked = dict(args, unseen_targets=None)
+    test = SessionDataset('test', **ranked)
+    assert len(test) == 3 and test.metainfo['test_untrained_targets'] == 1
+    assert test.metainfo['eval_population']['scored'] == 3
+    assert 'z' in test.item_map and test.num_items == 4
+    assert SessionDataset('train', **ranked).items.tolist() == train.items.tolist()
+    with pytest.raises(ValueError, match="unseen_targets='rank' needs split_mode"):
+        SessionDataset('test', **dict(args, split_mode='time', unseen_targets='rank'))

@@ -458,8 +458,9 @@ def gru4rec_cfg(tmp_path, data_path, epochs):
         session_gap=None,
         min_item_support=1,
         test_seconds=30 * 3600)
+    # the model reads its items from train_dataloader.dataset (model.dataset='train_dataloader')
     for part in (cfg.train_dataloader.dataset, cfg.val_dataloader.dataset,
-                 cfg.test_dataloader.dataset, cfg.model.dataset):
+                 cfg.test_dataloader.dataset):
         part.update(data)
     cfg.model.update(hidden_sizes=(32, ), num_negatives=8, dropout_p_hidden=0.0)
     cfg.train_dataloader.batch_size = 16

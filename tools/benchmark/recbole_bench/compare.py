@@ -42,8 +42,8 @@ def run_pair(args, name: str, python: str, work: str, data_kw: dict, dataset: st
                 batch_size=ours.batch_size,
                 params=sum(p.numel() for p in ours.model.parameters()),
                 dropped=dict(
-                    val=ours.val_set.metainfo['stats']['val_targets_unseen'],
-                    test=ours.test_set.metainfo['stats']['test_targets_unseen'])))
+                    val=ours.val_set.metainfo['stats']['val_targets_dropped'],
+                    test=ours.test_set.metainfo['stats']['test_targets_dropped'])))
         print(json.dumps(info), flush=True)
         if ref.info['train_targets'] != ours.num_targets:
             raise AssertionError(f'the two sides train on different targets: {info}')

@@ -114,6 +114,8 @@ class OursFromConfig:
         self.torch = torch
         cfg = Config.fromfile(config)
         cfg.model.update(model_overrides)
+        if cfg.model.get('dataset') == 'train_dataloader':  # what mmext.Runner resolves
+            cfg.model.dataset = cfg.train_dataloader.dataset
         torch.manual_seed(seed)
         with DefaultScope.overwrite_default_scope('mmext'):
             self.model = MODELS.build(cfg.model)
