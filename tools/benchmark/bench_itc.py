@@ -67,13 +67,10 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
             'mmpretrain ITCHead': lambda: step(theirs),
             'mmext ITCLoss': lambda: step(ours)
         }, args.repeats)
-    stats = {
-        name: (statistics.median(s.wall
-                                 for s in ss), min(s.wall
-                                                   for s in ss), statistics.median(s.cpu
-                                                                                   for s in ss))
-        for name, ss in samples_t.items()
-    }
+    stats = {}
+    for name, ss in samples_t.items():
+        walls = [s.wall for s in ss]
+        stats[name] = (statistics.median(walls), min(walls), statistics.median([s.cpu for s in ss]))
     base = stats['mmpretrain ITCHead']
     for name, (med, low, cpu) in stats.items():
         print(f'  {name:20s} wall median {med * 1e3:8.2f} ms  min {low * 1e3:8.2f} ms  '

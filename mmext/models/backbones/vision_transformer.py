@@ -206,39 +206,25 @@ class VisionTransformer(BaseModule):
             ``dict(type='Pretrained', checkpoint=PATH)`` loads an mmext/mmpretrain-keyed file.
     """
 
-    arch_zoo: Dict[str, Dict[str,
-                             int]] = {
-                                 **dict.fromkeys(('t', 'tiny', 'deit-t', 'deit-tiny'),
-                                                 dict(
-                                                     embed_dims=192,
-                                                     num_layers=12,
-                                                     num_heads=3,
-                                                     feedforward_channels=768)),
-                                 **dict.fromkeys(('s', 'small', 'deit-s', 'deit-small'),
-                                                 dict(
-                                                     embed_dims=384,
-                                                     num_layers=12,
-                                                     num_heads=6,
-                                                     feedforward_channels=1536)),
-                                 **dict.fromkeys(('b', 'base', 'deit-b', 'deit-base'),
-                                                 dict(
-                                                     embed_dims=768,
-                                                     num_layers=12,
-                                                     num_heads=12,
-                                                     feedforward_channels=3072)),
-                                 **dict.fromkeys(('l', 'large'),
-                                                 dict(
-                                                     embed_dims=1024,
-                                                     num_layers=24,
-                                                     num_heads=16,
-                                                     feedforward_channels=4096)),
-                                 **dict.fromkeys(('h', 'huge'),
-                                                 dict(
-                                                     embed_dims=1280,
-                                                     num_layers=32,
-                                                     num_heads=16,
-                                                     feedforward_channels=5120)),
-                             }
+    # yapf: disable
+    arch_zoo: Dict[str, Dict[str, int]] = {
+        **dict.fromkeys(('t', 'tiny', 'deit-t', 'deit-tiny'),
+                        dict(embed_dims=192, num_layers=12, num_heads=3,
+                             feedforward_channels=768)),
+        **dict.fromkeys(('s', 'small', 'deit-s', 'deit-small'),
+                        dict(embed_dims=384, num_layers=12, num_heads=6,
+                             feedforward_channels=1536)),
+        **dict.fromkeys(('b', 'base', 'deit-b', 'deit-base'),
+                        dict(embed_dims=768, num_layers=12, num_heads=12,
+                             feedforward_channels=3072)),
+        **dict.fromkeys(('l', 'large'),
+                        dict(embed_dims=1024, num_layers=24, num_heads=16,
+                             feedforward_channels=4096)),
+        **dict.fromkeys(('h', 'huge'),
+                        dict(embed_dims=1280, num_layers=32, num_heads=16,
+                             feedforward_channels=5120)),
+    }
+    # yapf: enable
     OUT_TYPES = ('cls_token', 'featmap', 'avg_featmap', 'raw')
     ARCH_KEYS = ('embed_dims', 'num_layers', 'num_heads', 'feedforward_channels')
 
