@@ -29,6 +29,7 @@ Renamed options keep working for a while with a ``DeprecationWarning``
 ``loss_type``) raise an error naming the option to use (:func:`reject_options`).
 """
 import warnings
+from abc import abstractmethod
 from typing import Any, Dict, List, Optional, Tuple, Union
 
 import torch
@@ -143,11 +144,14 @@ class BaseRecommender(BaseModel):
             return self._forward(inputs)
         raise ValueError(f'{name}: mode={mode!r}: expected one of {_MODES}')
 
+    @abstractmethod
     def loss(self, inputs: Dict[str, Any]) -> Dict[str, Tensor]:
-        raise NotImplementedError
+        """Training losses of one batch, ``{'loss': scalar}``."""
 
+    @abstractmethod
     def predict(self, inputs: Dict[str, Any]) -> List[dict]:
-        raise NotImplementedError
+        """Scores over all items for :class:`mmext.RankingMetric`, one dict per scored event."""
 
+    @abstractmethod
     def _forward(self, inputs: Dict[str, Any]) -> Tensor:
-        raise NotImplementedError
+        """The raw output (GRU4Rec: scores over all items; SASRec: hidden states)."""
