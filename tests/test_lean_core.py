@@ -18,7 +18,7 @@ import pytest
 from mmext import registry
 
 ROOT = Path(__file__).resolve().parents[1]
-TOOLBOXES = ('mmcv', 'mmdet', 'mmseg', 'mmpretrain')
+TOOLBOXES = registry.TOOLBOXES  # the packages the lean core must not need
 # What each extra brings (setup.py's extras_require), as importable top-level packages.
 EXTRA_PACKAGES = {
     None: (),
