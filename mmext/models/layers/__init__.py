@@ -11,13 +11,17 @@ from .positional_encoding import SinePositionalEncoding
 
 __getattr__ = lazy_exports(
     __name__, {
-        name: '.detr_transformer'
-        for name in ('DetrAttention', 'DetrTransformerEncoderLayer', 'DetrTransformerDecoderLayer',
-                     'DetrTransformerEncoder', 'DetrTransformerDecoder')
+        **{
+            name: '.detr_transformer'
+            for name in ('DetrAttention', 'DetrTransformerEncoderLayer',
+                         'DetrTransformerDecoderLayer', 'DetrTransformerEncoder',
+                         'DetrTransformerDecoder')
+        },
+        'CdnQueryGenerator': '.cdn_query_generator',
     })
 
 __all__ = [
     'FusedLayerNorm', 'SinePositionalEncoding', 'DetrAttention', 'DetrTransformerEncoderLayer',
     'DetrTransformerDecoderLayer', 'DetrTransformerEncoder', 'DetrTransformerDecoder',
-    'batch_input_shape', 'padding_mask'
+    'batch_input_shape', 'padding_mask', 'CdnQueryGenerator'
 ]
