@@ -33,11 +33,12 @@ from typing import Dict, List, Optional, Tuple, Union
 
 import torch
 import torch.nn as nn
-from mmdet.models.layers.transformer.utils import inverse_sigmoid
 from mmdet.structures import SampleList
 from mmdet.structures.bbox import bbox_xyxy_to_cxcywh, get_box_tensor
 from mmengine.model import BaseModule
 from torch import Tensor
+
+from .inverse_sigmoid import inverse_sigmoid
 
 __all__ = ['CdnQueryGenerator']
 
