@@ -1,8 +1,9 @@
 # DINO (mmext.DINO / DINOHead, contrastive denoising + mixed query selection + look forward twice)
 # from scratch on the embedded shapes dataset (128x128 images, 4 classes; generated under
 # data/shapes/ on first use), sized for 2 CPU cores: a half-width ResNet-18 (C3-C5) and a 4th
-# level from a strided conv (strides 8-64, 340 tokens), 3 deformable encoder and 3 decoder layers of
-# width 128, 100 matching queries and about 50 denoising queries per image.
+# level from a strided conv (strides 8-64, 340 tokens), 2 deformable encoder and 3 decoder layers of
+# width 128 (FFN 256), 50 matching queries and about 30 positive denoising queries per image (an
+# image holds at most 6 shapes).
 # Run: python tools/train.py configs/dino/dino-4scale_r18_shapes-128_demo.py
 _base_ = ['mmdet::_base_/default_runtime.py', '../_base_/datasets/shapes_detection.py']
 
@@ -15,7 +16,7 @@ num_levels = 4
 
 model = dict(
     type='DINO',  # mmext.DINO
-    num_queries=100,
+    num_queries=50,
     with_box_refine=True,
     as_two_stage=True,
     num_feature_levels=num_levels,
@@ -45,20 +46,19 @@ model = dict(
         norm_cfg=dict(type='GN', num_groups=32),
         num_outs=num_levels),  # the 4th level: 3x3 stride-2 conv on C5
     encoder=dict(
-        num_layers=3,
+        num_layers=2,
         layer_cfg=dict(
             self_attn_cfg=dict(embed_dims=embed_dims, num_levels=num_levels, dropout=0.0),
-            ffn_cfg=dict(embed_dims=embed_dims, feedforward_channels=512, ffn_drop=0.0))),
+            ffn_cfg=dict(embed_dims=embed_dims, feedforward_channels=256, ffn_drop=0.0))),
     decoder=dict(
         num_layers=3,
         return_intermediate=True,
         layer_cfg=dict(
             self_attn_cfg=dict(embed_dims=embed_dims, num_heads=8, dropout=0.0),
             cross_attn_cfg=dict(embed_dims=embed_dims, num_levels=num_levels, dropout=0.0),
-            ffn_cfg=dict(embed_dims=embed_dims, feedforward_channels=512, ffn_drop=0.0)),
+            ffn_cfg=dict(embed_dims=embed_dims, feedforward_channels=256, ffn_drop=0.0)),
         post_norm_cfg=None),
-    positional_encoding=dict(
-        num_feats=embed_dims // 2, normalize=True, offset=0.0, temperature=20),
+    positional_encoding=dict(num_feats=embed_dims // 2, normalize=True, offset=0.0, temperature=20),
     bbox_head=dict(
         type='DINOHead',  # mmext.DINOHead
         num_classes=4,
@@ -71,7 +71,7 @@ model = dict(
     dn_cfg=dict(
         label_noise_scale=0.5,
         box_noise_scale=1.0,
-        group_cfg=dict(dynamic=True, num_groups=None, num_dn_queries=50)),
+        group_cfg=dict(dynamic=True, num_groups=None, num_dn_queries=30)),
     train_cfg=dict(
         assigner=dict(
             type='HungarianAssigner',  # mmext.HungarianAssigner: batched, exact
@@ -80,7 +80,7 @@ model = dict(
                 dict(type='BBoxL1Cost', weight=5.0, box_format='xywh'),
                 dict(type='IoUCost', iou_mode='giou', weight=2.0)
             ])),
-    test_cfg=dict(max_per_img=100))
+    test_cfg=dict(max_per_img=50))
 
 train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs, val_interval=6)
 val_cfg = dict(type='ValLoop')

@@ -31,6 +31,7 @@ from mmdet.utils import InstanceList, OptInstanceList, reduce_mean
 from torch import Tensor
 
 from mmext.registry import MODELS
+
 from .deformable_detr_head import DeformableDETRHead
 from .detr_head import DETRHead
 
@@ -80,8 +81,7 @@ class DINOHead(DeformableDETRHead):
         (``loss_*``, ``d{i}.loss_*``), the encoder proposals' (``enc_loss_*``) and the denoising
         part's (``dn_loss_*``, ``d{i}.dn_loss_*``), in mmdet's order."""
         match_cls, match_bbox, dn_cls, dn_bbox = self.split_outputs(all_layers_cls_scores,
-                                                                    all_layers_bbox_preds,
-                                                                    dn_meta)
+                                                                    all_layers_bbox_preds, dn_meta)
         # DETR's per-layer Hungarian losses; Deformable DETR's own override would add its
         # class-agnostic encoder loss, DINO's encoder loss keeps the classes
         losses = DETRHead.loss_by_feat(self, match_cls, match_bbox, batch_gt_instances,
@@ -92,8 +92,7 @@ class DINOHead(DeformableDETRHead):
             for name, value in zip(('loss_cls', 'loss_bbox', 'loss_iou'), enc):
                 losses[f'enc_{name}'] = value
         if dn_cls is not None:
-            dn_losses = self.loss_dn(dn_cls, dn_bbox, batch_gt_instances, batch_img_metas,
-                                     dn_meta)
+            dn_losses = self.loss_dn(dn_cls, dn_bbox, batch_gt_instances, batch_img_metas, dn_meta)
             num_layers = len(dn_losses)
             for i in [num_layers - 1] + list(range(num_layers - 1)):  # last layer first
                 prefix = '' if i == num_layers - 1 else f'd{i}.'
@@ -103,8 +102,8 @@ class DINOHead(DeformableDETRHead):
 
     @staticmethod
     def split_outputs(
-        all_layers_cls_scores: Tensor, all_layers_bbox_preds: Tensor, dn_meta: Optional[DnMeta]
-    ) -> Tuple[Tensor, Tensor, Optional[Tensor], Optional[Tensor]]:
+            all_layers_cls_scores: Tensor, all_layers_bbox_preds: Tensor,
+            dn_meta: Optional[DnMeta]) -> Tuple[Tensor, Tensor, Optional[Tensor], Optional[Tensor]]:
         """Split ``[L, B, D + Q, *]`` outputs into the matching part ``[L, B, Q, *]`` and the
         denoising part ``[L, B, D, *]`` (the first ``D`` queries; None without ``dn_meta``).
 
@@ -124,11 +123,11 @@ class DINOHead(DeformableDETRHead):
         """``(loss_cls, loss_bbox, loss_iou)`` of each decoder layer's denoising outputs
         ``[L, B, D, *]``; the targets are the same for every layer and computed once."""
         targets = self.get_dn_targets(batch_gt_instances, batch_img_metas, dn_meta)
-        return [
-            self._loss_dn_single(cls_scores, bbox_preds, batch_img_metas, *targets)
-            for cls_scores, bbox_preds in zip(all_layers_denoising_cls_scores,
-                                              all_layers_denoising_bbox_preds)
-        ]
+        losses = []
+        for cls_scores, bbox_preds in zip(all_layers_denoising_cls_scores,
+                                          all_layers_denoising_bbox_preds):
+            losses.append(self._loss_dn_single(cls_scores, bbox_preds, batch_img_metas, *targets))
+        return losses
 
     def _loss_dn_single(self, dn_cls_scores: Tensor, dn_bbox_preds: Tensor,
                         batch_img_metas: List[dict], labels: Tensor, label_weights: Tensor,

@@ -148,8 +148,8 @@ class DINO(DeformableDETR):
         topk = torch.topk(enc_outputs_class.max(-1)[0], k=self.num_queries, dim=1)[1]
         topk_score = torch.gather(enc_outputs_class, 1,
                                   topk[..., None].expand(-1, -1, enc_outputs_class.size(-1)))
-        topk_coords_unact = torch.gather(enc_outputs_coord_unact, 1,
-                                         topk[..., None].expand(-1, -1, 4))
+        topk_coords_unact = torch.gather(enc_outputs_coord_unact, 1, topk[...,
+                                                                          None].expand(-1, -1, 4))
         topk_coords = topk_coords_unact.sigmoid()  # for the encoder loss, with its graph
         topk_coords_unact = topk_coords_unact.detach()  # the decoder's anchors: no gradient
 

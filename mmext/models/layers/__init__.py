@@ -34,6 +34,6 @@ __getattr__ = lazy_exports(
 
 __all__ = [
     'FusedLayerNorm', 'SinePositionalEncoding', 'MultiScaleDeformableAttention', 'inverse_sigmoid',
-    'batch_input_shape', 'padding_mask', *_DETR, *_DEFORMABLE_DETR,
-    'DinoTransformerDecoder', 'CdnQueryGenerator'
+    'batch_input_shape', 'padding_mask', *_DETR, *_DEFORMABLE_DETR, 'DinoTransformerDecoder',
+    'CdnQueryGenerator'
 ]

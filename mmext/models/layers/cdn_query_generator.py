@@ -201,8 +201,8 @@ class CdnQueryGenerator(BaseModule):
                 padded.transpose(1, 2).reshape(batch_size, copies * max_num_target, query.size(-1)))
         return out[0], out[1]
 
-    def attn_mask(self, max_num_target: int, num_groups: int,
-                  device: Union[torch.device, str]) -> Tensor:
+    def attn_mask(self, max_num_target: int, num_groups: int, device: Union[torch.device,
+                                                                            str]) -> Tensor:
         """``[D + Q, D + Q]`` bool self-attention mask (True: may not attend).
 
         Denoising queries see their own group and every matching query; matching queries see

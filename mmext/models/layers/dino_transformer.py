@@ -87,8 +87,9 @@ class DinoTransformerDecoder(DeformableDetrTransformerDecoder):
             ``[B, Q, C]`` and its (detached) boxes ``[B, Q, 4]``, as mmdet.
         """
         if reference_points.size(-1) != 4:
-            raise ValueError('DinoTransformerDecoder refines anchor boxes: reference_points '
-                             f'must be [B, Q, 4] (cx, cy, w, h), got {tuple(reference_points.shape)}')
+            raise ValueError(
+                'DinoTransformerDecoder refines anchor boxes: reference_points '
+                f'must be [B, Q, 4] (cx, cy, w, h), got {tuple(reference_points.shape)}')
         hidden_states, references = [], [reference_points]
         for layer_id, layer in enumerate(self.layers):
             level_boxes = scale_references(reference_points, valid_ratios)  # [B, Q, L, 4]

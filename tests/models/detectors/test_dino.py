@@ -8,15 +8,12 @@ encoder loss), gradients, and detections must agree; state dicts round-trip; the
 configs build.
 """
 import copy
-import os
 
 import pytest
 import torch
 from mmdet.models.detectors import DINO as MMDetDINO
 from mmdet.structures import DetDataSample
 from mmdet.utils import register_all_modules
-from mmengine.config import Config
-from mmengine.dataset import Compose
 from mmengine.registry import DefaultScope
 from mmengine.structures import InstanceData
 
@@ -28,7 +25,6 @@ from mmext.registry import MODELS
 
 register_all_modules(init_default_scope=False)
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
 C, LEVELS = 256, 4
 
 
@@ -172,8 +168,8 @@ def test_tiny_dino_losses_gradients_and_predictions_match_mmdet(num_gts):
             torch.testing.assert_close(o, e, rtol=0, atol=1e-5)
     for e, o in zip(expected, got):
         for key in ('bboxes', 'scores', 'labels'):
-            torch.testing.assert_close(o.pred_instances[key], e.pred_instances[key], rtol=0,
-                                       atol=1e-5)
+            torch.testing.assert_close(
+                o.pred_instances[key], e.pred_instances[key], rtol=0, atol=1e-5)
 
 
 def test_batch_without_ground_truth_keeps_label_embedding_in_graph():

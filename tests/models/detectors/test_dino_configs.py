@@ -46,7 +46,7 @@ def test_configs_build_with_mmext_parts(path):
         model.eval()
         with torch.no_grad():
             cls, boxes = model._forward(torch.randn(1, 3, 128, 128))
-        assert cls.shape == (3, 1, 100, 4) and boxes.shape == (3, 1, 100, 4)
+        assert cls.shape == (3, 1, 50, 4) and boxes.shape == (3, 1, 50, 4)
     else:  # mmdet's recipe, unchanged
         assert model.num_queries == 900 and model.bbox_head.num_classes == 80
         assert cfg.optim_wrapper.optimizer == dict(type='AdamW', lr=1e-4, weight_decay=1e-4)
