@@ -61,7 +61,8 @@ class CheckedCocoDataset(CocoDataset):
             raise ValueError(f'{path}: the annotation file is empty (0 bytes)')
         self._dropped: Counter = Counter()
         self._unknown_cat_ids: Counter = Counter()
-        self._only_unknown_imgs: set = set()  # images whose annotations all have unknown ids
+        self._only_unknown_imgs: set = set()  # ids of images whose annotations all have unknown
+        # category ids: filter_empty_gt removes them, and we say so
         try:
             data_list = super().load_data_list()
         except json.JSONDecodeError as err:
@@ -101,8 +102,8 @@ class CheckedCocoDataset(CocoDataset):
         has_known = has_unknown = False
         for ann in raw_data_info['raw_ann_info']:
             if ann['category_id'] not in file_cats:
-                has_unknown = True
-                if not ann.get('ignore', False):
+                if not ann.get('ignore', False):  # an ignored one is meant to be skipped
+                    has_unknown = True
                     self._dropped[UNKNOWN_CATEGORY] += 1
                     self._unknown_cat_ids[ann['category_id']] += 1
                 continue
@@ -176,10 +177,11 @@ class CheckedCocoDataset(CocoDataset):
     def _report_dropped(self, kept: int) -> None:
         if not self._dropped:
             return
-        why = ', '.join(
-            f'{n} {reason}' + (f' (ids {sorted(self._unknown_cat_ids)})'
-                               if reason == UNKNOWN_CATEGORY else '')
-            for reason, n in self._dropped.items())
+        parts = []
+        for reason, n in self._dropped.items():
+            ids = f' (ids {sorted(self._unknown_cat_ids)})' if reason == UNKNOWN_CATEGORY else ''
+            parts.append(f'{n} {reason}{ids}')
+        why = ', '.join(parts)
         print_log(
             f'{self.ann_file}: {sum(self._dropped.values())} annotation(s) dropped ({why}); '
             f'{kept} kept',

@@ -39,7 +39,10 @@ def build(tmp_path, path, **kwargs):
         data_prefix=dict(img=''),
         metainfo=dict(classes=CLASSES),
         pipeline=[],
-        **{'filter_cfg': None, **kwargs})
+        **{
+            'filter_cfg': None,
+            **kwargs
+        })
 
 
 @pytest.fixture
@@ -121,7 +124,10 @@ def test_unknown_category_ids_are_counted(tmp_path, messages):
             "with a category_id not in the file's categories": 4,
             'smaller than 1 px or zero area': 1
         },
-        unknown_category_ids={7: 3, 9: 1},
+        unknown_category_ids={
+            7: 3,
+            9: 1
+        },
         images=4,
         images_left=2,
         images_removed_unknown_category=2)
@@ -140,8 +146,10 @@ def test_unknown_category_ids_without_filter(tmp_path, messages):
 
 def test_unknown_category_ids_strict(tmp_path):
     anns = [(1, (10, 10, 20, 20)), (3, (10, 10, 20, 20)), (3, (1, 1, 20, 20))]
-    with pytest.raises(ValueError, match=r"ann\.json: 2 annotation\(s\) with a category_id not in "
-                       r"the file's categories \(ids \[3\]\)"):
+    with pytest.raises(
+            ValueError,
+            match=r"ann\.json: 2 annotation\(s\) with a category_id not in "
+            r"the file's categories \(ids \[3\]\)"):
         build(tmp_path, write(tmp_path, coco(anns=anns)), on_unknown_category='error')
     with pytest.raises(ValueError, match='on_unknown_category'):
         build(tmp_path, write(tmp_path, coco(anns=anns)), on_unknown_category='raise')
@@ -150,17 +158,18 @@ def test_unknown_category_ids_strict(tmp_path):
 def test_class_annotations_of_other_categories_are_not_unknown(tmp_path, messages):
     """A category of the file outside metainfo.classes is a selection, not an error."""
     anns = [(1, (10, 10, 20, 20)), (3, (10, 10, 20, 20))]
-    ds = build(
-        tmp_path, write(tmp_path, coco(anns=anns, categories=CLASSES + ('ellipse', ))))
+    ds = build(tmp_path, write(tmp_path, coco(anns=anns, categories=CLASSES + ('ellipse', ))))
     assert len(ds.get_data_info(0)['instances']) == 1 and messages == []
 
 
 def test_no_annotations_under_filter_empty_gt(tmp_path):
     """mmengine would fail with ``need at least one array to concatenate``."""
     path = write(tmp_path, coco(images=3))
-    with pytest.raises(ValueError, match=r'ann\.json: 0 of 3 images are left after filtering '
-                       r".*3 have no annotation of the classes \['circle', 'square'\].*"
-                       'filter_empty_gt=False'):
+    with pytest.raises(
+            ValueError,
+            match=r'ann\.json: 0 of 3 images are left after filtering '
+            r".*3 have no annotation of the classes \['circle', 'square'\].*"
+            'filter_empty_gt=False'):
         build(tmp_path, path, filter_cfg=dict(filter_empty_gt=True))
     assert len(build(tmp_path, path, filter_cfg=dict(filter_empty_gt=False))) == 3
     assert len(build(tmp_path, path, filter_cfg=dict(filter_empty_gt=True), test_mode=True)) == 3
@@ -168,15 +177,19 @@ def test_no_annotations_under_filter_empty_gt(tmp_path):
 
 def test_only_unknown_categories_under_filter_empty_gt(tmp_path, messages):
     path = write(tmp_path, coco(images=2, anns=[(5, (10, 10, 20, 20)), (5, (1, 1, 9, 9), 2)]))
-    with pytest.raises(ValueError, match=r"0 of 2 images .*2 annotation\(s\) with a category_id "
-                       r"not in the file's categories \(ids \[5\]\)"):
+    with pytest.raises(
+            ValueError,
+            match=r"0 of 2 images .*2 annotation\(s\) with a category_id "
+            r"not in the file's categories \(ids \[5\]\)"):
         build(tmp_path, path, filter_cfg=dict(filter_empty_gt=True))
 
 
 def test_all_images_below_min_size(tmp_path):
     path = write(tmp_path, coco(images=2, anns=[(1, (10, 10, 20, 20))]))
-    with pytest.raises(ValueError, match=r'0 of 2 images .*1 have no annotation.*'
-                       '2 are smaller than min_size=200'):
+    with pytest.raises(
+            ValueError,
+            match=r'0 of 2 images .*1 have no annotation.*'
+            '2 are smaller than min_size=200'):
         build(tmp_path, path, filter_cfg=dict(filter_empty_gt=True, min_size=200))
 
 
@@ -185,6 +198,8 @@ def test_all_images_below_min_size(tmp_path):
 def test_nonfinite_box_raises_naming_the_image(tmp_path, bbox):
     """mmdet drops such a box without a word (or keeps an infinite width)."""
     anns = [(1, (10, 10, 20, 20), 2), (2, bbox, 2)]
-    with pytest.raises(ValueError, match=r"ann\.json: image '1\.png' \(id 2\) has a box with a "
-                       r'NaN or infinite coordinate: annotation id 2'):
+    with pytest.raises(
+            ValueError,
+            match=r"ann\.json: image '1\.png' \(id 2\) has a box with a "
+            r'NaN or infinite coordinate: annotation id 2'):
         build(tmp_path, write(tmp_path, coco(images=2, anns=anns)))

@@ -41,5 +41,5 @@ def raise_on_nonfinite_gt_boxes(boxes: Sequence[Tensor], img_metas: Optional[Seq
             found.append(f'{_describe(i, meta)}: {int(bad.sum())} of {len(b)} box(es), e.g. '
                          f'{shown}')
     if found:
-        raise ValueError(f'{owner}: ground-truth boxes with NaN or infinite coordinates in '
-                         + '; '.join(found) + ' (check the annotations and the data pipeline)')
+        raise ValueError(f'{owner}: ground-truth boxes with NaN or infinite coordinates in ' +
+                         '; '.join(found) + ' (check the annotations and the data pipeline)')

@@ -285,7 +285,9 @@ def test_nonfinite_gt_box_raises_naming_the_image(value):
     for i, s in enumerate(samples):
         s.set_metainfo(dict(img_path=f'data/{i}.png', img_id=i + 10))
     samples[2].gt_instances.bboxes[3, 0] = value
-    with pytest.raises(ValueError, match=r"DETRHead: ground-truth boxes with NaN or infinite "
-                       r"coordinates in image 2 of the batch \(img_path='data/2\.png', img_id=12\)"
-                       r': 1 of 5 box'):
+    with pytest.raises(
+            ValueError,
+            match=r"DETRHead: ground-truth boxes with NaN or infinite "
+            r"coordinates in image 2 of the batch \(img_path='data/2\.png', img_id=12\)"
+            r': 1 of 5 box'):
         ours.loss(hidden(), samples)

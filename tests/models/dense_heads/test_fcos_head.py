@@ -561,7 +561,9 @@ def test_nonfinite_gt_box_raises_naming_the_image(value):
     gts = hard_batch()
     gts[1].bboxes[1, 2] = value
     img_metas = [dict(m, img_path=f'data/{i}.png', img_id=i + 10) for i, m in enumerate(metas(3))]
-    with pytest.raises(ValueError, match=r"FCOSHead: ground-truth boxes with NaN or infinite "
-                       r"coordinates in image 1 of the batch \(img_path='data/1\.png', img_id=11\)"
-                       r': 1 of \d+ box'):
+    with pytest.raises(
+            ValueError,
+            match=r"FCOSHead: ground-truth boxes with NaN or infinite "
+            r"coordinates in image 1 of the batch \(img_path='data/1\.png', img_id=11\)"
+            r': 1 of \d+ box'):
         ours.loss_by_feat(*ours(make_feats(3)), gts, img_metas)
