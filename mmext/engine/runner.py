@@ -36,6 +36,7 @@ from mmext.registry import MODEL_WRAPPERS, RUNNERS
 from mmext.utils.dist import init_cpu_dist
 
 from .checkpoint_guards import CheckpointGuardsMixin
+from .log_filters import ForeignNoticeFilter
 
 __all__ = ['Runner', 'TRAIN_DATASET']
 
@@ -46,6 +47,11 @@ TRAIN_DATASET = 'train_dataloader'
 @RUNNERS.register_module()
 class Runner(CheckpointGuardsMixin, MMEngineRunner):
     """:class:`mmengine.runner.Runner` with CPU (gloo) distributed training."""
+
+    def build_logger(self, *args, **kwargs):
+        logger = super().build_logger(*args, **kwargs)
+        logger.addFilter(ForeignNoticeFilter())  # mmengine's own FileClient deprecation notices
+        return logger
 
     @staticmethod
     def _cpu_only() -> bool:
