@@ -114,8 +114,7 @@ class EpochBasedTrainLoop(MMEngineEpochBasedTrainLoop):
             self.run_epoch()
             self._decide_current_val_interval()
             if (self.runner.val_loop is not None and self._epoch >= self.val_begin
-                    and (self._epoch % self.val_interval == 0
-                         or self._epoch == self._max_epochs)):
+                    and (self._epoch % self.val_interval == 0 or self._epoch == self._max_epochs)):
                 _validate(self)
         self.runner.call_hook('after_train')
         return self.runner.model

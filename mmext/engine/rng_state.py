@@ -40,8 +40,7 @@ def _dataset_roots(dataset: Any, prefix: str = 'dataset') -> Iterator[Tuple[str,
         yield from _dataset_roots(part, f'{prefix}.datasets.{i}')
 
 
-def owned_generators(model: Optional[nn.Module] = None,
-                     dataloader: Any = None) -> Dict[str, Any]:
+def owned_generators(model: Optional[nn.Module] = None, dataloader: Any = None) -> Dict[str, Any]:
     """Generator objects owned by the model's submodules, the dataloader and its dataset.
 
     Returns:
@@ -124,8 +123,7 @@ def capture_rng_state(model: Optional[nn.Module] = None, dataloader: Any = None)
         python=[version, list(internal), gauss],
         numpy=_to_plain(np.random.get_state(legacy=False)),
         torch=torch.get_rng_state(),
-        cuda=[s.cpu() for s in torch.cuda.get_rng_state_all()]
-        if torch.cuda.is_available() else [],
+        cuda=[s.cpu() for s in torch.cuda.get_rng_state_all()] if torch.cuda.is_available() else [],
         owned={
             name: _generator_state(gen)
             for name, gen in owned_generators(model, dataloader).items()

@@ -192,6 +192,12 @@ class Runner(CheckpointGuardsMixin, MMEngineRunner):
             if done:
                 self.logger.info(f'Resuming inside epoch {loop.epoch + 1}: its first {done} '
                                  'batches are trained already and skipped')
+                model = self.model.module if is_model_wrapper(self.model) else self.model
+                if hasattr(model, 'reset_state'):  # e.g. GRU4Rec's session-parallel slots
+                    self.logger.warning(
+                        f'{type(model).__name__} carries state between batches that the '
+                        'checkpoint does not hold: the rest of this epoch is not an exact '
+                        'continuation (epoch checkpoints are)')
 
     def build_train_loop(self, loop: Union[BaseLoop, Dict]) -> BaseLoop:
         if isinstance(loop, dict):

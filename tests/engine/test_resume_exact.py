@@ -53,8 +53,7 @@ def assert_same_run(full, resumed, skipped):
 def check_resume(cfg, tmp_path, boundary, mid=None):
     """Full run vs resumed from ``epoch_{boundary}.pth`` (and ``iter_{mid}.pth``)."""
     if mid is not None:
-        cfg.default_hooks.checkpoint = dict(
-            type='CheckpointHook', interval=mid, by_epoch=False)
+        cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=mid, by_epoch=False)
         full = train(cfg, tmp_path / 'full_iter')
         ckpt = str(tmp_path / 'full_iter' / f'iter_{mid}.pth')
         assert_same_run(full, train(cfg, tmp_path / 'resumed_iter', ckpt), mid)
@@ -118,7 +117,8 @@ def test_gru4rec_resume_is_exact(tmp_path):
     for part in ('train', 'val', 'test'):
         cfg[f'{part}_dataloader'].dataset.update(data)
     # negatives from torch.multinomial in the model, dropout on the embedding and hidden state
-    cfg.model.update(hidden_sizes=(16, ), num_negatives=8, dropout_p_embed=0.2, dropout_p_hidden=0.3)
+    cfg.model.update(
+        hidden_sizes=(16, ), num_negatives=8, dropout_p_embed=0.2, dropout_p_hidden=0.3)
     cfg.train_dataloader.batch_size = 8
     cfg.train_cfg.update(max_epochs=2, val_interval=1)
     cfg.val_evaluator = [dict(type='RankingMetric', topk=(5, ), metrics=('recall', 'mrr'))]
@@ -131,7 +131,7 @@ def test_gru4rec_resume_is_exact(tmp_path):
 def test_fcos_resume_is_exact(tmp_path):
     pytest.importorskip('mmdet')
     cfg = Config.fromfile(str(ROOT / 'configs' / 'fcos' / 'fcos_r18_fpn_shapes-128_demo.py'))
-    shapes = dict(num_train=4, num_val=2, img_size=64, seed=3)
+    shapes = dict(num_train=2, num_val=2, img_size=64, seed=3)  # 1 iteration per epoch
     data_root = str(tmp_path / 'shapes') + '/'
     for part in ('train', 'val'):
         loader = cfg[f'{part}_dataloader']
