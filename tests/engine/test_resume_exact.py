@@ -131,11 +131,12 @@ def test_gru4rec_resume_is_exact(tmp_path):
 def test_fcos_resume_is_exact(tmp_path):
     pytest.importorskip('mmdet')
     cfg = Config.fromfile(str(ROOT / 'configs' / 'fcos' / 'fcos_r18_fpn_shapes-128_demo.py'))
-    shapes = dict(num_train=2, num_val=2, img_size=64, seed=3)  # 1 iteration per epoch
+    # one iteration of 8 images per epoch: 8 flips drawn, so an unrestored stream shows
+    shapes = dict(num_train=8, num_val=2, img_size=64, seed=3)
     data_root = str(tmp_path / 'shapes') + '/'
-    for part in ('train', 'val'):
+    for part, batch_size in (('train', 8), ('val', 2)):
         loader = cfg[f'{part}_dataloader']
-        loader.update(batch_size=2, num_workers=0, persistent_workers=False)
+        loader.update(batch_size=batch_size, num_workers=0, persistent_workers=False)
         loader.dataset.update(data_root=data_root, shapes_cfg=shapes)
     assert any(t['type'] == 'mmdet.RandomFlip' for t in cfg.train_dataloader.dataset.pipeline)
     cfg.test_dataloader = cfg.val_dataloader
