@@ -12,6 +12,11 @@ Loading, resuming and saving checkpoints come from :class:`CheckpointGuardsMixin
 (``checkpoint_guards.py``): checkpoints of another model are refused, auto-resume skips
 incomplete checkpoints, saves are atomic.
 
+A resumed run continues the uninterrupted one exactly (issue #21): every checkpoint also holds
+the run's random streams (``meta['rng_state']``, :mod:`.rng_state`) and, for a mid-epoch one, the
+batches of the epoch already trained (``meta['batches_done_in_epoch']``); the train loops of
+:mod:`.loops`, swapped in for mmengine's, put them back and continue the epoch.
+
 It also ties a recommender to the data the run actually uses (model/dataset part):
 
 * ``model.dataset='train_dataloader'``: the model takes its item count (and GRU4Rec its item
@@ -22,6 +27,7 @@ It also ties a recommender to the data the run actually uses (model/dataset part
   dataset's ``metainfo['num_items']``, naming both numbers and both data files.
 """
 import copy
+import inspect
 from typing import Any, Dict, Optional, Union
 
 import torch
@@ -29,19 +35,30 @@ import torch.nn as nn
 from mmengine.dist import is_distributed
 from mmengine.model import is_model_wrapper, revert_sync_batchnorm
 from mmengine.runner import BaseLoop
+from mmengine.runner import EpochBasedTrainLoop as MMEngineEpochBasedTrainLoop
+from mmengine.runner import IterBasedTrainLoop as MMEngineIterBasedTrainLoop
 from mmengine.runner import Runner as MMEngineRunner
 from torch.utils.data import DataLoader
 
-from mmext.registry import MODEL_WRAPPERS, RUNNERS
+from mmext.registry import LOOPS, MODEL_WRAPPERS, RUNNERS
 from mmext.utils.dist import init_cpu_dist
 
 from .checkpoint_guards import CheckpointGuardsMixin
 from .log_filters import ForeignNoticeFilter
+from .loops import MID_EPOCH_KEY, EpochBasedTrainLoop, IterBasedTrainLoop
+from .rng_state import capture_rng_state
 
 __all__ = ['Runner', 'TRAIN_DATASET']
 
 #: ``model.dataset`` value meaning "the dataset of ``train_dataloader``"
 TRAIN_DATASET = 'train_dataloader'
+#: checkpoint ``meta`` key of the random streams (:func:`.rng_state.capture_rng_state`)
+RNG_STATE_KEY = 'rng_state'
+#: mmengine's train loops and the mmext ones that replace them
+_EXACT_LOOPS = {
+    MMEngineEpochBasedTrainLoop: EpochBasedTrainLoop,
+    MMEngineIterBasedTrainLoop: IterBasedTrainLoop
+}
 
 
 @RUNNERS.register_module()
@@ -118,7 +135,79 @@ class Runner(CheckpointGuardsMixin, MMEngineRunner):
             f"{name} dataset ({self._data_file(meta)}) has {meta['num_items']} items: set "
             f"model.dataset='{TRAIN_DATASET}' to take the count from the data this run reads")
 
+    # ---------------------------------------------------------------- exact resume
+    @staticmethod
+    def _exact_loop_cfg(loop: Dict) -> Dict:
+        """mmengine's epoch/iteration loop config -> the same config for mmext's loop."""
+        cfg = copy.deepcopy(loop)
+        if 'type' not in cfg:
+            if 'by_epoch' not in cfg:
+                return cfg  # mmengine raises its own error
+            by_epoch = cfg.pop('by_epoch')
+            cfg['type'] = EpochBasedTrainLoop if by_epoch else IterBasedTrainLoop
+            return cfg
+        loop_type = cfg['type']
+        cls = LOOPS.get(loop_type) if isinstance(loop_type, str) else loop_type
+        if cls in _EXACT_LOOPS:
+            cfg['type'] = _EXACT_LOOPS[cls]
+        return cfg
+
+    def save_checkpoint(self, out_dir: str, filename: str, *args, **kwargs) -> None:
+        """Also store the random streams and, mid-epoch, the batches of the epoch trained."""
+        params = inspect.signature(MMEngineRunner.save_checkpoint).bind(
+            self, out_dir, filename, *args, **kwargs).arguments
+        params.pop('self')
+        meta = dict(params.get('meta') or {})
+        loop = self._train_loop if isinstance(self._train_loop, BaseLoop) else None
+        meta[RNG_STATE_KEY] = capture_rng_state(self.model, getattr(loop, 'dataloader', None))
+        if isinstance(loop, EpochBasedTrainLoop) and not params.get('by_epoch', True):
+            # called from after_train_iter: the current batch is trained, _iter not yet counted
+            meta[MID_EPOCH_KEY] = loop.iter + 1 - loop.epoch_start_iter
+        params['meta'] = meta
+        super().save_checkpoint(**params)
+
+    def load_checkpoint(self, filename: str, *args, **kwargs):
+        checkpoint = super().load_checkpoint(filename, *args, **kwargs)
+        self._loaded_meta = checkpoint.get('meta', {}) if isinstance(checkpoint, dict) else {}
+        return checkpoint
+
+    def resume(self, filename: str, *args, **kwargs) -> None:
+        """mmengine's resume; the random streams and the mid-epoch position are handed to the
+        train loop, which puts them back where the uninterrupted run was (:mod:`.loops`)."""
+        self._loaded_meta = {}
+        super().resume(filename, *args, **kwargs)
+        meta = self._loaded_meta or {}
+        self.resumed_rng_state = meta.get(RNG_STATE_KEY)
+        loop = self.train_loop
+        if not isinstance(loop, (EpochBasedTrainLoop, IterBasedTrainLoop)):
+            self.logger.warning(f'{type(loop).__name__} is not an mmext train loop: the resumed '
+                                'run does not restore the random streams of the checkpoint')
+        elif self.resumed_rng_state is None:
+            self.logger.warning(f'{filename} holds no random-stream state (saved by an older '
+                                'mmext or another runner): the resumed run draws other random '
+                                'numbers than the uninterrupted one')
+        elif self.world_size > 1:
+            self.logger.warning('Distributed resume: every rank restores the random streams '
+                                'rank 0 had when it saved')
+        if isinstance(loop, EpochBasedTrainLoop):
+            done = meta.get(MID_EPOCH_KEY)
+            if done is None:  # older checkpoint: infer from the iteration count
+                done = loop.iter - loop.epoch * len(loop.dataloader)
+                done = done if 0 < done < len(loop.dataloader) else 0
+            loop.resumed_batches = int(done)
+            if done:
+                self.logger.info(f'Resuming inside epoch {loop.epoch + 1}: its first {done} '
+                                 'batches are trained already and skipped')
+                model = self.model.module if is_model_wrapper(self.model) else self.model
+                if hasattr(model, 'reset_state'):  # e.g. GRU4Rec's session-parallel slots
+                    self.logger.warning(
+                        f'{type(model).__name__} carries state between batches that the '
+                        'checkpoint does not hold: the rest of this epoch is not an exact '
+                        'continuation (epoch checkpoints are)')
+
     def build_train_loop(self, loop: Union[BaseLoop, Dict]) -> BaseLoop:
+        if isinstance(loop, dict):
+            loop = self._exact_loop_cfg(loop)
         loop = super().build_train_loop(loop)
         self._check_item_count(loop, 'train_dataloader')
         return loop
