@@ -118,7 +118,11 @@ class DETRHead(BaseModule):
                 raise ValueError('DETRHead: the one-to-one matching uses every prediction; '
                                  'train_cfg must not have a sampler')
             self.assigner = build_with_fallback(TASK_UTILS, dict(train_cfg['assigner']))
+        self._init_layers()
 
+    def _init_layers(self) -> None:
+        """Build the class and box branches (a hook for subclasses, as mmdet's)."""
+        embed_dims = self.embed_dims
         # Registration order fixes the state-dict order; equal to mmdet's.
         self.fc_cls = nn.Linear(embed_dims, self.cls_out_channels)
         self.activate = nn.ReLU()
@@ -126,7 +130,7 @@ class DETRHead(BaseModule):
         self.reg_ffn = FFN(
             embed_dims,
             embed_dims,
-            num_reg_fcs,
+            self.num_reg_fcs,
             dict(type='ReLU', inplace=True),
             ffn_drop=0.0,
             add_identity=False)

@@ -1,4 +1,5 @@
 """mmext detectors."""
+from .deformable_detr import DeformableDETR
 from .detr import DETR
 
-__all__ = ['DETR']
+__all__ = ['DETR', 'DeformableDETR']

@@ -85,17 +85,23 @@ class DETR(BaseDetector):
         if neck is not None:
             self.neck = build_with_fallback(MODELS, neck)
         self.bbox_head = build_with_fallback(MODELS, bbox_head)
-        self.positional_encoding = _build_or_default(positional_encoding, SinePositionalEncoding)
-        self.encoder = _build_or_default(encoder, DetrTransformerEncoder)
-        self.decoder = _build_or_default(decoder, DetrTransformerDecoder)
-        self.embed_dims = self.encoder.embed_dims
-        # the object queries: learnt positional embeddings of the decoder (Sec. 3.2)
-        self.query_embedding = nn.Embedding(num_queries, self.embed_dims)
+        self._init_layers(positional_encoding, encoder, decoder)
         num_feats = self.positional_encoding.num_feats
         if 2 * num_feats != self.embed_dims:
             raise ValueError(f'positional_encoding.num_feats ({num_feats}) must be half the '
                              f'Transformer embed_dims ({self.embed_dims}): y and x codes are '
                              'concatenated')
+
+    def _init_layers(self, positional_encoding: ConfigType, encoder: ConfigType,
+                     decoder: ConfigType) -> None:
+        """Build the positional encoding, the Transformer and the object queries, and set
+        ``embed_dims`` (a hook for subclasses, as mmdet's)."""
+        self.positional_encoding = _build_or_default(positional_encoding, SinePositionalEncoding)
+        self.encoder = _build_or_default(encoder, DetrTransformerEncoder)
+        self.decoder = _build_or_default(decoder, DetrTransformerDecoder)
+        self.embed_dims = self.encoder.embed_dims
+        # the object queries: learnt positional embeddings of the decoder (Sec. 3.2)
+        self.query_embedding = nn.Embedding(self.num_queries, self.embed_dims)
 
     def init_weights(self) -> None:
         """Submodules' own init, then Xavier-uniform matrices in the Transformer (as DETR)."""
