@@ -17,18 +17,12 @@ the run's random streams (``meta['rng_state']``, :mod:`.rng_state`) and, for a m
 batches of the epoch already trained (``meta['batches_done_in_epoch']``); the train loops of
 :mod:`.loops`, swapped in for mmengine's, put them back and continue the epoch.
 
-It also ties a recommender to the data the run actually uses (model/dataset part):
-
-* ``model.dataset='train_dataloader'``: the model takes its item count (and GRU4Rec its item
-  popularity) from the train dataloader's dataset config *as the Runner has it*, i.e. after
-  ``--cfg-options`` (a ``{{_base_.train_dataset}}`` copy is frozen when the base file is parsed,
-  so ``train_dataloader.dataset.ann_file=OWN.inter`` would not reach it);
-* every train/val/test loop refuses to start when the model's ``num_items`` differs from its
-  dataset's ``metainfo['num_items']``, naming both numbers and both data files.
+The model is checked against the data the run actually uses by :class:`DataChecksMixin`
+(``data_checks.py``): a recommender's item count, a detector's number of classes.
 """
 import copy
 import inspect
-from typing import Any, Dict, Optional, Union
+from typing import Dict, Optional, Union
 
 import torch
 import torch.nn as nn
@@ -38,20 +32,18 @@ from mmengine.runner import BaseLoop
 from mmengine.runner import EpochBasedTrainLoop as MMEngineEpochBasedTrainLoop
 from mmengine.runner import IterBasedTrainLoop as MMEngineIterBasedTrainLoop
 from mmengine.runner import Runner as MMEngineRunner
-from torch.utils.data import DataLoader
 
 from mmext.registry import LOOPS, MODEL_WRAPPERS, RUNNERS
 from mmext.utils.dist import init_cpu_dist
 
 from .checkpoint_guards import CheckpointGuardsMixin
+from .data_checks import TRAIN_DATASET, DataChecksMixin
 from .log_filters import ForeignNoticeFilter
 from .loops import MID_EPOCH_KEY, EpochBasedTrainLoop, IterBasedTrainLoop
 from .rng_state import capture_rng_state
 
 __all__ = ['Runner', 'TRAIN_DATASET']
 
-#: ``model.dataset`` value meaning "the dataset of ``train_dataloader``"
-TRAIN_DATASET = 'train_dataloader'
 #: checkpoint ``meta`` key of the random streams (:func:`.rng_state.capture_rng_state`)
 RNG_STATE_KEY = 'rng_state'
 #: mmengine's train loops and the mmext ones that replace them
@@ -62,7 +54,7 @@ _EXACT_LOOPS = {
 
 
 @RUNNERS.register_module()
-class Runner(CheckpointGuardsMixin, MMEngineRunner):
+class Runner(CheckpointGuardsMixin, DataChecksMixin, MMEngineRunner):
     """:class:`mmengine.runner.Runner` with CPU (gloo) distributed training."""
 
     def build_logger(self, *args, **kwargs):
@@ -94,46 +86,6 @@ class Runner(CheckpointGuardsMixin, MMEngineRunner):
         if issubclass(wrapper_cls, torch.nn.parallel.DistributedDataParallel):
             default_args['device_ids'] = None  # CPU module: DDP must not pin a device
         return MODEL_WRAPPERS.build(cfg, default_args=default_args)
-
-    # ---------------------------------------------------------------- model <-> dataset
-    def build_model(self, model: Union[nn.Module, Dict]) -> nn.Module:
-        if isinstance(model, dict) and model.get('dataset') == TRAIN_DATASET:
-            model = copy.deepcopy(model)
-            model['dataset'] = self._train_dataset_for_model()
-        return super().build_model(model)
-
-    def _train_dataset_for_model(self) -> Any:
-        """The train dataloader's dataset: built if the Runner got a DataLoader, else its config
-        (a deep copy: the model builds its own instance)."""
-        loader = self._train_dataloader
-        if isinstance(loader, DataLoader):
-            return loader.dataset
-        if not isinstance(loader, dict) or loader.get('dataset') is None:
-            raise ValueError(f"model.dataset='{TRAIN_DATASET}' takes the item count from "
-                             'train_dataloader.dataset, but this run has no train_dataloader; '
-                             'give the model num_items or a dataset config instead')
-        return copy.deepcopy(loader['dataset'])
-
-    @staticmethod
-    def _data_file(meta: Dict[str, Any]) -> str:
-        return str(meta.get('data_file') or meta.get('path') or '<unknown file>')
-
-    def _check_item_count(self, loop: BaseLoop, name: str) -> None:
-        """Refuse a loop whose dataset has another item count than the model's table."""
-        model = self.model.module if is_model_wrapper(self.model) else self.model
-        num_items = getattr(model, 'num_items', None)
-        dataset = getattr(getattr(loop, 'dataloader', None), 'dataset', None)
-        meta = getattr(dataset, 'metainfo', None)
-        if not isinstance(num_items, int) or not isinstance(meta, dict) \
-                or 'num_items' not in meta or meta['num_items'] == num_items:
-            return
-        source = self.cfg.get('model', {}).get('dataset') if self.cfg else None
-        where = (f"the model's dataset ({source.get('ann_file') or source.get('data_path')})"
-                 if isinstance(source, dict) else 'the model config')
-        raise ValueError(
-            f'{type(model).__name__} has num_items={num_items} (from {where}) but the '
-            f"{name} dataset ({self._data_file(meta)}) has {meta['num_items']} items: set "
-            f"model.dataset='{TRAIN_DATASET}' to take the count from the data this run reads")
 
     # ---------------------------------------------------------------- exact resume
     @staticmethod
@@ -209,15 +161,15 @@ class Runner(CheckpointGuardsMixin, MMEngineRunner):
         if isinstance(loop, dict):
             loop = self._exact_loop_cfg(loop)
         loop = super().build_train_loop(loop)
-        self._check_item_count(loop, 'train_dataloader')
+        self.check_loop_data(loop, 'train_dataloader')
         return loop
 
     def build_val_loop(self, loop: Union[BaseLoop, Dict]) -> BaseLoop:
         loop = super().build_val_loop(loop)
-        self._check_item_count(loop, 'val_dataloader')
+        self.check_loop_data(loop, 'val_dataloader')
         return loop
 
     def build_test_loop(self, loop: Union[BaseLoop, Dict]) -> BaseLoop:
         loop = super().build_test_loop(loop)
-        self._check_item_count(loop, 'test_dataloader')
+        self.check_loop_data(loop, 'test_dataloader')
         return loop
