@@ -144,9 +144,8 @@ class _MSDeformAttnFunction(torch.autograd.Function):
                 sampling_locations: Tensor, attention_weights: Tensor) -> Tensor:
         ctx.save_for_backward(value, spatial_shapes, level_start_index, sampling_locations,
                               attention_weights)
-        return load_ext('_ext', _FUNCS).ms_deform_attn_fwd(value, spatial_shapes,
-                                                           level_start_index, sampling_locations,
-                                                           attention_weights)
+        return load_ext('_ext', _FUNCS).ms_deform_attn_fwd(value, spatial_shapes, level_start_index,
+                                                           sampling_locations, attention_weights)
 
     @staticmethod
     def backward(ctx, grad_output: Tensor) -> Tuple[Optional[Tensor], ...]:
@@ -177,7 +176,7 @@ def multi_scale_deformable_attn(value: Tensor,
                                                  sampling_locations, attention_weights)
     args = (value.contiguous(), spatial_shapes.contiguous(), level_start_index.contiguous(),
             sampling_locations.contiguous(), attention_weights.contiguous())
-    if torch.is_grad_enabled() and any(t.requires_grad for t in (value, sampling_locations,
-                                                                 attention_weights)):
+    if torch.is_grad_enabled() and any(
+            t.requires_grad for t in (value, sampling_locations, attention_weights)):
         return _MSDeformAttnFunction.apply(*args)
     return load_ext('_ext', _FUNCS).ms_deform_attn_fwd(*args)  # inference: no autograd node

@@ -18,8 +18,9 @@ MMEXT_DEFINE_DISPATCH(ms_deform_attn_bwd,
 
 namespace {
 
-// Shapes and dtypes; the per-level values of spatial_shapes/level_start_index are checked by
-// the Python wrapper (reading them would synchronise a CUDA stream here).
+// Shapes and dtypes.  The values of spatial_shapes/level_start_index are checked by the CPU
+// kernel (which reads them on the host anyway) and, for CUDA, by the Python wrapper (reading
+// them here would synchronise the stream).
 void check_inputs(const Tensor& value, const Tensor& spatial_shapes,
                   const Tensor& level_start_index, const Tensor& sampling_locations,
                   const Tensor& attention_weights) {

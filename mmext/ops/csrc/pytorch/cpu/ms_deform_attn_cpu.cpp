@@ -1,16 +1,22 @@
 // CPU kernels of multi-scale deformable attention (see ../ms_deform_attn.cpp for the maths).
 //
-// Forward: (image, query) rows in parallel; per head, level and point one bilinear sample of the
-// head's channel vector (value is [bs, keys, heads, head_dims], so a corner is head_dims
-// contiguous numbers and the channel loops vectorise).
+// value is [bs, keys, heads, head_dims], so one head's row of a level is head_dims contiguous
+// numbers at a stride of heads * head_dims: the samples of one (image, head, level) hit rows
+// spread over the whole tensor, and reading them at random is bound by cache misses.  Both
+// kernels therefore work per (image, head, level): they first copy that level's rows of that
+// head into a dense per-thread buffer ([H * W, head_dims], at most a few MiB, so it stays in
+// L2/L3 while the samples read it), and the channel loops over a corner vectorise.
+//
+// Forward: tasks are (image, head, block of queries); the levels are walked in order inside a
+// task, so each output element is summed in the same order whatever the threads.
 //
 // Backward: grad_sampling_locations and grad_attention_weights belong to one sample each, but
-// grad_value is a scatter.  Tasks are (image, head, level) triples: the keys a triple scatters
-// into (its level's map of its head) are disjoint from every other triple's, and every sample
-// belongs to exactly one triple, so no two tasks write the same element and each task walks
-// its queries in order.  No atomics, no per-thread buffers, and the result is bit-identical for
-// any number of threads.  Corners outside the map read a zero row and write a scratch row, so
-// the channel loops have no branches.
+// grad_value is a scatter.  Tasks are (image, head, level) triples: a triple's samples only
+// scatter into its own level's rows of its own head, which it accumulates in a dense buffer
+// walking its queries in order and then writes out once.  No atomics, no per-thread partial
+// copies of grad_value, every element written once (so it needs no zeroing), and the result is
+// bit-identical for any number of threads.  Corners outside the map read a zero row and write a
+// scratch row, so the channel loops have no branches.
 #include <ATen/Parallel.h>
 
 #include <algorithm>
@@ -28,11 +34,22 @@ struct Level {
   int64_t h, w, start;
 };
 
-std::vector<Level> read_levels(const Tensor& spatial_shapes, const Tensor& level_start_index) {
+// The level table, checked against value's length (the kernels trust it for memory accesses).
+std::vector<Level> read_levels(const Tensor& spatial_shapes, const Tensor& level_start_index,
+                               int64_t keys) {
   const int64_t* hw = spatial_shapes.data_ptr<int64_t>();
   const int64_t* start = level_start_index.data_ptr<int64_t>();
   std::vector<Level> levels(spatial_shapes.size(0));
-  for (size_t l = 0; l < levels.size(); ++l) levels[l] = {hw[2 * l], hw[2 * l + 1], start[l]};
+  int64_t total = 0;
+  for (size_t l = 0; l < levels.size(); ++l) {
+    levels[l] = {hw[2 * l], hw[2 * l + 1], start[l]};
+    TORCH_CHECK(levels[l].h > 0 && levels[l].w > 0, "spatial_shapes[", l, "] = (", levels[l].h,
+                ", ", levels[l].w, ") is not a positive (H, W)");
+    TORCH_CHECK(levels[l].start == total, "level_start_index[", l, "] = ", levels[l].start,
+                ", but the levels before it hold ", total, " keys");
+    total += levels[l].h * levels[l].w;
+  }
+  TORCH_CHECK(total == keys, "value has ", keys, " keys but spatial_shapes sum to ", total);
   return levels;
 }
 
@@ -100,37 +117,114 @@ Dims dims_of(const Tensor& value, const Tensor& sampling_locations) {
           sampling_locations.size(4)};
 }
 
+// Per-thread dense copies of one (image, head, level): rows [0, n) of the level, then a zero row
+// (what corners outside the map read) and a scratch row (what they write).  The storage is
+// thread_local and kept between calls (a few MiB per thread at DETR sizes): freshly mapped
+// buffers would cost a page fault per 4 KiB on every call.
+template <typename T>
+struct LevelBuffer {
+  T* base;
+  int64_t dims, zero_row, scratch_row;
+
+  LevelBuffer(std::vector<T>& storage, int64_t max_rows, int64_t dims)
+      : dims(dims), zero_row(max_rows), scratch_row(max_rows + 1) {
+    if (storage.size() < static_cast<size_t>((max_rows + 2) * dims)) {
+      storage.resize((max_rows + 2) * dims);
+    }
+    base = storage.data();
+    std::fill(row(zero_row), row(zero_row + 1), T(0));
+  }
+  T* row(int64_t key) { return base + key * dims; }
+  T* row_or(int64_t key, int64_t fallback) { return row(key >= 0 ? key : fallback); }
+};
+
+template <typename T>
+std::vector<T>& thread_storage(int which) {
+  thread_local std::vector<T> storage[2];
+  return storage[which];
+}
+
+int64_t max_level_keys(const std::vector<Level>& levels) {
+  int64_t n = 0;
+  for (const Level& lv : levels) n = std::max(n, lv.h * lv.w);
+  return n;
+}
+
+// Rows of head_dims numbers a key_stride apart (one head's rows) <-> dense rows.  The strided
+// side is prefetched a few rows ahead: hardware prefetchers do not follow a 1 KiB stride across
+// pages.
+constexpr int64_t kPrefetchRows = 8;
+
+template <typename T>
+void gather_rows(const T* __restrict__ src, int64_t key_stride, int64_t n, int64_t dims,
+                 T* __restrict__ dst) {
+  for (int64_t key = 0; key < n; ++key) {
+    if (key + kPrefetchRows < n) {
+      for (int64_t byte = 0; byte < dims * int64_t(sizeof(T)); byte += 64) {
+        const T* ahead = src + (key + kPrefetchRows) * key_stride;
+        __builtin_prefetch(reinterpret_cast<const char*>(ahead) + byte);
+      }
+    }
+    const T* __restrict__ s = src + key * key_stride;
+    T* __restrict__ d = dst + key * dims;
+    for (int64_t ch = 0; ch < dims; ++ch) d[ch] = s[ch];
+  }
+}
+
+template <typename T>
+void scatter_rows(const T* __restrict__ src, int64_t n, int64_t dims, T* __restrict__ dst,
+                  int64_t key_stride) {
+  for (int64_t key = 0; key < n; ++key) {
+    if (key + kPrefetchRows < n) {
+      for (int64_t byte = 0; byte < dims * int64_t(sizeof(T)); byte += 64) {
+        T* ahead = dst + (key + kPrefetchRows) * key_stride;
+        __builtin_prefetch(reinterpret_cast<char*>(ahead) + byte, 1);
+      }
+    }
+    const T* __restrict__ s = src + key * dims;
+    T* __restrict__ d = dst + key * key_stride;
+    for (int64_t ch = 0; ch < dims; ++ch) d[ch] = s[ch];
+  }
+}
+
 template <typename T>
 void forward_kernel(const T* __restrict__ value, const std::vector<Level>& levels,
                     const T* __restrict__ loc, const T* __restrict__ attn, T* __restrict__ out,
                     const Dims& d) {
   const int64_t key_stride = d.heads * d.dims;
-  const int64_t samples = d.levels * d.points;  // per (image, query, head)
-  // ~4k samples per task
-  const int64_t grain = std::max<int64_t>(1, 4096 / std::max<int64_t>(d.heads * samples, 1));
-  at::parallel_for(0, d.bs * d.queries, grain, [&](int64_t begin, int64_t end) {
-    std::vector<T> zeros(d.dims, T(0));
-    for (int64_t row = begin; row < end; ++row) {
-      const int64_t b = row / d.queries;
-      for (int64_t h = 0; h < d.heads; ++h) {
-        T* __restrict__ o = out + (row * d.heads + h) * d.dims;
+  // Blocks of queries only when there are fewer (image, head) pairs than threads: each block
+  // copies its levels again.
+  const int64_t pairs = d.bs * d.heads;
+  const int64_t blocks = std::max<int64_t>(
+      1, std::min<int64_t>(d.queries, (at::get_num_threads() + pairs - 1) / pairs));
+  const int64_t block_len = (d.queries + blocks - 1) / blocks;
+  const int64_t max_rows = max_level_keys(levels);
+  at::parallel_for(0, pairs * blocks, 1, [&](int64_t begin, int64_t end) {
+    LevelBuffer<T> buf(thread_storage<T>(0), max_rows, d.dims);
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t block = task % blocks, h = task / blocks % d.heads;
+      const int64_t b = task / (blocks * d.heads);
+      const int64_t q0 = block * block_len, q1 = std::min(d.queries, q0 + block_len);
+      for (int64_t q = q0; q < q1; ++q) {
+        T* o = out + ((b * d.queries + q) * d.heads + h) * d.dims;
         std::fill(o, o + d.dims, T(0));
-        const T* v_bh = value + b * d.keys * key_stride + h * d.dims;
-        const int64_t s0 = (row * d.heads + h) * samples;
-        for (int64_t l = 0; l < d.levels; ++l) {
+      }
+      for (int64_t l = 0; l < d.levels; ++l) {
+        const Level lv{levels[l].h, levels[l].w, 0};  // keys relative to the buffer
+        gather_rows(value + (b * d.keys + levels[l].start) * key_stride + h * d.dims, key_stride,
+                    lv.h * lv.w, d.dims, buf.row(0));
+        for (int64_t q = q0; q < q1; ++q) {
+          const int64_t bqh = (b * d.queries + q) * d.heads + h;
+          T* __restrict__ o = out + bqh * d.dims;
           for (int64_t p = 0; p < d.points; ++p) {
-            const int64_t s = s0 + l * d.points + p;
+            const int64_t s = (bqh * d.levels + l) * d.points + p;
             Corners<T> c;
-            if (!corners_of(loc[2 * s], loc[2 * s + 1], levels[l], c)) continue;
-            const T* v[4];
-            for (int k = 0; k < 4; ++k) {
-              v[k] = c.key[k] >= 0 ? v_bh + c.key[k] * key_stride : zeros.data();
-            }
+            if (!corners_of(loc[2 * s], loc[2 * s + 1], lv, c)) continue;
             const T w = attn[s];
-            const T* __restrict__ v0 = v[0];
-            const T* __restrict__ v1 = v[1];
-            const T* __restrict__ v2 = v[2];
-            const T* __restrict__ v3 = v[3];
+            const T* __restrict__ v0 = buf.row_or(c.key[0], buf.zero_row);
+            const T* __restrict__ v1 = buf.row_or(c.key[1], buf.zero_row);
+            const T* __restrict__ v2 = buf.row_or(c.key[2], buf.zero_row);
+            const T* __restrict__ v3 = buf.row_or(c.key[3], buf.zero_row);
             for (int64_t ch = 0; ch < d.dims; ++ch) {
               o[ch] += w * (((c.weight[0] * v0[ch] + c.weight[1] * v1[ch]) +
                              c.weight[2] * v2[ch]) + c.weight[3] * v3[ch]);
@@ -148,14 +242,18 @@ void backward_kernel(const T* __restrict__ grad_out, const T* __restrict__ value
                      const T* __restrict__ attn, T* __restrict__ grad_value,
                      T* __restrict__ grad_loc, T* __restrict__ grad_attn, const Dims& d) {
   const int64_t key_stride = d.heads * d.dims;
+  const int64_t max_rows = max_level_keys(levels);
   at::parallel_for(0, d.bs * d.heads * d.levels, 1, [&](int64_t begin, int64_t end) {
-    std::vector<T> zeros(d.dims, T(0)), scratch(d.dims);
+    LevelBuffer<T> vbuf(thread_storage<T>(0), max_rows, d.dims);
+    LevelBuffer<T> gbuf(thread_storage<T>(1), max_rows, d.dims);
     for (int64_t task = begin; task < end; ++task) {
       const int64_t l = task % d.levels, h = task / d.levels % d.heads;
       const int64_t b = task / (d.levels * d.heads);
-      const Level& lv = levels[l];
-      const T* v_bh = value + b * d.keys * key_stride + h * d.dims;
-      T* gv_bh = grad_value + b * d.keys * key_stride + h * d.dims;
+      const Level lv{levels[l].h, levels[l].w, 0};  // keys relative to the buffers
+      const int64_t rows = lv.h * lv.w;
+      const int64_t offset = (b * d.keys + levels[l].start) * key_stride + h * d.dims;
+      gather_rows(value + offset, key_stride, rows, d.dims, vbuf.row(0));
+      std::fill(gbuf.row(0), gbuf.row(rows), T(0));
       for (int64_t q = 0; q < d.queries; ++q) {
         const int64_t bqh = (b * d.queries + q) * d.heads + h;
         const T* __restrict__ g = grad_out + bqh * d.dims;
@@ -167,9 +265,9 @@ void backward_kernel(const T* __restrict__ grad_out, const T* __restrict__ value
             continue;
           }
           const T w = attn[s];
-          T gv[4];  // g . v_corner
+          T gv[4];  // g . v_corner (0 outside the map: the zero row)
           for (int k = 0; k < 4; ++k) {
-            gv[k] = c.key[k] >= 0 ? dot(g, v_bh + c.key[k] * key_stride, d.dims) : T(0);
+            gv[k] = dot(g, vbuf.row_or(c.key[k], vbuf.zero_row), d.dims);
           }
           grad_attn[s] = ((c.weight[0] * gv[0] + c.weight[1] * gv[1]) + c.weight[2] * gv[2]) +
                          c.weight[3] * gv[3];
@@ -179,12 +277,14 @@ void backward_kernel(const T* __restrict__ grad_out, const T* __restrict__ value
           grad_loc[2 * s + 1] =
               w * static_cast<T>(lv.h) * (c.hx * (gv[2] - gv[0]) + c.lx * (gv[3] - gv[1]));
           for (int k = 0; k < 4; ++k) {
-            T* __restrict__ dst = c.key[k] >= 0 ? gv_bh + c.key[k] * key_stride : scratch.data();
+            T* __restrict__ dst = gbuf.row_or(c.key[k], gbuf.scratch_row);
             const T coef = w * c.weight[k];
             for (int64_t ch = 0; ch < d.dims; ++ch) dst[ch] += coef * g[ch];
           }
         }
       }
+      // every element of grad_value is written once, here
+      scatter_rows(gbuf.row(0), rows, d.dims, grad_value + offset, key_stride);
     }
   });
 }
@@ -193,7 +293,7 @@ Tensor ms_deform_attn_fwd_cpu(const Tensor& value, const Tensor& spatial_shapes,
                               const Tensor& level_start_index, const Tensor& sampling_locations,
                               const Tensor& attention_weights) {
   const Dims d = dims_of(value, sampling_locations);
-  const std::vector<Level> levels = read_levels(spatial_shapes, level_start_index);
+  const std::vector<Level> levels = read_levels(spatial_shapes, level_start_index, d.keys);
   Tensor out = at::empty({d.bs, d.queries, d.heads * d.dims}, value.options());
   AT_DISPATCH_FLOATING_TYPES(value.scalar_type(), "ms_deform_attn_fwd_cpu", [&] {
     forward_kernel<scalar_t>(value.data_ptr<scalar_t>(), levels,
@@ -210,8 +310,8 @@ std::vector<Tensor> ms_deform_attn_bwd_cpu(const Tensor& grad_output, const Tens
                                            const Tensor& attention_weights,
                                            bool /*deterministic: always*/) {
   const Dims d = dims_of(value, sampling_locations);
-  const std::vector<Level> levels = read_levels(spatial_shapes, level_start_index);
-  Tensor grad_value = at::zeros_like(value);
+  const std::vector<Level> levels = read_levels(spatial_shapes, level_start_index, d.keys);
+  Tensor grad_value = at::empty_like(value);  // the levels partition the keys
   Tensor grad_loc = at::empty_like(sampling_locations);
   Tensor grad_attn = at::empty_like(attention_weights);
   AT_DISPATCH_FLOATING_TYPES(value.scalar_type(), "ms_deform_attn_bwd_cpu", [&] {
