@@ -15,6 +15,7 @@ with the install extra they need; a lookup imports them (core first) until the n
 building from a config never depends on what the caller imported first, and a recommender config
 never imports the vision toolboxes.
 """
+import contextlib
 import copy
 import difflib
 import importlib
@@ -43,14 +44,15 @@ from mmengine.registry import TRANSFORMS as MMENGINE_TRANSFORMS
 from mmengine.registry import VISBACKENDS as MMENGINE_VISBACKENDS
 from mmengine.registry import VISUALIZERS as MMENGINE_VISUALIZERS
 from mmengine.registry import WEIGHT_INITIALIZERS as MMENGINE_WEIGHT_INITIALIZERS
-from mmengine.registry import Registry
+from mmengine.registry import DefaultScope, Registry
 
 __all__ = [
     'UnknownTypeError', 'MissingExtraError', 'MMExtRegistry', 'RUNNERS', 'RUNNER_CONSTRUCTORS',
     'LOOPS', 'HOOKS', 'LOG_PROCESSORS', 'DATASETS', 'DATA_SAMPLERS', 'TRANSFORMS', 'FUNCTIONS',
     'MODELS', 'MODEL_WRAPPERS', 'WEIGHT_INITIALIZERS', 'OPTIMIZERS', 'OPTIM_WRAPPERS',
     'OPTIM_WRAPPER_CONSTRUCTORS', 'PARAM_SCHEDULERS', 'METRICS', 'EVALUATOR', 'TASK_UTILS',
-    'VISUALIZERS', 'VISBACKENDS', 'build_with_fallback'
+    'VISUALIZERS', 'VISBACKENDS', 'build_with_fallback', 'explain_unknown_type',
+    'explained_unknown_types'
 ]
 
 
@@ -183,9 +185,21 @@ class MMExtRegistry(Registry):
                 n for n in difflib.get_close_matches(real_key, names, n=5, cutoff=0.6)
                 if n not in close
             ]
+        config_scope = _config_scope()
+        if config_scope not in (None, self.scope):
+            # reached through the 'mmext.' prefix from another toolbox's config: there our names
+            # need the prefix, and the sibling toolbox's own names do not
+            close = [
+                f'{self.scope}.{c}' if c in self.module_dict else
+                c.split('.', 1)[1] if c.startswith(f'{config_scope}.') else c for c in close
+            ]
         hint = (f' Did you mean: {", ".join(repr(c) for c in close[:5])}?'
                 if close else f' {len(names)} names are reachable from this node; none is close.')
-        where = f"scope '{scope}' requested" if scope else f"default scope '{self.scope}'"
+        if scope or config_scope in (None, self.scope):
+            where = (f"scope '{scope}' requested" if scope else f"default scope '{self.scope}'")
+        else:
+            where = (f"requested as '{self.scope}.{key}' from a config whose default scope is "
+                     f"'{config_scope}'")
         missing = ''
         if self._missing:
             missing = (' Not searched, for want of their toolbox: ' +
@@ -194,6 +208,56 @@ class MMExtRegistry(Registry):
                 "If it lives in another package, import it through "
                 "custom_imports=dict(imports=[...], allow_failed_imports=False) and prefix "
                 f"the scope, e.g. 'mmdet.ResNet'.{missing}")
+
+
+def _config_scope() -> Optional[str]:
+    """The default scope of the config being built (mmengine switches it per ``_scope_``)."""
+    current = DefaultScope.get_current_instance()
+    return current.scope_name if current is not None else None
+
+
+# mmengine's build_from_cfg: "{type} is not in the {scope}::{registry} registry. Please check ..."
+_MMENGINE_UNKNOWN = re.compile(
+    r"^(?P<type>\S+) is not in the (?P<scope>\w+)::(?P<node>.+?) registry\.")
+
+
+def explain_unknown_type(error: KeyError) -> Optional[UnknownTypeError]:
+    """mmengine's bare "X is not in the mmdet::dataset registry" as an :class:`UnknownTypeError`
+    that says whether mmext has ``X`` (or a close name), to be written ``'mmext.X'`` in a
+    toolbox's config; ``None`` for any other ``KeyError``."""
+    match = _MMENGINE_UNKNOWN.match(str(error.args[0]) if error.args else '')
+    if match is None or isinstance(error, UnknownTypeError):
+        return None
+    name, scope, node_name = match['type'], match['scope'], match['node']
+    node = next(
+        (n for n in globals().values() if isinstance(n, MMExtRegistry) and n.name == node_name),
+        None)
+    if node is None:
+        return None
+    node._import_areas()
+    ours = sorted(node.module_dict)
+    if name in ours:
+        hint = (f"mmext has '{name}': write type='mmext.{name}' (with custom_imports="
+                "dict(imports=['mmext'], allow_failed_imports=False) in the config).")
+    else:
+        close = difflib.get_close_matches(name, ours, n=5, cutoff=0.6)
+        if not close:
+            return None
+        hint = 'Did you mean one of mmext\'s: ' + ', '.join(f"'mmext.{c}'" for c in close) + '?'
+    return UnknownTypeError(f"'{name}' is not in the {scope}::{node_name} registry (the "
+                            f"config's default scope is '{scope}'). {hint}")
+
+
+@contextlib.contextmanager
+def explained_unknown_types() -> Iterator[None]:
+    """Re-raise mmengine's bare unknown-type ``KeyError`` as :func:`explain_unknown_type` says."""
+    try:
+        yield
+    except KeyError as error:
+        better = explain_unknown_type(error)
+        if better is None:
+            raise
+        raise better from error
 
 
 def _source_files(module: str) -> List[Path]:

@@ -4,14 +4,16 @@
                          [--cfg-options k=v ...] [--launcher none|pytorch|slurm|mpi]
     bash tools/dist_test.sh CONFIG CHECKPOINT NUM_PROCS [same options]
 """
+import process_defaults  # noqa: F401 isort:skip  (first: OpenMP reads its env when torch loads)
 import argparse
+import sys
 
 from mmengine.config import Config
 from mmengine.evaluator import DumpResults
 from runner_args import add_runner_args, apply_runner_args, parse_runner_args
 
 import mmext  # noqa: F401  (registry nodes, safe checkpoint loading)
-from mmext.registry import RUNNERS
+from mmext.registry import RUNNERS, explained_unknown_types
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -38,12 +40,17 @@ def main(argv=None) -> None:
             raise SystemExit(f'--show-dir: {args.config} has no default_hooks.visualization')
         vis_hook.update(draw=True, test_out_dir=args.show_dir)
 
-    runner = RUNNERS.build(cfg)
-    if args.out:
-        if not args.out.endswith(('.pkl', '.pickle')):
-            raise SystemExit(f'--out must name a .pkl file, got {args.out}')
-        runner.test_evaluator.metrics.append(DumpResults(out_file_path=args.out))
-    runner.test()
+    if args.out and not args.out.endswith(('.pkl', '.pickle')):
+        raise SystemExit(f'--out must name a .pkl file, got {args.out}')
+    with explained_unknown_types():
+        runner = RUNNERS.build(cfg)
+        if args.out:
+            runner.test_evaluator.metrics.append(DumpResults(out_file_path=args.out))
+        try:
+            runner.test()
+        except KeyboardInterrupt:
+            print('Interrupted.', file=sys.stderr)
+            raise SystemExit(130) from None  # the shell's code for Ctrl-C
 
 
 if __name__ == '__main__':

@@ -4,7 +4,9 @@
                           [--cfg-options k=v ...] [--launcher none|pytorch|slurm|mpi]
     bash tools/dist_train.sh CONFIG NUM_PROCS [same options]
 """
+import process_defaults  # noqa: F401 isort:skip  (first: OpenMP reads its env when torch loads)
 import argparse
+import os.path as osp
 import sys
 
 import torch
@@ -12,7 +14,7 @@ from mmengine.config import Config
 from runner_args import add_runner_args, apply_runner_args, parse_runner_args
 
 import mmext  # noqa: F401  (registry nodes, safe checkpoint loading)
-from mmext.registry import RUNNERS
+from mmext.registry import RUNNERS, explained_unknown_types
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -60,11 +62,27 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
     return cfg
 
 
+def interrupted_message(work_dir: str) -> str:
+    """One line for Ctrl-C: where the newest checkpoint is and how to resume from it."""
+    last = osp.join(work_dir, 'last_checkpoint')  # written by mmengine's CheckpointHook
+    checkpoint = open(last).read().strip() if osp.isfile(last) else None
+    if checkpoint and osp.isfile(checkpoint):
+        return (f'Interrupted. Last checkpoint: {checkpoint} (continue with --resume; '
+                f'work dir {work_dir})')
+    return f'Interrupted before any checkpoint was saved (work dir {work_dir})'
+
+
 def main(argv=None) -> None:
     args = parse_args(argv)
     cfg = merge_args(Config.fromfile(args.config), args)
-    runner = RUNNERS.build(cfg)
-    runner.train()
+    with explained_unknown_types():
+        runner = RUNNERS.build(cfg)
+        try:
+            runner.train()
+        except KeyboardInterrupt:
+            # the traceback of wherever Ctrl-C landed says nothing useful
+            print(interrupted_message(runner.work_dir), file=sys.stderr)
+            raise SystemExit(130) from None  # the shell's code for Ctrl-C
 
 
 if __name__ == '__main__':

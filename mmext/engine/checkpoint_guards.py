@@ -11,7 +11,8 @@ A mixin of :class:`mmext.engine.Runner` that changes four of mmengine 0.10.7's R
   be one ("No checkpoint to resume in ...: training from scratch").
 * ``save_checkpoint``: local checkpoints are written to a temporary file in the same folder,
   flushed to disk, then renamed over the final name, so a killed save never leaves a truncated
-  file under it (and CheckpointHook writes ``last_checkpoint`` only after the rename).
+  file under it (and CheckpointHook writes ``last_checkpoint`` only after the rename); the
+  temporary file of a run killed mid-save is removed, with a warning, by the next save there.
 
 Checkpoints given by name (``load_from``, ``--resume PATH``) are never replaced by another one:
 an incomplete one raises :class:`mmext.utils.CorruptCheckpointError` naming it.
@@ -19,6 +20,7 @@ an incomplete one raises :class:`mmext.utils.CorruptCheckpointError` naming it.
 import os
 import os.path as osp
 import re
+from collections import OrderedDict
 from typing import Callable, List, Union
 
 from mmengine.dist import master_only
@@ -30,7 +32,7 @@ from mmengine.runner.checkpoint import _load_checkpoint, _load_checkpoint_to_mod
 from mmext.utils.checkpoint import CorruptCheckpointError
 from mmext.utils.checkpoint_match import DEFAULT_LOAD_MIN_MATCH, check_fit
 
-__all__ = ['CheckpointGuardsMixin', 'older_checkpoints']
+__all__ = ['CheckpointGuardsMixin', 'older_checkpoints', 'partial_saves_of_dead_runs']
 
 
 def older_checkpoints(latest: str) -> List[str]:
@@ -73,15 +75,27 @@ class CheckpointGuardsMixin:
         model = self.model.module if is_model_wrapper(self.model) else self.model
 
         state = checkpoint.get('state_dict', checkpoint) if isinstance(checkpoint, dict) else {}
-        revised = {}
+        revised = OrderedDict()
         for key, value in state.items():
             for pattern, repl in revise_keys:
                 key = re.sub(pattern, repl, key)
             revised[key] = value
-        fit = check_fit(model.state_dict(), revised, self.load_min_match, filename,
-                        type(model).__name__)
+        revised._metadata = getattr(state, '_metadata', OrderedDict())
+        id_keys = model.item_id_tables() if hasattr(model, 'item_id_tables') else ()
+        fit = check_fit(
+            model.state_dict(),
+            revised,
+            self.load_min_match,
+            filename,
+            type(model).__name__,
+            exact_keys=id_keys)
 
-        checkpoint = _load_checkpoint_to_model(model, checkpoint, strict, revise_keys=revise_keys)
+        # the keys are revised once, here: a second pass could strip a real 'module.' prefix
+        if isinstance(checkpoint, dict) and 'state_dict' in checkpoint:
+            checkpoint = dict(checkpoint, state_dict=revised)
+        else:
+            checkpoint = revised
+        checkpoint = _load_checkpoint_to_model(model, checkpoint, strict, revise_keys=[])
         self._has_loaded = True
         self.logger.info(f'Load checkpoint from {filename} ({fit.matched} of its {fit.total} '
                          'tensors fit the model)')
@@ -146,6 +160,10 @@ class CheckpointGuardsMixin:
         folder, name = osp.split(filename)
         tmp_name = osp.join(folder, f'.{name}.{os.getpid()}.tmp')  # no CheckpointHook pattern
         final, tmp = osp.join(out_dir, filename), osp.join(out_dir, tmp_name)
+        for stale in partial_saves_of_dead_runs(osp.dirname(final) or '.'):
+            os.remove(stale)
+            self.logger.warning(f'Removed {stale}: the partial save of a run that was killed '
+                                'while saving (its process is gone)')
         try:
             super().save_checkpoint(out_dir, tmp_name, *args, **kwargs)
             _fsync(tmp)
@@ -155,6 +173,30 @@ class CheckpointGuardsMixin:
                 os.remove(tmp)
             raise
         _fsync(osp.dirname(final) or '.')  # the rename itself survives a power cut
+
+
+_PARTIAL_SAVE = re.compile(r'\.(?P<name>.+)\.(?P<pid>\d+)\.tmp')
+
+
+def partial_saves_of_dead_runs(folder: str) -> List[str]:
+    """Temporary files of :meth:`CheckpointGuardsMixin.save_checkpoint` in ``folder`` whose
+    writing process no longer runs (killed mid-save): never renamed, so never a checkpoint."""
+    found = []
+    for name in sorted(os.listdir(folder)):
+        match = _PARTIAL_SAVE.fullmatch(name)
+        if match and not _process_alive(int(match['pid'])):
+            found.append(osp.join(folder, name))
+    return found
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
 
 
 def _fsync(path: str) -> None:

@@ -12,40 +12,55 @@ Loading, resuming and saving checkpoints come from :class:`CheckpointGuardsMixin
 (``checkpoint_guards.py``): checkpoints of another model are refused, auto-resume skips
 incomplete checkpoints, saves are atomic.
 
-It also ties a recommender to the data the run actually uses (model/dataset part):
+A resumed run continues the uninterrupted one exactly (issue #21): every checkpoint also holds
+the run's random streams (``meta['rng_state']``, :mod:`.rng_state`) and, for a mid-epoch one, the
+batches of the epoch already trained (``meta['batches_done_in_epoch']``); the train loops of
+:mod:`.loops`, swapped in for mmengine's, put them back and continue the epoch.
 
-* ``model.dataset='train_dataloader'``: the model takes its item count (and GRU4Rec its item
-  popularity) from the train dataloader's dataset config *as the Runner has it*, i.e. after
-  ``--cfg-options`` (a ``{{_base_.train_dataset}}`` copy is frozen when the base file is parsed,
-  so ``train_dataloader.dataset.ann_file=OWN.inter`` would not reach it);
-* every train/val/test loop refuses to start when the model's ``num_items`` differs from its
-  dataset's ``metainfo['num_items']``, naming both numbers and both data files.
+The model is checked against the data the run actually uses by :class:`DataChecksMixin`
+(``data_checks.py``): a recommender's item count, a detector's number of classes.
 """
 import copy
-from typing import Any, Dict, Optional, Union
+import inspect
+from typing import Dict, Optional, Union
 
 import torch
 import torch.nn as nn
 from mmengine.dist import is_distributed
 from mmengine.model import is_model_wrapper, revert_sync_batchnorm
 from mmengine.runner import BaseLoop
+from mmengine.runner import EpochBasedTrainLoop as MMEngineEpochBasedTrainLoop
+from mmengine.runner import IterBasedTrainLoop as MMEngineIterBasedTrainLoop
 from mmengine.runner import Runner as MMEngineRunner
-from torch.utils.data import DataLoader
 
-from mmext.registry import MODEL_WRAPPERS, RUNNERS
+from mmext.registry import LOOPS, MODEL_WRAPPERS, RUNNERS
 from mmext.utils.dist import init_cpu_dist
 
 from .checkpoint_guards import CheckpointGuardsMixin
+from .data_checks import TRAIN_DATASET, DataChecksMixin
+from .log_filters import ForeignNoticeFilter
+from .loops import MID_EPOCH_KEY, EpochBasedTrainLoop, IterBasedTrainLoop
+from .rng_state import capture_rng_state
 
 __all__ = ['Runner', 'TRAIN_DATASET']
 
-#: ``model.dataset`` value meaning "the dataset of ``train_dataloader``"
-TRAIN_DATASET = 'train_dataloader'
+#: checkpoint ``meta`` key of the random streams (:func:`.rng_state.capture_rng_state`)
+RNG_STATE_KEY = 'rng_state'
+#: mmengine's train loops and the mmext ones that replace them
+_EXACT_LOOPS = {
+    MMEngineEpochBasedTrainLoop: EpochBasedTrainLoop,
+    MMEngineIterBasedTrainLoop: IterBasedTrainLoop
+}
 
 
 @RUNNERS.register_module()
-class Runner(CheckpointGuardsMixin, MMEngineRunner):
+class Runner(CheckpointGuardsMixin, DataChecksMixin, MMEngineRunner):
     """:class:`mmengine.runner.Runner` with CPU (gloo) distributed training."""
+
+    def build_logger(self, *args, **kwargs):
+        logger = super().build_logger(*args, **kwargs)
+        logger.addFilter(ForeignNoticeFilter())  # mmengine's own FileClient deprecation notices
+        return logger
 
     @staticmethod
     def _cpu_only() -> bool:
@@ -72,57 +87,89 @@ class Runner(CheckpointGuardsMixin, MMEngineRunner):
             default_args['device_ids'] = None  # CPU module: DDP must not pin a device
         return MODEL_WRAPPERS.build(cfg, default_args=default_args)
 
-    # ---------------------------------------------------------------- model <-> dataset
-    def build_model(self, model: Union[nn.Module, Dict]) -> nn.Module:
-        if isinstance(model, dict) and model.get('dataset') == TRAIN_DATASET:
-            model = copy.deepcopy(model)
-            model['dataset'] = self._train_dataset_for_model()
-        return super().build_model(model)
-
-    def _train_dataset_for_model(self) -> Any:
-        """The train dataloader's dataset: built if the Runner got a DataLoader, else its config
-        (a deep copy: the model builds its own instance)."""
-        loader = self._train_dataloader
-        if isinstance(loader, DataLoader):
-            return loader.dataset
-        if not isinstance(loader, dict) or loader.get('dataset') is None:
-            raise ValueError(f"model.dataset='{TRAIN_DATASET}' takes the item count from "
-                             'train_dataloader.dataset, but this run has no train_dataloader; '
-                             'give the model num_items or a dataset config instead')
-        return copy.deepcopy(loader['dataset'])
-
+    # ---------------------------------------------------------------- exact resume
     @staticmethod
-    def _data_file(meta: Dict[str, Any]) -> str:
-        return str(meta.get('data_file') or meta.get('path') or '<unknown file>')
+    def _exact_loop_cfg(loop: Dict) -> Dict:
+        """mmengine's epoch/iteration loop config -> the same config for mmext's loop."""
+        cfg = copy.deepcopy(loop)
+        if 'type' not in cfg:
+            if 'by_epoch' not in cfg:
+                return cfg  # mmengine raises its own error
+            by_epoch = cfg.pop('by_epoch')
+            cfg['type'] = EpochBasedTrainLoop if by_epoch else IterBasedTrainLoop
+            return cfg
+        loop_type = cfg['type']
+        cls = LOOPS.get(loop_type) if isinstance(loop_type, str) else loop_type
+        if cls in _EXACT_LOOPS:
+            cfg['type'] = _EXACT_LOOPS[cls]
+        return cfg
 
-    def _check_item_count(self, loop: BaseLoop, name: str) -> None:
-        """Refuse a loop whose dataset has another item count than the model's table."""
-        model = self.model.module if is_model_wrapper(self.model) else self.model
-        num_items = getattr(model, 'num_items', None)
-        dataset = getattr(getattr(loop, 'dataloader', None), 'dataset', None)
-        meta = getattr(dataset, 'metainfo', None)
-        if not isinstance(num_items, int) or not isinstance(meta, dict) \
-                or 'num_items' not in meta or meta['num_items'] == num_items:
-            return
-        source = self.cfg.get('model', {}).get('dataset') if self.cfg else None
-        where = (f"the model's dataset ({source.get('ann_file') or source.get('data_path')})"
-                 if isinstance(source, dict) else 'the model config')
-        raise ValueError(
-            f'{type(model).__name__} has num_items={num_items} (from {where}) but the '
-            f"{name} dataset ({self._data_file(meta)}) has {meta['num_items']} items: set "
-            f"model.dataset='{TRAIN_DATASET}' to take the count from the data this run reads")
+    def save_checkpoint(self, out_dir: str, filename: str, *args, **kwargs) -> None:
+        """Also store the random streams and, mid-epoch, the batches of the epoch trained."""
+        params = inspect.signature(MMEngineRunner.save_checkpoint).bind(
+            self, out_dir, filename, *args, **kwargs).arguments
+        params.pop('self')
+        meta = dict(params.get('meta') or {})
+        loop = self._train_loop if isinstance(self._train_loop, BaseLoop) else None
+        meta[RNG_STATE_KEY] = capture_rng_state(self.model, getattr(loop, 'dataloader', None))
+        if isinstance(loop, EpochBasedTrainLoop) and not params.get('by_epoch', True):
+            # called from after_train_iter: the current batch is trained, _iter not yet counted
+            meta[MID_EPOCH_KEY] = loop.iter + 1 - loop.epoch_start_iter
+        params['meta'] = meta
+        super().save_checkpoint(**params)
+
+    def load_checkpoint(self, filename: str, *args, **kwargs):
+        checkpoint = super().load_checkpoint(filename, *args, **kwargs)
+        self._loaded_meta = checkpoint.get('meta', {}) if isinstance(checkpoint, dict) else {}
+        return checkpoint
+
+    def resume(self, filename: str, *args, **kwargs) -> None:
+        """mmengine's resume; the random streams and the mid-epoch position are handed to the
+        train loop, which puts them back where the uninterrupted run was (:mod:`.loops`)."""
+        self._loaded_meta = {}
+        super().resume(filename, *args, **kwargs)
+        meta = self._loaded_meta or {}
+        self.resumed_rng_state = meta.get(RNG_STATE_KEY)
+        loop = self.train_loop
+        if not isinstance(loop, (EpochBasedTrainLoop, IterBasedTrainLoop)):
+            self.logger.warning(f'{type(loop).__name__} is not an mmext train loop: the resumed '
+                                'run does not restore the random streams of the checkpoint')
+        elif self.resumed_rng_state is None:
+            self.logger.warning(f'{filename} holds no random-stream state (saved by an older '
+                                'mmext or another runner): the resumed run draws other random '
+                                'numbers than the uninterrupted one')
+        elif self.world_size > 1:
+            self.logger.warning('Distributed resume: every rank restores the random streams '
+                                'rank 0 had when it saved')
+        if isinstance(loop, EpochBasedTrainLoop):
+            done = meta.get(MID_EPOCH_KEY)
+            if done is None:  # older checkpoint: infer from the iteration count
+                done = loop.iter - loop.epoch * len(loop.dataloader)
+                done = done if 0 < done < len(loop.dataloader) else 0
+            loop.resumed_batches = int(done)
+            if done:
+                self.logger.info(f'Resuming inside epoch {loop.epoch + 1}: its first {done} '
+                                 'batches are trained already and skipped')
+                model = self.model.module if is_model_wrapper(self.model) else self.model
+                if hasattr(model, 'reset_state'):  # e.g. GRU4Rec's session-parallel slots
+                    self.logger.warning(
+                        f'{type(model).__name__} carries state between batches that the '
+                        'checkpoint does not hold: the rest of this epoch is not an exact '
+                        'continuation (epoch checkpoints are)')
 
     def build_train_loop(self, loop: Union[BaseLoop, Dict]) -> BaseLoop:
+        if isinstance(loop, dict):
+            loop = self._exact_loop_cfg(loop)
         loop = super().build_train_loop(loop)
-        self._check_item_count(loop, 'train_dataloader')
+        self.check_loop_data(loop, 'train_dataloader')
         return loop
 
     def build_val_loop(self, loop: Union[BaseLoop, Dict]) -> BaseLoop:
         loop = super().build_val_loop(loop)
-        self._check_item_count(loop, 'val_dataloader')
+        self.check_loop_data(loop, 'val_dataloader')
         return loop
 
     def build_test_loop(self, loop: Union[BaseLoop, Dict]) -> BaseLoop:
         loop = super().build_test_loop(loop)
-        self._check_item_count(loop, 'test_dataloader')
+        self.check_loop_data(loop, 'test_dataloader')
         return loop

@@ -8,7 +8,7 @@ model's, keeps the usual partial loads working: a pretrained backbone or a class
 a detector fits almost entirely, although it covers only part of the detector.  A checkpoint of
 another model fits (close to) nothing.
 """
-from typing import Dict, List, Mapping, Optional, Tuple
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 __all__ = ['CheckpointMismatchError', 'CheckpointFit', 'DEFAULT_LOAD_MIN_MATCH', 'check_fit']
 
@@ -68,8 +68,12 @@ def _first(items: List[str]) -> str:
     return ', '.join(items[:_SHOWN]) + more
 
 
-def check_fit(model_state: Dict, ckpt_state: Dict, min_match: float, filename: str,
-              model_name: str) -> CheckpointFit:
+def check_fit(model_state: Dict,
+              ckpt_state: Dict,
+              min_match: float,
+              filename: str,
+              model_name: str,
+              exact_keys: Sequence[str] = ()) -> CheckpointFit:
     """Raise :class:`CheckpointMismatchError` unless ``min_match`` of ``ckpt_state`` fits.
 
     Args:
@@ -80,11 +84,23 @@ def check_fit(model_state: Dict, ckpt_state: Dict, min_match: float, filename: s
             (same key and shape); 0 turns the check off.
         filename (str): named in the error.
         model_name (str): named in the error.
+        exact_keys (Sequence[str]): keys whose shape must equal the model's whenever both hold
+            them (a recommender's tables indexed by item id: rows of another item set would
+            silently mean other items); also off with ``min_match=0``.
 
     Returns:
         CheckpointFit: the comparison, for logging.
     """
     fit = CheckpointFit(model_state, ckpt_state)
+    id_tables = [(k, c, m) for k, c, m in fit.mismatched if k in set(exact_keys)]
+    if min_match > 0 and id_tables:
+        key, ckpt_shape, model_shape = id_tables[0]
+        raise CheckpointMismatchError(
+            f'Refusing to load {filename}: {key} has {ckpt_shape[0]} rows in the checkpoint and '
+            f'{model_shape[0]} in {model_name}, which indexes it by item id: the checkpoint was '
+            'trained on another item set, and its rows would stand for other items here. Train '
+            'on the same dataset (model.dataset=\'train_dataloader\' takes the item count from '
+            'it), or set load_min_match=0 to load the other tensors anyway.')
     if min_match > 0 and (fit.matched == 0 or fit.fraction < min_match):
         raise CheckpointMismatchError(
             f'Refusing to load {filename}: {fit.matched} of its {fit.total} tensors '

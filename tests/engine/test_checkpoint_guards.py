@@ -14,6 +14,7 @@ from toy_model import RecordLossHook, ToyDataset, ToyRegressor
 
 from mmext.engine import Runner
 from mmext.utils import load_local_checkpoint
+from mmext.utils.checkpoint_match import CheckpointMismatchError
 
 ROOT = Path(__file__).resolve().parents[2]
 HELPERS = ROOT / 'tests' / 'helpers'
@@ -270,10 +271,15 @@ def test_killed_save_leaves_the_previous_checkpoint_resumable(trained, tmp_path)
     assert (work / 'iter_3.pth').is_file()
     assert not (work / 'iter_6.pth').exists(), 'a killed save left a file under the final name'
     assert Path((work / 'last_checkpoint').read_text()) == work / 'iter_3.pth'
+    partial = [p.name for p in work.iterdir() if p.name.endswith('.tmp')]
+    assert len(partial) == 1 and partial[0].startswith('.iter_6.pth.'), partial
     runner, hook = make_runner(work, 'after_kill', max_iters=6, resume=True)
     runner.train()
     torch.testing.assert_close(hook.losses, trained[1][3:], rtol=0, atol=1e-7)
     assert load_local_checkpoint(str(work / 'iter_6.pth'))['meta']['iter'] == 6
+    # the killed run's partial file is gone, and the log says so
+    assert not [p for p in work.iterdir() if p.name.endswith('.tmp')]
+    assert f'Removed {work / partial[0]}: the partial save' in log_text(runner)
 
 
 def test_failed_save_removes_its_temporary_file(tmp_path, monkeypatch):
@@ -291,3 +297,34 @@ def test_failed_save_removes_its_temporary_file(tmp_path, monkeypatch):
     # only the config dump: no checkpoint and no temporary file
     left = sorted(p.name for p in (tmp_path / 'work').iterdir() if p.is_file())
     assert [name for name in left if not name.endswith('.py')] == [], left
+
+
+# ---------------------------------------------------------------------------------------------
+# 5. a recommender checkpoint of another item set: most tensors fit, but the id tables do not
+
+
+@pytest.mark.parametrize('model_type', ['SASRec', 'GRU4Rec'])
+def test_recommender_checkpoint_of_another_item_set_is_refused(tmp_path, model_type):
+    from mmext.registry import MODELS
+    small = dict(SASRec=dict(max_len=8, embed_dims=8), GRU4Rec=dict(hidden_sizes=(8, )))
+    trained_on, model, same = (
+        MODELS.build(dict(type=model_type, num_items=n, **small[model_type])) for n in (12, 20, 12))
+    ckpt = tmp_path / 'other_items.pth'
+    torch.save(dict(state_dict=trained_on.state_dict(), meta=dict()), ckpt)
+    assert model.item_id_tables(), 'the item tables are found by their num_items + 1 rows'
+
+    def runner_for(net, name, **cfg):
+        return Runner(
+            model=net,
+            work_dir=str(tmp_path / 'w'),
+            experiment_name=f'{model_type}_{name}',
+            default_scope='mmext',
+            cfg=cfg)
+
+    with pytest.raises(CheckpointMismatchError, match=r'13 rows in the checkpoint and 21 in'):
+        runner_for(model, 'other').load_checkpoint(str(ckpt))
+    # the same item set loads, and load_min_match=0 still loads what fits
+    runner_for(same, 'same').load_checkpoint(str(ckpt))
+    for key, value in trained_on.state_dict().items():
+        assert torch.equal(same.state_dict()[key], value), key
+    runner_for(model, 'forced', load_min_match=0).load_checkpoint(str(ckpt))

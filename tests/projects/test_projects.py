@@ -97,6 +97,31 @@ def test_mmdet_project_uses_mmext_detr():
     assert {'loss_cls', 'loss_bbox', 'loss_iou', 'd0.loss_cls'} <= set(losses)
 
 
+def test_mmdet_project_uses_mmext_deformable_detr():
+    from mmdet.registry import MODELS
+
+    from mmext.models.dense_heads import DeformableDETRHead
+    from mmext.models.detectors import DeformableDETR
+    from mmext.models.layers import MultiScaleDeformableAttention
+    from mmext.models.task_modules import HungarianAssigner
+    cfg = load(
+        'mmdet/deformable-detr-refine-twostage_r50_16xb2-50e_coco_mmext.py', **{
+            'model.backbone.depth': 18,
+            'model.backbone.init_cfg': None,
+            'model.neck.in_channels': [128, 256, 512],
+            'model.encoder.num_layers': 1,
+            'model.decoder.num_layers': 2,
+            'model.num_queries': 20,
+            'model.bbox_head.num_classes': 3
+        })
+    model, losses = train_step(cfg, MODELS, dict(inputs=images(), data_samples=det_samples()))
+    assert type(model) is DeformableDETR and type(model.bbox_head) is DeformableDETRHead
+    assert model.with_box_refine and model.as_two_stage
+    assert type(model.encoder.layers[0].self_attn) is MultiScaleDeformableAttention
+    assert type(model.bbox_head.assigner) is HungarianAssigner
+    assert {'loss_cls', 'd0.loss_cls', 'enc_loss_cls', 'enc_loss_iou'} <= set(losses)
+
+
 def test_mmdet_project_uses_mmext_dino():
     from mmdet.registry import MODELS
 

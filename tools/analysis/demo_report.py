@@ -233,6 +233,31 @@ def draw_prediction_grid(samples: Sequence[Dict[str, Any]],
     return out_file
 
 
+def require_detector(config: str, cfg_options: Optional[Dict[str, Any]] = None) -> None:
+    """Exit with a one-line reason unless ``config``'s model is an mmdet-style detector (the
+    report draws boxes; a recommender or a segmentor has none)."""
+    from mmengine.config import Config
+    from mmengine.registry import MODELS
+
+    cfg = Config.fromfile(config)
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    model_type = cfg.get('model', {}).get('type')
+    with MODELS.switch_scope_and_registry(cfg.get('default_scope', 'mmext')) as registry:
+        model_cls = registry.get(model_type) if isinstance(model_type, str) else None
+    try:
+        from mmdet.models.detectors import BaseDetector
+    except ImportError:
+        raise SystemExit('demo_report needs mmdet (pip install \'mmext[det]\')') from None
+    if not (isinstance(model_cls, type) and issubclass(model_cls, BaseDetector)):
+        kind = getattr(model_cls, '__module__', 'not registered').split('.')
+        raise SystemExit(
+            f'demo_report draws detections, but the model of {config} is {model_type!r} '
+            f"({'.'.join(kind[:3])}), not a detector. It supports detector configs "
+            '(configs/fcos, configs/detr, ...); a recommender\'s metrics are in '
+            '<work_dir>/<timestamp>/vis_data/scalars.json.')
+
+
 def run_inference(
         config: str,
         checkpoint: str,
@@ -327,6 +352,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 def main(argv: Optional[List[str]] = None) -> Dict[str, Path]:
     """Write ``predictions.png`` and ``curves.png``; return their paths."""
     args = parse_args(argv)
+    require_detector(args.config, args.cfg_options)
     out_dir = Path(args.out_dir or args.work_dir)
     scalars = find_scalars_file(Path(args.work_dir))  # fail early, before model building
     samples, meta = run_inference(args.config, args.checkpoint, args.num_images, args.device,

@@ -44,6 +44,7 @@ from mmengine.structures import InstanceData
 from torch import Tensor
 
 from mmext.models.task_modules.assigners import as_batch_assigner
+from mmext.models.utils import raise_on_nonfinite_gt_boxes
 from mmext.registry import MODELS, TASK_UTILS, build_with_fallback
 
 _DEFAULT_ASSIGNER = dict(
@@ -197,6 +198,9 @@ class DETRHead(BaseModule):
         self._raise_on_nan(
             all_layers_cls_scores=all_layers_cls_scores,
             all_layers_bbox_preds=all_layers_bbox_preds)
+        # else the matching fails with a NaN cost that names no image
+        raise_on_nonfinite_gt_boxes([get_box_tensor(gt.bboxes) for gt in batch_gt_instances],
+                                    batch_img_metas, 'DETRHead')
         num_layers = all_layers_cls_scores.size(0)
         losses = dict()
         for i in range(num_layers):

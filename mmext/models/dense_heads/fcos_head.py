@@ -41,6 +41,7 @@ from torch import Tensor
 from torch.nn.utils.rnn import pad_sequence
 
 from mmext.models.losses import focal_loss_from_labels
+from mmext.models.utils import raise_on_nonfinite_gt_boxes
 from mmext.registry import MODELS, TASK_UTILS, build_with_fallback
 
 INF = 1e8  # area sentinel for "not a candidate"; equal to mmdet's so ties/background match
@@ -385,6 +386,9 @@ class FCOSHead(BaseDenseHead):
         self._raise_on_nan(
             flat_cls, flat_bbox, flat_ctr,
             dict(cls_scores=cls_scores, bbox_preds=bbox_preds, centernesses=centernesses))
+        # a NaN/inf box would silently get no positive in get_targets (as in mmdet)
+        raise_on_nonfinite_gt_boxes([get_box_tensor(gt.bboxes) for gt in batch_gt_instances],
+                                    batch_img_metas, 'FCOSHead')
 
         featmap_sizes = [c.shape[-2:] for c in cls_scores]
         points = self.prior_generator.grid_priors(

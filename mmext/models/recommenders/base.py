@@ -144,6 +144,13 @@ class BaseRecommender(BaseModel):
             return self._forward(inputs)
         raise ValueError(f'{name}: mode={mode!r}: expected one of {_MODES}')
 
+    def item_id_tables(self) -> Tuple[str, ...]:
+        """State-dict keys of the tables indexed by item id (``num_items + 1`` rows, 0 the
+        padding): ``mmext.Runner`` refuses a checkpoint whose rows there differ in number, since
+        they would stand for other items."""
+        rows = getattr(self, 'num_items', -2) + 1
+        return tuple(k for k, v in self.state_dict().items() if v.dim() and v.size(0) == rows)
+
     @abstractmethod
     def loss(self, inputs: Dict[str, Any]) -> Dict[str, Tensor]:
         """Training losses of one batch, ``{'loss': scalar}``."""

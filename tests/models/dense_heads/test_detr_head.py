@@ -275,3 +275,19 @@ def test_batched_assignment_is_used_and_equals_per_image(num_gts, monkeypatch):
                 torch.testing.assert_close(a, b, rtol=0, atol=0)
             else:
                 assert a == b
+
+
+@pytest.mark.parametrize('value', [float('nan'), float('inf')])
+def test_nonfinite_gt_box_raises_naming_the_image(value):
+    """The matching would only say 'NaN or inf match cost in image(s) [2]'."""
+    _, ours = make_heads()
+    samples = make_samples()
+    for i, s in enumerate(samples):
+        s.set_metainfo(dict(img_path=f'data/{i}.png', img_id=i + 10))
+    samples[2].gt_instances.bboxes[3, 0] = value
+    with pytest.raises(
+            ValueError,
+            match=r"DETRHead: ground-truth boxes with NaN or infinite "
+            r"coordinates in image 2 of the batch \(img_path='data/2\.png', img_id=12\)"
+            r': 1 of 5 box'):
+        ours.loss(hidden(), samples)

@@ -551,3 +551,19 @@ def test_cuda_targets_and_loss_parity(name):
         assert_tensors_close(losses[k], ref_losses[k], what=k)
     for k in ref_grads:
         assert_tensors_close(grads[k], ref_grads[k], atol=1e-4, what=f'grad {k}')
+
+
+@pytest.mark.parametrize('value', [float('nan'), float('inf')])
+def test_nonfinite_gt_box_raises_naming_the_image(value):
+    """get_targets gives such a box no positive (as mmdet: see the parity test above); the loss
+    refuses it, naming the image."""
+    _, ours = make_heads(BASE)
+    gts = hard_batch()
+    gts[1].bboxes[1, 2] = value
+    img_metas = [dict(m, img_path=f'data/{i}.png', img_id=i + 10) for i, m in enumerate(metas(3))]
+    with pytest.raises(
+            ValueError,
+            match=r"FCOSHead: ground-truth boxes with NaN or infinite "
+            r"coordinates in image 1 of the batch \(img_path='data/1\.png', img_id=11\)"
+            r': 1 of \d+ box'):
+        ours.loss_by_feat(*ours(make_feats(3)), gts, img_metas)

@@ -278,6 +278,7 @@ def test_shipped_configs_build(path):
     assert isinstance(model, DeformableDETR)
     assert type(model.bbox_head).__module__.startswith('mmext.')
     assert type(model.encoder).__module__.startswith('mmext.')
+    assert type(model.bbox_head.assigner).__module__.startswith('mmext.')
     name = os.path.basename(path)
     assert model.with_box_refine == ('refine' in name)
     assert model.as_two_stage == ('twostage' in name)
@@ -288,3 +289,42 @@ def test_shipped_configs_build(path):
         assert cfg.optim_wrapper.optimizer == dict(type='AdamW', lr=2e-4, weight_decay=1e-4)
         assert cfg.train_cfg.max_epochs == 50
         assert model.num_queries == 300
+
+
+def test_demo_config_train_step():
+    """The shapes demo model takes one optimiser step (its optimiser, clipping, lr multipliers)
+    on two synthetic 128x128 images, one without objects."""
+    from mmengine.optim import build_optim_wrapper
+    cfg = Config.fromfile(
+        os.path.join(ROOT, 'configs', 'deformable_detr',
+                     'deformable-detr-refine-twostage_r18_shapes-128_demo.py'))
+    torch.manual_seed(0)
+    with DefaultScope.overwrite_default_scope('mmext'):
+        model = MODELS.build(cfg.model)
+        optim = build_optim_wrapper(model, cfg.optim_wrapper)
+    model.init_weights()
+    model.train()
+    offsets = [g for g in optim.optimizer.param_groups if g['lr'] == pytest.approx(2e-5)]
+    # sampling_offsets (weight, bias) of the 6 deformable attentions at 0.1x; the two-stage model
+    # has no reference_points_fc
+    assert len(offsets) == 2 * 6
+    samples = []
+    for boxes, labels in [([[10., 12., 60., 70.], [64., 30., 120., 90.]], [1, 3]), ([], [])]:
+        s = DetDataSample(
+            metainfo=dict(
+                img_shape=(128, 128),
+                ori_shape=(128, 128),
+                scale_factor=(1., 1.),
+                batch_input_shape=(128, 128)))
+        s.gt_instances = InstanceData(
+            bboxes=torch.tensor(boxes).reshape(-1, 4),
+            labels=torch.tensor(labels, dtype=torch.long))
+        samples.append(s)
+    g = torch.Generator().manual_seed(0)
+    inputs = [torch.randint(0, 256, (3, 128, 128), generator=g, dtype=torch.uint8)] * 2
+    before = [p.detach().clone() for p in model.parameters()]
+    losses = model.train_step(dict(inputs=inputs, data_samples=samples), optim)
+    assert {'loss_cls', 'd1.loss_iou', 'enc_loss_cls'} <= set(losses)
+    assert all(torch.isfinite(v).all() for v in losses.values())
+    moved = [not torch.equal(p.detach(), b) for p, b in zip(model.parameters(), before)]
+    assert sum(moved) > len(moved) // 2

@@ -19,6 +19,14 @@ std::vector<Tensor> layer_norm_fwd(const Tensor& x, const std::optional<Tensor>&
 std::vector<Tensor> layer_norm_bwd(const Tensor& dy, const Tensor& s, const Tensor& mean,
                                    const Tensor& rstd, const std::optional<Tensor>& weight,
                                    const std::optional<Tensor>& dprenorm, bool param_grads);
+Tensor ms_deform_attn_fwd(const Tensor& value, const Tensor& spatial_shapes,
+                          const Tensor& level_start_index, const Tensor& sampling_locations,
+                          const Tensor& attention_weights);
+std::vector<Tensor> ms_deform_attn_bwd(const Tensor& grad_output, const Tensor& value,
+                                       const Tensor& spatial_shapes,
+                                       const Tensor& level_start_index,
+                                       const Tensor& sampling_locations,
+                                       const Tensor& attention_weights, bool deterministic);
 
 #include "source_hash.h"  // MMEXT_SOURCE_HASH, written by setup.py
 
@@ -45,4 +53,13 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "LayerNorm backward; returns [dx, dweight, dbias] (the last two only with param_grads)",
         py::arg("dy"), py::arg("s"), py::arg("mean"), py::arg("rstd"), py::arg("weight"),
         py::arg("dprenorm"), py::arg("param_grads"));
+  m.def("ms_deform_attn_fwd", &ms_deform_attn_fwd,
+        "multi-scale deformable attention; returns [bs, num_queries, num_heads * head_dims]",
+        py::arg("value"), py::arg("spatial_shapes"), py::arg("level_start_index"),
+        py::arg("sampling_locations"), py::arg("attention_weights"));
+  m.def("ms_deform_attn_bwd", &ms_deform_attn_bwd,
+        "its backward; returns [grad_value, grad_sampling_locations, grad_attention_weights]",
+        py::arg("grad_output"), py::arg("value"), py::arg("spatial_shapes"),
+        py::arg("level_start_index"), py::arg("sampling_locations"),
+        py::arg("attention_weights"), py::arg("deterministic"));
 }

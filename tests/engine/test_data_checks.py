@@ -1,7 +1,10 @@
-"""A recommender takes its item count from the data the Runner actually trains on
+"""mmext.Runner checks the model against the data it reads (mmext/engine/data_checks.py).
+
+A recommender takes its item count from the data the Runner actually trains on
 (``model.dataset='train_dataloader'``), so ``--cfg-options train_dataloader.dataset.ann_file=...``
 changes the model too; a model whose count differs from a loop's dataset is refused (issue #21,
-item 1)."""
+item 1).  A detector whose head has another number of classes than a loop's dataset is refused
+too (found by the own-data walk-through of docs/get_started.md)."""
 import os.path as osp
 
 import pytest
@@ -65,3 +68,59 @@ def test_mismatched_item_count_is_refused(tmp_path):
     with pytest.raises(ValueError, match=r'num_items=1682 .* has 12 items') as err:
         runner.train()
     assert 'own.inter' in str(err.value)
+
+
+def test_test_data_left_at_the_demo_is_named_with_the_train_file(tmp_path):
+    """model.dataset='train_dataloader' is set, but the test split still reads ml-100k: the
+    error says to point the test dataset at the train file, not to set model.dataset."""
+    path = own_file(tmp_path / 'own.inter')
+    options = {f'{split}_dataloader.dataset.ann_file': path for split in ('train', 'val')}
+    runner = runner_for('configs/sasrec/sasrec_ml100k.py', tmp_path, options)
+    with pytest.raises(ValueError) as err:
+        runner.test()
+    message = str(err.value)
+    assert 'num_items=12 (from the train dataset' in message and 'own.inter' in message
+    assert f'test_dataloader.dataset.ann_file={path}' in message
+    assert "set model.dataset='train_dataloader'" not in message
+
+
+# ---------------------------------------------------------------------------------------------
+# a detector's number of classes against every loop's dataset
+
+
+@pytest.fixture
+def shapes_runner(tmp_path):
+    pytest.importorskip('mmdet')
+
+    def build(num_classes, test_classes=None):
+        data = tmp_path / 'shapes'
+        cfg = Config.fromfile(osp.join(ROOT, 'configs/fcos/fcos_r18_fpn_shapes-128_demo.py'))
+        shapes = dict(num_train=8, num_val=4, img_size=64, seed=3)
+        for split in ('train', 'val', 'test'):
+            loader = cfg[f'{split}_dataloader']
+            loader.update(num_workers=0, persistent_workers=False)
+            loader.dataset.data_root = str(data)
+            loader.dataset.shapes_cfg.update(shapes)
+        if test_classes is not None:
+            cfg.test_dataloader.dataset.metainfo = dict(classes=test_classes)
+        cfg.model.bbox_head.num_classes = num_classes
+        cfg.work_dir = str(tmp_path / 'work')
+        cfg.log_level = 'WARNING'
+        return RUNNERS.build(cfg)
+
+    return build
+
+
+def test_detector_num_classes_must_equal_the_datasets_classes(shapes_runner):
+    with pytest.raises(
+            ValueError,
+            match=r'model\.bbox_head\.num_classes=2, but the '
+            r'train_dataloader dataset .* has 4 classes') as err:
+        shapes_runner(2).train()
+    assert 'Set model.bbox_head.num_classes=4' in str(err.value)
+
+
+def test_detector_test_split_with_other_classes_is_refused(shapes_runner):
+    runner = shapes_runner(4, test_classes=('circle', 'square'))
+    with pytest.raises(ValueError, match=r'test_dataloader dataset .* has 2 classes'):
+        runner.test()
