@@ -34,8 +34,8 @@ def head_cfg(assigner_type, loss_cls=None):
         num_pred_layer=LAYERS + 1,
         as_two_stage=True,
         sync_cls_avg_factor=True,
-        loss_cls=loss_cls or dict(
-            type='FocalLoss', use_sigmoid=True, gamma=2.0, alpha=0.25, loss_weight=1.0),
+        loss_cls=loss_cls
+        or dict(type='FocalLoss', use_sigmoid=True, gamma=2.0, alpha=0.25, loss_weight=1.0),
         loss_bbox=dict(type='L1Loss', loss_weight=5.0),
         loss_iou=dict(type='GIoULoss', loss_weight=2.0),
         train_cfg=dict(
@@ -99,7 +99,8 @@ def leaf_copies(inputs):
 
 @pytest.mark.parametrize('num_groups', [1, 3])
 @pytest.mark.parametrize(
-    'loss_cls', [None, dict(type='QualityFocalLoss', use_sigmoid=True, beta=2.0, loss_weight=1.0)])
+    'loss_cls',
+    [None, dict(type='QualityFocalLoss', use_sigmoid=True, beta=2.0, loss_weight=1.0)])
 def test_losses_gradients_match_mmdet(num_groups, loss_cls):
     ref, ours = make_heads(loss_cls=loss_cls)
     samples = make_samples()
@@ -107,12 +108,10 @@ def test_losses_gradients_match_mmdet(num_groups, loss_cls):
     dn_meta = dict(num_denoising_queries=2 * num_groups * max_gts, num_denoising_groups=num_groups)
     inputs = make_inputs(dn_meta['num_denoising_queries'])
     x_ref, x_ours = leaf_copies(inputs), leaf_copies(inputs)
-    expected = ref.loss(
-        x_ref['hidden_states'], list(x_ref['references']), x_ref['enc_outputs_class'],
-        x_ref['enc_outputs_coord'], samples, dn_meta)
-    got = ours.loss(
-        x_ours['hidden_states'], list(x_ours['references']), x_ours['enc_outputs_class'],
-        x_ours['enc_outputs_coord'], samples, dn_meta)
+    expected = ref.loss(x_ref['hidden_states'], list(x_ref['references']),
+                        x_ref['enc_outputs_class'], x_ref['enc_outputs_coord'], samples, dn_meta)
+    got = ours.loss(x_ours['hidden_states'], list(x_ours['references']),
+                    x_ours['enc_outputs_class'], x_ours['enc_outputs_coord'], samples, dn_meta)
     assert list(got) == list(expected)
     assert {'enc_loss_cls', 'dn_loss_cls', 'd0.dn_loss_iou', 'd1.loss_bbox'} <= set(got)
     for k in expected:

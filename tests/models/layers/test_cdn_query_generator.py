@@ -38,12 +38,10 @@ def make_pair(**kwargs):
 
 
 @pytest.mark.parametrize('num_gts', [[3, 1, 5], [0, 2, 0], [4, 4, 4], [0, 0, 0]])
-@pytest.mark.parametrize(
-    'kwargs', [
-        dict(group_cfg=dict(dynamic=True, num_dn_queries=12)),
-        dict(group_cfg=dict(dynamic=False, num_groups=3), label_noise_scale=1.0,
-             box_noise_scale=0.4),
-    ])
+@pytest.mark.parametrize('kwargs', [
+    dict(group_cfg=dict(dynamic=True, num_dn_queries=12)),
+    dict(group_cfg=dict(dynamic=False, num_groups=3), label_noise_scale=1.0, box_noise_scale=0.4),
+])
 def test_matches_mmdet_under_the_same_seed(num_gts, kwargs):
     ref, ours = make_pair(**kwargs)
     samples = make_samples(num_gts)

@@ -47,7 +47,8 @@ def make_pair(seed=0, **overrides):
     cfg = dict(DEC, **overrides)
     ours, ref = DinoTransformerDecoder(**cfg), MMDetDecoder(**cfg)
     assert list(ours.state_dict()) == list(ref.state_dict())
-    assert 'ref_point_head.layers.1.weight' in ours.state_dict() and 'norm.weight' in ours.state_dict()
+    assert 'ref_point_head.layers.1.weight' in ours.state_dict(
+    ) and 'norm.weight' in ours.state_dict()
     ours.double()
     ref.double()
     with torch.no_grad():
