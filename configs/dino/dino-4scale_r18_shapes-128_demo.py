@@ -86,12 +86,14 @@ train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs, val_interval
 val_cfg = dict(type='ValLoop')
 test_cfg = dict(type='TestLoop')
 
-# DINO's recipe (AdamW, clipping at 0.1) with a higher lr and the backbone at full lr, as
-# everything trains from scratch.
+# DINO's recipe (AdamW, clipping at 0.1) with a higher lr, 4e-4, as everything trains from scratch,
+# and the (not pretrained) backbone at 2.5x rather than DINO's 0.1x: in 10-epoch trials this
+# reached 0.382 bbox mAP against 0.183 with lr 2e-4 for every part (configs/dino/README.md).
 optim_wrapper = dict(
     type='OptimWrapper',
-    optimizer=dict(type='AdamW', lr=2e-4, weight_decay=1e-4),
-    clip_grad=dict(max_norm=0.1, norm_type=2))
+    optimizer=dict(type='AdamW', lr=4e-4, weight_decay=1e-4),
+    clip_grad=dict(max_norm=0.1, norm_type=2),
+    paramwise_cfg=dict(custom_keys={'backbone': dict(lr_mult=2.5)}))
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=100),
     dict(
