@@ -310,8 +310,8 @@ MODEL = [('mmext.models.recommenders', None), ('mmext.models.multimodal', None),
          ('mmext.models.layers', None), ('mmext.ops', None), ('mmext.models.backbones', 'pretrain'),
          ('mmext.models.layers.detr_transformer', 'det'),
          ('mmext.models.layers.deformable_detr_transformer', 'det'),
-         ('mmext.models.dense_heads', 'det'), ('mmext.models.detectors', 'det'),
-         ('mmext.models.seg_heads', 'seg')]
+         ('mmext.models.layers.dino_transformer', 'det'), ('mmext.models.dense_heads', 'det'),
+         ('mmext.models.detectors', 'det'), ('mmext.models.seg_heads', 'seg')]
 TASK = [('mmext.models.text_encoders', None), ('mmext.models.task_modules', 'det')]
 
 # Training and evaluation machinery.

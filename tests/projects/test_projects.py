@@ -122,6 +122,28 @@ def test_mmdet_project_uses_mmext_deformable_detr():
     assert {'loss_cls', 'd0.loss_cls', 'enc_loss_cls', 'enc_loss_iou'} <= set(losses)
 
 
+def test_mmdet_project_uses_mmext_dino():
+    from mmdet.registry import MODELS
+
+    from mmext.models.dense_heads import DINOHead
+    from mmext.models.detectors import DINO
+    from mmext.models.task_modules import HungarianAssigner
+    cfg = load(
+        'mmdet/dino-4scale_r50_8xb2-12e_coco_mmext.py', **{
+            'model.num_queries': 20,
+            'model.backbone.depth': 18,
+            'model.backbone.init_cfg': None,
+            'model.neck.in_channels': [128, 256, 512],
+            'model.encoder.num_layers': 1,
+            'model.decoder.num_layers': 2,
+            'model.bbox_head.num_classes': 3
+        })
+    model, losses = train_step(cfg, MODELS, dict(inputs=images(), data_samples=det_samples()))
+    assert type(model) is DINO and type(model.bbox_head) is DINOHead
+    assert type(model.bbox_head.assigner) is HungarianAssigner
+    assert {'loss_cls', 'enc_loss_cls', 'dn_loss_bbox', 'd0.dn_loss_iou'} <= set(losses)
+
+
 def test_mmseg_project_trains():
     from mmengine.structures import PixelData
     from mmseg.registry import MODELS

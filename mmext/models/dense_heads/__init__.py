@@ -1,5 +1,6 @@
 from .deformable_detr_head import DeformableDETRHead
 from .detr_head import DETRHead
+from .dino_head import DINOHead
 from .fcos_head import FCOSHead
 
-__all__ = ['FCOSHead', 'DETRHead', 'DeformableDETRHead']
+__all__ = ['FCOSHead', 'DETRHead', 'DeformableDETRHead', 'DINOHead']

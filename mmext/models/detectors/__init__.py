@@ -1,5 +1,6 @@
 """mmext detectors."""
 from .deformable_detr import DeformableDETR
 from .detr import DETR
+from .dino import DINO
 
-__all__ = ['DETR', 'DeformableDETR']
+__all__ = ['DETR', 'DeformableDETR', 'DINO']

@@ -2,7 +2,7 @@
 layers, multi-scale deformable attention, the fused LayerNorm that
 ``norm_cfg=dict(type='mmext.FusedLN')`` builds).
 
-The DETR and Deformable DETR Transformer layers build on mmcv's bricks and are imported when
+The DETR, Deformable DETR and DINO Transformer layers build on mmcv's bricks and are imported when
 first used; :class:`MultiScaleDeformableAttention` needs only torch and mmengine.
 """
 from mmext.ops.layer_norm import FusedLayerNorm
@@ -27,10 +27,13 @@ __getattr__ = lazy_exports(
         **{
             name: '.deformable_detr_transformer'
             for name in _DEFORMABLE_DETR
-        }
+        },
+        'DinoTransformerDecoder': '.dino_transformer',
+        'CdnQueryGenerator': '.cdn_query_generator',
     })
 
 __all__ = [
     'FusedLayerNorm', 'SinePositionalEncoding', 'MultiScaleDeformableAttention', 'inverse_sigmoid',
-    'batch_input_shape', 'padding_mask', *_DETR, *_DEFORMABLE_DETR
+    'batch_input_shape', 'padding_mask', *_DETR, *_DEFORMABLE_DETR, 'DinoTransformerDecoder',
+    'CdnQueryGenerator'
 ]

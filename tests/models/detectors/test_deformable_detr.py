@@ -122,6 +122,11 @@ def make_models(variant, seed=0):
     with torch.no_grad():  # move the head off its initial near-constant outputs
         for p in ref.bbox_head.parameters():
             p.add_(torch.randn_like(p) * 0.2)
+        # and the sampling points off the pixel grid: the initial offsets put them exactly on
+        # pixel centres, where bilinear sampling has a kink and backends may take either side
+        for name, p in ref.named_parameters():
+            if 'sampling_offsets' in name:
+                p.add_(torch.rand_like(p) * 0.2 + 0.1)
     ours.load_state_dict(ref.state_dict(), strict=True)
     return ref, ours
 
