@@ -5,6 +5,9 @@ PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 DEMO_DIR ?= work_dirs/fcos_demo
 DEMO_CONFIG ?= configs/fcos/fcos_r18_fpn_shapes-128_demo.py
+# OpenMP threads that sleep instead of spinning while they wait: the test suite and every tool
+# run robustly beside other work (tools/process_defaults.py; a value in the environment wins).
+export OMP_WAIT_POLICY ?= PASSIVE
 
 .PHONY: setup setup-core lint test test-slow test-all demo demo-compare clean-venv
 
