@@ -12,7 +12,7 @@ reports the median per-iteration time (mmengine's ``time`` column, logged every 
 * ``active``: ``OMP_WAIT_POLICY=ACTIVE`` (spin forever);
 * ``1-thread``: ``OMP_NUM_THREADS=1``.
 
-    python tools/benchmark/bench_threading.py --preset fcos      # FCOS shapes demo, 30 iters
+    python tools/benchmark/bench_threading.py --preset fcos      # FCOS shapes demo, 12 iters
     python tools/benchmark/bench_threading.py --preset sasrec    # SASRec ml-100k, 3 epochs
 """
 import argparse
@@ -35,7 +35,7 @@ PRESETS = dict(
         config='configs/fcos/fcos_r18_fpn_shapes-128_demo.py',
         options=[
             'train_cfg.max_epochs=1', 'train_cfg.val_interval=100',
-            'train_dataloader.dataset.indices=480', 'default_hooks.logger.interval=1',
+            'train_dataloader.dataset.indices=192', 'default_hooks.logger.interval=1',
             'default_hooks.checkpoint.interval=100', 'default_hooks.checkpoint.save_last=False'
         ]),
     sasrec=dict(
