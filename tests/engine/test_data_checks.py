@@ -101,6 +101,8 @@ def shapes_runner(tmp_path):
             loader.update(num_workers=0, persistent_workers=False)
             loader.dataset.data_root = str(data)
             loader.dataset.shapes_cfg.update(shapes)
+        for split in ('val', 'test'):  # the metric reads the generated file, not data/shapes/
+            cfg[f'{split}_evaluator'].ann_file = str(data / 'annotations' / 'instances_val.json')
         if test_classes is not None:
             cfg.test_dataloader.dataset.metainfo = dict(classes=test_classes)
         cfg.model.bbox_head.num_classes = num_classes
