@@ -28,7 +28,6 @@ from typing import Optional, Tuple, Union
 
 import torch
 import torch.nn as nn
-from mmcv.cnn import build_norm_layer
 from mmcv.cnn.bricks.transformer import FFN
 from mmengine.model import BaseModule, ModuleList
 from torch import Tensor
@@ -36,7 +35,7 @@ from torch.utils.checkpoint import checkpoint
 
 from mmext.registry import MODELS
 
-from .detr_transformer import DetrAttention
+from .detr_transformer import _DEFAULT_ATTN, _DEFAULT_FFN, DetrAttention, _check_num_layers, _norms
 from .inverse_sigmoid import inverse_sigmoid
 from .ms_deform_attn import MultiScaleDeformableAttention
 
@@ -44,15 +43,6 @@ __all__ = [
     'DeformableDetrTransformerEncoderLayer', 'DeformableDetrTransformerDecoderLayer',
     'DeformableDetrTransformerEncoder', 'DeformableDetrTransformerDecoder'
 ]
-
-# mmdet's layer defaults, used when a config leaves a whole sub-config out
-_DEFAULT_ATTN = dict(embed_dims=256, num_heads=8, dropout=0.0)
-_DEFAULT_FFN = dict(
-    embed_dims=256,
-    feedforward_channels=1024,
-    num_fcs=2,
-    ffn_drop=0.,
-    act_cfg=dict(type='ReLU', inplace=True))
 
 
 def _batch_first(cfg: Optional[dict], owner: str) -> dict:
@@ -62,10 +52,6 @@ def _batch_first(cfg: Optional[dict], owner: str) -> dict:
         raise ValueError(f'{owner} works on batch-first [B, N, C] tensors; '
                          'batch_first must be True')
     return cfg
-
-
-def _norms(norm_cfg: dict, embed_dims: int, num: int) -> ModuleList:
-    return ModuleList([build_norm_layer(norm_cfg, embed_dims)[1] for _ in range(num)])
 
 
 @MODELS.register_module()
@@ -160,11 +146,6 @@ class DeformableDetrTransformerDecoderLayer(BaseModule):
                 key_padding_mask=key_padding_mask,
                 **kwargs))
         return self.norms[2](self.ffn(query))
-
-
-def _check_num_layers(owner: str, num_layers: int) -> None:
-    if not isinstance(num_layers, int) or num_layers < 1:
-        raise ValueError(f'{owner}: num_layers must be an int >= 1, got {num_layers!r}')
 
 
 def scale_references(reference_points: Tensor, valid_ratios: Tensor) -> Tensor:
