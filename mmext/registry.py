@@ -343,5 +343,5 @@ PARAM_SCHEDULERS = _node('parameter scheduler', MMENGINE_PARAM_SCHEDULERS, *ENGI
 # Evaluation and visualisation.
 METRICS = _node('metric', MMENGINE_METRICS, ('mmext.evaluation', None))
 EVALUATOR = _node('evaluator', MMENGINE_EVALUATOR, ('mmext.evaluation', None))
-VISUALIZERS = _node('visualizer', MMENGINE_VISUALIZERS)
-VISBACKENDS = _node('vis_backend', MMENGINE_VISBACKENDS)
+VISUALIZERS = _node('visualizer', MMENGINE_VISUALIZERS, ('mmext.visualization', None))
+VISBACKENDS = _node('vis_backend', MMENGINE_VISBACKENDS, ('mmext.visualization', None))
