@@ -34,17 +34,19 @@ class DemoRun:
 
 def train(config: Path, work_dir: Path, cfg_options: Sequence[str], timeout: int = 900) -> DemoRun:
     """Run ``tools/train.py config --work-dir work_dir --cfg-options ...``; fail with its log."""
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get('PYTHONPATH',
-                                                                                  '')]))
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / 'tools' / 'train.py'),
-         str(config), '--work-dir',
-         str(work_dir), '--cfg-options', *cfg_options],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout)
+    pythonpath = os.pathsep.join([str(ROOT), os.environ.get('PYTHONPATH', '')])
+    env = dict(os.environ, PYTHONPATH=pythonpath)
+    proc = subprocess.run([
+        sys.executable,
+        str(ROOT / 'tools' / 'train.py'),
+        str(config), '--work-dir',
+        str(work_dir), '--cfg-options', *cfg_options
+    ],
+                          cwd=ROOT,
+                          env=env,
+                          capture_output=True,
+                          text=True,
+                          timeout=timeout)
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, f'training {config.name} failed:\n{log[-4000:]}'
     checkpoint = Path((work_dir / 'last_checkpoint').read_text().strip())
@@ -54,7 +56,9 @@ def train(config: Path, work_dir: Path, cfg_options: Sequence[str], timeout: int
 def _no_workers(*splits: str) -> List[str]:
     opts = []
     for split in splits:
-        opts += [f'{split}_dataloader.num_workers=0', f'{split}_dataloader.persistent_workers=False']
+        opts += [
+            f'{split}_dataloader.num_workers=0', f'{split}_dataloader.persistent_workers=False'
+        ]
     return opts
 
 
