@@ -10,7 +10,8 @@ reports the median per-iteration time (mmengine's ``time`` column, logged every 
 * ``libgomp``: torch's own behaviour, ``OMP_WAIT_POLICY=`` (empty: libgomp's default spin-then-
   sleep, what any script that imports torch gets);
 * ``active``: ``OMP_WAIT_POLICY=ACTIVE`` (spin forever);
-* ``1-thread``: ``OMP_NUM_THREADS=1``.
+* ``1-thread``: ``OMP_NUM_THREADS=1``;
+* ``spin-10k``/``spin-30k``: libgomp's spin-then-sleep with a shorter spin (``GOMP_SPINCOUNT``).
 
     python tools/benchmark/bench_threading.py --preset fcos      # FCOS shapes demo, 12 iters
     python tools/benchmark/bench_threading.py --preset sasrec    # SASRec ml-100k, 3 epochs
@@ -64,6 +65,15 @@ VARIANTS: Dict[str, Dict[str, str]] = {
     '1-thread': {
         'OMP_NUM_THREADS': '1'
     },
+    # libgomp spins GOMP_SPINCOUNT times before it sleeps (300000 when the policy is unset)
+    'spin-10k': {
+        'OMP_WAIT_POLICY': '',
+        'GOMP_SPINCOUNT': '10000'
+    },
+    'spin-30k': {
+        'OMP_WAIT_POLICY': '',
+        'GOMP_SPINCOUNT': '30000'
+    },
 }
 
 _ITER_TIME = re.compile(r'Epoch\(train\)\s+\[\d+\]\[\s*\d+/\d+\].*?\btime: ([0-9.]+)')
@@ -90,7 +100,7 @@ def _spin(stop) -> None:
 def run_once(preset: str, env_overrides: Dict[str, str], timeout: float) -> Dict[str, float]:
     cfg = PRESETS[preset]
     env = dict(os.environ)
-    for key in ('OMP_WAIT_POLICY', 'OMP_NUM_THREADS'):
+    for key in ('OMP_WAIT_POLICY', 'OMP_NUM_THREADS', 'GOMP_SPINCOUNT'):
         env.pop(key, None)
     env.update(env_overrides)
     with tempfile.TemporaryDirectory() as work_dir:
