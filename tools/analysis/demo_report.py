@@ -14,9 +14,7 @@ Writes into ``--out-dir`` (default: ``--work-dir``):
 """
 import argparse
 import copy
-import json
 import math
-import re
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -29,57 +27,10 @@ from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 from mmengine.config import DictAction  # noqa: E402
 
-_TIMESTAMP = re.compile(r'^\d{8}_\d{6}$')  # mmengine's run directory names
+from mmext.utils.scalars import find_scalars_file, load_scalars  # noqa: E402
 
 
 # ----------------------------------------------------------------------------- curves
-def find_scalars_file(work_dir: Path) -> Path:
-    """``vis_data/scalars.json`` of the newest run under ``work_dir``.
-
-    Runs are mmengine's ``<work_dir>/<YYYYmmdd_HHMMSS>/`` directories; the newest timestamp
-    with a ``vis_data/scalars.json`` wins (directories not named like a timestamp are ranked by
-    modification time, below timestamped ones).  ``work_dir`` may also be a run directory.
-    """
-    work_dir = Path(work_dir)
-    direct = work_dir / 'vis_data' / 'scalars.json'
-    if direct.is_file():
-        return direct
-    if not work_dir.is_dir():
-        raise FileNotFoundError(f'work dir {work_dir} does not exist')
-    runs = [d for d in work_dir.iterdir() if (d / 'vis_data' / 'scalars.json').is_file()]
-    if not runs:
-        raise FileNotFoundError(
-            f'no <timestamp>/vis_data/scalars.json under {work_dir}; was this the work_dir '
-            'of a training run with the LocalVisBackend?')
-    newest = max(
-        runs,
-        key=lambda d: (bool(_TIMESTAMP.match(d.name)), d.name
-                       if _TIMESTAMP.match(d.name) else '', d.stat().st_mtime))
-    return newest / 'vis_data' / 'scalars.json'
-
-
-def load_scalars(path: Path) -> Tuple[List[Dict[str, Any]], List[Dict[str, Any]]]:
-    """Split a ``scalars.json`` (JSON lines) into training lines and validation lines.
-
-    Training lines carry ``loss*`` keys; validation lines carry metric keys with a ``/``
-    (``coco/bbox_mAP``).  Other lines are ignored.
-    """
-    train, val = [], []
-    with open(path) as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except ValueError as e:
-                raise ValueError(f'{path}:{lineno} is not a JSON line: {e}') from None
-            if any(k.startswith('loss') for k in record):
-                train.append(record)
-            elif any('/' in k for k in record):
-                val.append(record)
-    return train, val
-
-
 def _series(records: Sequence[Dict[str, Any]], key: str,
             x_keys: Sequence[str]) -> Tuple[List[float], List[float]]:
     xs, ys = [], []
