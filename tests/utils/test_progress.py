@@ -246,3 +246,19 @@ def test_benchmark_timing_reports_progress(capsys, monkeypatch):
     err = capsys.readouterr().err
     assert percents(err)[-1] == (100, 8, 8)
     assert 'timing a, b (1 warm-up + 3 rounds)' in err
+
+
+def test_threading_benchmark_reports_each_training_run(capsys, monkeypatch):
+    """bench_threading.py captures each run's log: it says which run is going on."""
+    monkeypatch.setenv(PROGRESS_DELAY_ENV, '0')
+    monkeypatch.syspath_prepend(str(ROOT / 'tools' / 'benchmark'))
+    sys.modules.pop('bench_threading', None)
+    import bench_threading
+    monkeypatch.setattr(bench_threading, 'run_once',
+                        lambda *args: dict(iter_times=[5, 5, 5, 0.3, 0.5], wall=1.0, cpu=1.0))
+    args = bench_threading.parse_args(['--preset', 'tiny', '--variants', 'default', '--load', '0'])
+    rows = bench_threading.measure(args)
+    assert [r['median'] for r in rows] == [0.4]  # the median after the --warmup 3 iterations
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == 'tiny load=0 default: training run...'
+    assert err[1].startswith('tiny load=0 default: training run: done in ')
