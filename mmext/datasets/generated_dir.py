@@ -17,6 +17,8 @@ from typing import Any, Callable, Collection, Dict, Iterator, Optional
 
 from mmengine.logging import print_log
 
+from mmext.utils.progress import stage
+
 __all__ = ['META_FILE', 'read_meta', 'ensure_generated']
 
 META_FILE = 'meta.json'
@@ -35,7 +37,7 @@ def read_meta(root: Path) -> Optional[Dict[str, Any]]:
 
 
 @contextlib.contextmanager
-def _locked(root: Path) -> Iterator[None]:
+def _locked(root: Path, what: str) -> Iterator[None]:
     """Serialise generation across processes on one machine."""
     try:
         import fcntl
@@ -43,7 +45,12 @@ def _locked(root: Path) -> Iterator[None]:
         yield
         return
     with open(root.parent / f'.{root.name}.lock', 'w') as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            # another process (often another rank) is generating: say why this one waits
+            with stage(f'Waiting for another process to finish generating {what} in {root}'):
+                fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             yield
         finally:
@@ -77,6 +84,8 @@ def ensure_generated(root: Path,
         owned: The top-level entries ``write`` creates; an existing ``root`` holding anything
             else is not replaced (:class:`FileExistsError`), so user data is never deleted.
         what: A description for the log line and errors, e.g. ``'the shapes dataset'``.
+            ``write`` reports its own progress (:mod:`mmext.utils.progress`); a process that
+            waits for another one's generation says so.
         force: Regenerate even if a complete dataset exists.
     """
     owned = set(owned) | {META_FILE}
@@ -89,7 +98,7 @@ def ensure_generated(root: Path,
     if not force and complete():
         return root
     root.parent.mkdir(parents=True, exist_ok=True)
-    with _locked(root):
+    with _locked(root, what):
         if not force and complete():  # another process finished it meanwhile
             return root
         if root.exists():

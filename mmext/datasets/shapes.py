@@ -39,6 +39,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from mmext.registry import DATASETS
+from mmext.utils.progress import track
 
 from .coco import CheckedCocoDataset
 from .generated_dir import META_FILE, ensure_generated
@@ -274,7 +275,7 @@ class ShapesDetectionGenerator:
         img_dir = Path(root) / split
         img_dir.mkdir(parents=True, exist_ok=True)
         images, annotations = [], []
-        for index in range(num_images):
+        for index in track(range(num_images), f'shapes: {split} images'):
             # One independent stream per image: adding images never changes earlier ones.
             rng = np.random.default_rng([seed, _SPLITS.index(split), index])
             image, objects = self.render(rng)

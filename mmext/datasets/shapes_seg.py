@@ -36,6 +36,7 @@ from mmseg.datasets import BaseSegDataset
 from PIL import Image
 
 from mmext.registry import DATASETS
+from mmext.utils.progress import track
 
 from .generated_dir import META_FILE, ensure_generated
 from .shapes import (SHAPES_CLASSES, SHAPES_PALETTE, ShapesDetectionGenerator, check_shapes_cfg,
@@ -101,7 +102,7 @@ class ShapesSegmentationGenerator(ShapesDetectionGenerator):
         for d in dirs:
             d.mkdir(parents=True, exist_ok=True)
         counts = np.zeros(len(SHAPES_SEG_CLASSES), dtype=np.int64)
-        for index in range(num_images):
+        for index in track(range(num_images), f'shapes_seg: {split} images'):
             rng = np.random.default_rng([seed, _STREAM, _SPLITS.index(split), index])
             image, classes, instances = self.render_seg(rng)
             name = f'{index:06d}.png'

@@ -276,3 +276,54 @@ def test_coco_metric_scores_ground_truth_perfectly(small: Path) -> None:
     results = metric.evaluate(len(samples))
     assert results['coco/bbox_mAP'] == pytest.approx(1.0)
     assert results['coco/bbox_mAP_50'] == pytest.approx(1.0)
+
+
+# ----------------------------------------------------------------------------- progress
+def _split_lines(err: str, desc: str) -> list:
+    return [line for line in err.splitlines() if line.startswith(desc)]
+
+
+def test_generation_reports_progress(tmp_path: Path, capsys, monkeypatch) -> None:
+    monkeypatch.setenv('MMEXT_PROGRESS_DELAY', '0')  # report even this quick job
+    monkeypatch.delenv('MMEXT_PROGRESS', raising=False)
+    ensure_shapes_dataset(tmp_path / 'ds', num_train=25, num_val=3, img_size=32)
+    err = capsys.readouterr().err
+    train = _split_lines(err, 'shapes: train images:')
+    assert train[0].startswith('shapes: train images:   0% (0/25)')
+    assert train[-1].startswith('shapes: train images: 100% (25/25), done in ')
+    assert len(train) <= 11  # not one line per image: one per 10 %
+    assert _split_lines(
+        err, 'shapes: val images:')[-1].startswith('shapes: val images: 100% (3/3), done in ')
+    # a complete dataset is not generated again: nothing to report
+    ensure_shapes_dataset(tmp_path / 'ds', num_train=25, num_val=3, img_size=32)
+    assert capsys.readouterr().err == ''
+
+
+def test_generation_is_silent_off_rank_0(tmp_path: Path, capsys, monkeypatch) -> None:
+    monkeypatch.setenv('MMEXT_PROGRESS_DELAY', '0')
+    monkeypatch.setenv('RANK', '1')
+    ensure_shapes_dataset(tmp_path / 'ds', num_train=4, num_val=2, img_size=32)
+    assert capsys.readouterr().err == ''
+
+
+def test_process_waiting_for_another_ones_generation_says_so(tmp_path: Path, capsys,
+                                                             monkeypatch) -> None:
+    import fcntl
+    import threading
+    import time
+    monkeypatch.setenv('MMEXT_PROGRESS_DELAY', '0')
+    monkeypatch.delenv('MMEXT_PROGRESS', raising=False)
+    kwargs = dict(num_train=2, num_val=1, img_size=32)
+    worker = threading.Thread(target=ensure_shapes_dataset, args=(tmp_path / 'ds', ), kwargs=kwargs)
+    with open(tmp_path / '.ds.lock', 'w') as lock:  # "another process" holds the lock
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        worker.start()
+        time.sleep(0.5)
+        assert worker.is_alive()  # it waits
+        fcntl.flock(lock, fcntl.LOCK_UN)
+    worker.join(60)
+    assert not worker.is_alive()
+    waiting = _split_lines(capsys.readouterr().err, 'Waiting for another process to finish '
+                           'generating the shapes dataset')
+    assert len(waiting) == 2 and waiting[0].endswith(f'in {tmp_path / "ds"}...')
+    assert ': done in ' in waiting[1]

@@ -152,3 +152,14 @@ def test_shapes_cfg_checks_are_shared_with_the_detection_dataset(tmp_path):
     with pytest.raises(ValueError, match=r"unknown shapes_cfg key\(s\) \['min_visible'\]"):
         ShapesSegDataset(data_root=str(tmp_path / 'seg'), shapes_cfg=dict(min_visible=0.5))
     assert not any(tmp_path.iterdir())
+
+
+def test_generation_reports_progress(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv('MMEXT_PROGRESS_DELAY', '0')
+    monkeypatch.delenv('MMEXT_PROGRESS', raising=False)
+    ensure_shapes_seg_dataset(tmp_path / 'seg', num_train=6, num_val=2, img_size=32)
+    err = capsys.readouterr().err.splitlines()
+    for split, n in (('train', 6), ('val', 2)):
+        lines = [line for line in err if line.startswith(f'shapes_seg: {split} images:')]
+        assert lines[0].startswith(f'shapes_seg: {split} images:   0% (0/{n})')
+        assert lines[-1].startswith(f'shapes_seg: {split} images: 100% ({n}/{n}), done in ')

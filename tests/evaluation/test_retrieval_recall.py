@@ -60,3 +60,24 @@ def test_zero_shot_accuracy():
     assert res['top2'] == pytest.approx(100.0)
     with pytest.raises(KeyError, match='pred_score'):
         metric.process(None, [dict(gt_label=torch.tensor([0]))])
+
+
+def test_recall_is_ranked_in_chunks_with_progress(monkeypatch, capsys):
+    """Chunks of rows (here 1..3 rows) rank like the whole matrix, ties included, and report
+    their progress (large test sets take seconds per direction)."""
+    from mmext.evaluation.metrics import retrieval_recall
+    monkeypatch.setenv('MMEXT_PROGRESS_DELAY', '0')
+    monkeypatch.delenv('MMEXT_PROGRESS', raising=False)
+    g = torch.Generator().manual_seed(1)
+    base = torch.randn(3, 5, generator=g)  # few distinct features: many exact ties
+    sims = base[torch.randint(0, 3,
+                              (11, ), generator=g)] @ base[torch.randint(0, 3,
+                                                                         (13, ), generator=g)].t()
+    rel = torch.rand(11, 13, generator=g) < 0.3
+    whole = recall_at_k(sims, rel, (1, 2, 4))
+    capsys.readouterr()
+    for elements in (13, 30, 39):
+        monkeypatch.setattr(retrieval_recall, '_CHUNK_ELEMENTS', elements)
+        assert recall_at_k(sims, rel, (1, 2, 4), 'i2t') == whole
+    err = capsys.readouterr().err.splitlines()
+    assert err[-1].startswith('i2t: 100% (11/11 queries), done in ')

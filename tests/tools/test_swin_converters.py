@@ -220,3 +220,16 @@ def test_unknown_key_is_named():
             'layers.0.blocks.0.gamma.weight': torch.zeros(1),
             'layers.0.blocks.0.norm1.weight': torch.zeros(1)
         })
+
+
+def test_cli_reports_loading_and_saving(timm_model, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv('MMEXT_PROGRESS_DELAY', '0')  # report even these quick steps
+    monkeypatch.delenv('MMEXT_PROGRESS', raising=False)
+    path, out = tmp_path / 'timm.pth', tmp_path / 'mmext.pth'
+    torch.save(timm_model.state_dict(), path)
+    monkeypatch.setattr(sys, 'argv', [str(SCRIPT), str(path), str(out)])
+    conv.main()
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith(f'loading {path} (') and err[0].endswith(' MiB)...')
+    assert err[1].startswith(f'loading {path} (') and ' MiB): done in ' in err[1]
+    assert err[2] == f'saving {out}...' and err[3].startswith(f'saving {out}: done in ')

@@ -29,6 +29,8 @@ import time
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
+from mmext.utils.progress import stage
+
 ROOT = Path(__file__).resolve().parents[2]
 
 PRESETS = dict(
@@ -132,7 +134,9 @@ def measure(args: argparse.Namespace) -> List[Dict]:
             s.start()
         try:
             for name in args.variants:
-                result = run_once(args.preset, VARIANTS[name], args.timeout)
+                # a run takes a minute or more, its log is captured: say what is running
+                with stage(f'{args.preset} load={load} {name}: training run'):
+                    result = run_once(args.preset, VARIANTS[name], args.timeout)
                 steady = result['iter_times'][args.warmup:] or result['iter_times']
                 rows.append(
                     dict(

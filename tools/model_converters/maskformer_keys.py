@@ -21,6 +21,8 @@ from typing import Dict, Sequence
 
 import torch
 
+from mmext.utils.progress import file_stage
+
 # head-level module names of the toolbox heads that live in mmext's ``predictor``
 PREDICTOR_KEYS = ('query_embed', 'transformer_decoder', 'decoder_input_proj', 'decoder_pe',
                   'cls_embed', 'mask_embed')
@@ -63,13 +65,15 @@ def main(argv=None) -> None:
         help="head prefix (repeatable); default: 'decode_head.' and "
         "'panoptic_head.'; '' for a bare head state dict")
     args = parser.parse_args(argv)
-    ckpt = torch.load(args.src, map_location='cpu', weights_only=False)
+    with file_stage('loading', args.src):
+        ckpt = torch.load(args.src, map_location='cpu', weights_only=False)
     prefixes = tuple(args.prefix) if args.prefix else HEAD_PREFIXES
     if isinstance(ckpt, dict) and 'state_dict' in ckpt:
         ckpt['state_dict'] = convert(ckpt['state_dict'], args.to, prefixes)
     else:
         ckpt = convert(ckpt, args.to, prefixes)
-    torch.save(ckpt, args.dst)
+    with file_stage('saving', args.dst):
+        torch.save(ckpt, args.dst)
     print(f'wrote {args.dst} ({args.to} layout)')
 
 

@@ -30,6 +30,8 @@ from typing import Dict, Optional
 import torch
 from torch import Tensor
 
+from mmext.utils.progress import file_stage
+
 LAYOUTS = ('official', 'timm')
 
 # Per-block renames, source (official/timm) suffix -> mmext suffix.
@@ -200,14 +202,16 @@ def main() -> None:
     parser.add_argument(
         '--backbone-only', action='store_true', help='drop the classifier and the backbone. prefix')
     args = parser.parse_args()
-    sd = load_any(args.src)
+    with file_stage('loading', args.src):
+        sd = load_any(args.src)
     out = to_mmext(
         sd,
         None if args.layout == 'auto' else args.layout,
         prefix='' if args.backbone_only else 'backbone.')
     if args.backbone_only:
         out = OrderedDict((k, v) for k, v in out.items() if not k.startswith('head.'))
-    torch.save(dict(state_dict=out, meta=dict(converted_from=args.src)), args.dst)
+    with file_stage('saving', args.dst):
+        torch.save(dict(state_dict=out, meta=dict(converted_from=args.src)), args.dst)
     print(f'{len(sd)} keys ({args.layout}) -> {len(out)} keys in {args.dst}')
 
 

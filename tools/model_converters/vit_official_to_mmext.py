@@ -27,6 +27,8 @@ from typing import Dict, Mapping
 import numpy as np
 import torch
 
+from mmext.utils.progress import file_stage, track
+
 
 def _layout(weights: Mapping[str, np.ndarray]) -> Dict[str, str]:
     prefix = ''
@@ -159,9 +161,12 @@ def main() -> None:
         help='keep the head: backbone.* + head.fc.* (mmpretrain ImageClassifier)')
     args = parser.parse_args()
     with np.load(args.src) as weights:
-        converted = convert_official_to_mmext(dict(weights), classifier=args.classifier)
-    torch.save(
-        dict(state_dict=converted, meta=dict(source='official-npz', file=args.src)), args.dst)
+        # the arrays are read (and decompressed) one by one here: the long part
+        arrays = {name: weights[name] for name in track(weights.files, f'reading {args.src}')}
+    converted = convert_official_to_mmext(arrays, classifier=args.classifier)
+    with file_stage('saving', args.dst):
+        torch.save(
+            dict(state_dict=converted, meta=dict(source='official-npz', file=args.src)), args.dst)
     print(f'wrote {args.dst}')
 
 

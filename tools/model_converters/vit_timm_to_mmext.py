@@ -37,6 +37,8 @@ from typing import Dict, List, Tuple
 
 import torch
 
+from mmext.utils.progress import file_stage
+
 # (timm regex, mmext replacement); applied to the whole key, first match wins.
 _TIMM_TO_MMEXT: List[Tuple[str, str]] = [
     (r'^patch_embed\.proj\.(weight|bias)$', r'patch_embed.projection.\1'),
@@ -138,12 +140,15 @@ def main() -> None:
         help='keep the head: backbone.* + head.fc.* (mmpretrain ImageClassifier)')
     parser.add_argument('--reverse', action='store_true', help='mmext -> timm instead')
     args = parser.parse_args()
-    state_dict = _load(args.src)
+    with file_stage('loading', args.src):
+        state_dict = _load(args.src)
     if args.reverse:
-        torch.save(convert_mmext_to_timm(state_dict), args.dst)
+        out = convert_mmext_to_timm(state_dict)
     else:
         converted = convert_timm_to_mmext(state_dict, classifier=args.classifier)
-        torch.save(dict(state_dict=converted, meta=dict(source='timm', file=args.src)), args.dst)
+        out = dict(state_dict=converted, meta=dict(source='timm', file=args.src))
+    with file_stage('saving', args.dst):
+        torch.save(out, args.dst)
     print(f'wrote {args.dst}')
 
 

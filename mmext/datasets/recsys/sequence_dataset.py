@@ -42,6 +42,7 @@ import torch
 from mmengine.dataset import BaseDataset
 
 from mmext.registry import DATASETS, FUNCTIONS
+from mmext.utils.progress import track
 
 from .preprocess import IdMap, drop_consecutive_repeats, k_core_filter, stable_time_order
 from .readers import ml100k_path, read_atomic_inter
@@ -245,13 +246,15 @@ class LeaveOneOutSequenceDataset(BaseDataset):
         train_ids = [item_map.encode(p) for p in train_parts]
         self._user_train_items = [np.unique(t) for t in train_ids]
         data_list: List[dict] = []
+        # seconds to a minute for large logs (one negative draw over all items per user)
+        desc = f'LeaveOneOutSequenceDataset {self.split}: users'
         if self.split == 'train':
-            for u, ids in enumerate(train_ids):
+            for u, ids in enumerate(track(train_ids, desc)):
                 data_list.extend(self._train_windows(u, ids))
         else:
             counts = np.bincount(np.concatenate(train_ids), minlength=num_items + 1)
             rng = np.random.default_rng(self.seed + (0 if self.split == 'val' else 1))
-            for u, seq in enumerate(sequences):
+            for u, seq in enumerate(track(sequences, desc)):
                 if len(seq) < 3:
                     continue
                 pos = len(seq) - (2 if self.split == 'val' else 1)

@@ -100,3 +100,26 @@ def test_ml100k_missing_package_message(monkeypatch):
     monkeypatch.setattr(importlib.util, 'find_spec', lambda name: None)
     with pytest.raises(FileNotFoundError, match='pip install --no-deps recbole==1.2.1'):
         ml100k_path()
+
+
+def test_readers_report_progress_in_bytes(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv('MMEXT_PROGRESS_DELAY', '0')
+    monkeypatch.delenv('MMEXT_PROGRESS', raising=False)
+    monkeypatch.setattr('mmext.datasets.recsys.readers._PROGRESS_LINES', 100)
+    rows = ''.join(f'u{i % 50}\ti{i % 70}\t{i}\n' for i in range(5000))
+    path = write(tmp_path, 'big.inter', 'user_id:token\titem_id:token\ttimestamp:float\n' + rows)
+    assert len(read_atomic_inter(path)['user_id']) == 5000
+    err = capsys.readouterr().err.splitlines()
+    lines = [line for line in err if line.startswith('reading big.inter:')]
+    assert lines[0].startswith('reading big.inter:   0% (0.0/0.1 MiB)')
+    assert 3 <= len(lines) <= 11  # updated while reading, one line per 10 % at most
+    assert lines[-1].startswith('reading big.inter: 100% (0.1/0.1 MiB), done in ')
+    assert err[-1].startswith('columns of big.inter: 100% (3/3 columns), done in ')
+    path = write(tmp_path, 'clicks.txt', 'SessionId\tItemId\tTime\n' + rows)
+    assert len(read_session_file(path)['item_id']) == 5000
+    err = capsys.readouterr().err.splitlines()
+    lines = [line for line in err if line.startswith('reading clicks.txt:')]
+    assert 3 <= len(lines) <= 11
+    assert lines[-1].startswith('reading clicks.txt: 100% (0.1/0.1 MiB), done in ')
+    assert err[-2:] == ['columns of clicks.txt...', err[-1]]
+    assert err[-1].startswith('columns of clicks.txt: done in ')

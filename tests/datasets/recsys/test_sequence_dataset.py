@@ -286,3 +286,16 @@ def test_ml100k_default(tmp_path):
     assert len(drop) == 943 - drop.metainfo['stats']['test_targets_unseen'] == 940
     val = LeaveOneOutSequenceDataset(split='val', max_len=50, unseen_targets='drop')
     assert len(val) == 942
+
+
+def test_per_user_pass_reports_progress(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv('MMEXT_PROGRESS_DELAY', '0')  # this toy log would be quiet
+    monkeypatch.delenv('MMEXT_PROGRESS', raising=False)
+    ann = write(tmp_path, ROWS)
+    for split in ('train', 'test'):
+        LeaveOneOutSequenceDataset(ann_file=ann, split=split, max_len=6)
+        err = capsys.readouterr().err.splitlines()
+        users = [line for line in err if line.startswith(f'LeaveOneOutSequenceDataset {split}')]
+        assert users[0].startswith(f'LeaveOneOutSequenceDataset {split}: users:   0% (0/4)')
+        assert users[-1].startswith(f'LeaveOneOutSequenceDataset {split}: users: 100% (4/4), '
+                                    'done in ')
