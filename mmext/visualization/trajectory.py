@@ -334,6 +334,7 @@ def render_frame(frame: FrameData,
                  group_names: Sequence[str] = ('embedding', ),
                  thumbnails: Optional[np.ndarray] = None,
                  texts: Optional[Sequence[str]] = None,
+                 thumbnail_groups: Sequence[int] = (0, ),
                  loss_curve: Optional[Tuple[np.ndarray, np.ndarray]] = None,
                  loss_key: str = 'loss',
                  figsize: Tuple[float, float] = (10.0, 5.2),
@@ -350,6 +351,8 @@ def render_frame(frame: FrameData,
         group_names: Name per embedding group (marker legend when there are several).
         thumbnails: ``(N, h, w, C)`` uint8 per probe sample, or None.
         texts: Text per probe sample (caption, item id...), or None.
+        thumbnail_groups: Groups whose points are shown by their sample's thumbnail (the
+            others, e.g. ITC's captions, by their text).
         loss_curve: ``(steps, values)`` of the whole run (:func:`read_loss_curve`) or None.
         loss_key: Name of the curve's scalar (y label).
         figsize, dpi: Figure size in inches and resolution.
@@ -469,7 +472,7 @@ def render_frame(frame: FrameData,
                 class_names[value] if 0 <= value < len(class_names) else
                 (f'class {value}' if value >= 0 else ''))
             text = str(texts[sample]) if texts is not None else f'#{sample}'
-            is_image = thumbnails is not None and frame.groups[i] == 0
+            is_image = thumbnails is not None and int(frame.groups[i]) in thumbnail_groups
             if is_image:
                 image, cmap = _thumbnail_image(thumbnails[sample])
                 tax.imshow(image, cmap=cmap, interpolation='nearest')

@@ -117,6 +117,16 @@ def test_text_snapshots_and_frame_selection(tool, tmp_path):
     assert len(list((tmp_path / 'trajectory_vis' / 'frames').glob('*.png'))) == 3
     with pytest.raises(SystemExit, match="no embedding \\['image'\\]"):
         tool.main([str(tmp_path), '--embedding', 'image'])
+    # MP4 where ffmpeg exists, else a clear error once the GIF is written
+    (tmp_path / 'trajectory_vis' / 'trajectory.gif').unlink()
+    mp4 = [str(tmp_path), '--knn', '3', '--dpi', '40', '--mp4']
+    if tool.ffmpeg_available() is None:
+        with pytest.raises(SystemExit, match='no ffmpeg writer'):
+            tool.main(mp4)
+    else:
+        tool.main(mp4)
+        assert (tmp_path / 'trajectory_vis' / 'trajectory.mp4').stat().st_size > 0
+    assert gif_frames(tmp_path / 'trajectory_vis' / 'trajectory.gif') == 3
 
 
 def test_frames_undo_rotations_between_snapshots(tool, tmp_path):

@@ -252,6 +252,7 @@ def main(argv=None) -> None:
             group_names=names,
             thumbnails=snap.thumbnails,
             texts=snap.texts,
+            thumbnail_groups=[g for g, name in enumerate(names) if name != 'text'],
             loss_curve=loss,
             loss_key=args.loss_key,
             figsize=tuple(args.figsize),
