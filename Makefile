@@ -9,7 +9,7 @@ DEMO_CONFIG ?= configs/fcos/fcos_r18_fpn_shapes-128_demo.py
 # run robustly beside other work (tools/process_defaults.py; a value in the environment wins).
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: setup setup-core lint test test-slow test-all demo demo-compare clean-venv
+.PHONY: setup setup-core lint test test-slow test-all demo demo-compare demo-trajectory clean-venv
 
 setup:
 	bash tools/setup_env.sh
@@ -44,6 +44,13 @@ demo: setup
 demo-compare: setup
 	PYTHON=$(PY) bash tools/run_demo.sh $(DEMO_CONFIG) $(DEMO_DIR)_mmdet_head \
 		--cfg-options model.bbox_head.type=mmdet.FCOSHead
+
+# The ViT digits demo with its embedding trajectory (configs/vit/README.md): trains, then draws
+# $(TRAJECTORY_DIR)/trajectory_vis/trajectory.gif and its PNG frames.
+TRAJECTORY_DIR ?= work_dirs/vit_trajectory
+demo-trajectory: setup
+	$(PY) tools/train.py configs/vit/vit-tiny-p8_digits-32_trajectory.py --work-dir $(TRAJECTORY_DIR)
+	$(PY) tools/analysis/embedding_trajectory.py $(TRAJECTORY_DIR)
 
 clean-venv:
 	rm -rf $(VENV)

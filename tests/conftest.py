@@ -42,3 +42,9 @@ def vit_demo_run(tmp_path_factory):
 def itc_demo_run(tmp_path_factory):
     import demo_runs
     return demo_runs.itc_run(tmp_path_factory.mktemp('itc_demo_run'))
+
+
+@pytest.fixture(scope='session')
+def vit_trajectory_run(tmp_path_factory):
+    import demo_runs
+    return demo_runs.vit_trajectory_run(tmp_path_factory.mktemp('vit_trajectory_run'))

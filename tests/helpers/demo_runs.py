@@ -5,7 +5,8 @@ subprocess (as a user would) and returns a :class:`DemoRun`: the config, the ``-
 that shrink it (pass them to any tool that rebuilds the config), the work dir with mmengine's
 ``<timestamp>/vis_data/scalars.json`` and the last checkpoint.  ``tests/conftest.py`` wraps them
 in session-scoped fixtures (``fcos_demo_run``, ``sasrec_demo_run``, ``vit_demo_run``,
-``itc_demo_run``) so that a run is trained once per test session, and only when a test asks.
+``itc_demo_run``, ``vit_trajectory_run``) so that a run is trained once per test session, and
+only when a test asks.
 """
 import os
 import subprocess
@@ -109,3 +110,21 @@ def itc_run(root: Path) -> DemoRun:
         'default_hooks.checkpoint.interval=1'
     ]
     return train(ROOT / 'configs' / 'itc' / 'itc_vit-tiny_digits_demo.py', root / 'work', opts)
+
+
+#: iterations at which :func:`vit_trajectory_run` writes snapshots and checkpoints
+VIT_TRAJECTORY_ITERS = (0, 10, 20, 23)
+
+
+def vit_trajectory_run(root: Path) -> DemoRun:
+    """The ViT digits trajectory config for one epoch (23 iterations): a 64-image probe embedded
+    every 10 iterations, before training and at the end (iterations 0, 10, 20, 23), and a
+    checkpoint at iterations 10, 20 and 23 (all kept)."""
+    opts = [
+        'train_cfg.max_epochs=1', 'train_cfg.val_interval=1', 'default_hooks.logger.interval=5',
+        'default_hooks.checkpoint.interval=10', 'default_hooks.checkpoint.by_epoch=False',
+        'default_hooks.checkpoint.max_keep_ckpts=-1', 'custom_hooks.0.interval=10',
+        'custom_hooks.0.by_epoch=False', 'custom_hooks.0.probe_size=64'
+    ]
+    return train(ROOT / 'configs' / 'vit' / 'vit-tiny-p8_digits-32_trajectory.py', root / 'work',
+                 opts)

@@ -1,4 +1,5 @@
 """Hooks registered in the mmext scope."""
+from .embedding_trajectory_hook import EmbeddingTrajectoryHook
 from .itc_alpha_warmup_hook import ITCAlphaWarmupHook
 
-__all__ = ['ITCAlphaWarmupHook']
+__all__ = ['EmbeddingTrajectoryHook', 'ITCAlphaWarmupHook']
