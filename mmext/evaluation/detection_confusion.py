@@ -125,8 +125,9 @@ def match_detections(pred_bboxes: np.ndarray,
     pred_labels = np.asarray(pred_labels, dtype=np.int64).reshape(-1)
     gt_bboxes = np.asarray(gt_bboxes, dtype=np.float64).reshape(-1, 4)
     gt_labels = np.asarray(gt_labels, dtype=np.int64).reshape(-1)
-    ignore = (np.zeros(len(gt_labels), dtype=bool)
-              if gt_ignore is None else np.asarray(gt_ignore, dtype=bool).reshape(-1))
+    ignore = (
+        np.zeros(len(gt_labels), dtype=bool) if gt_ignore is None else np.asarray(
+            gt_ignore, dtype=bool).reshape(-1))
 
     pred_match = np.full(len(pred_labels), IGNORED, dtype=np.int64)
     gt_match = np.full(len(gt_labels), -1, dtype=np.int64)
@@ -171,8 +172,9 @@ def image_confusion(num_classes: int,
     pred_labels = np.asarray(pred_labels, dtype=np.int64).reshape(-1)
     gt_bboxes = np.asarray(gt_bboxes, dtype=np.float64).reshape(-1, 4)
     gt_labels = np.asarray(gt_labels, dtype=np.int64).reshape(-1)
-    ignore = (np.zeros(len(gt_labels), dtype=bool)
-              if gt_ignore is None else np.asarray(gt_ignore, dtype=bool).reshape(-1))
+    ignore = (
+        np.zeros(len(gt_labels), dtype=bool) if gt_ignore is None else np.asarray(
+            gt_ignore, dtype=bool).reshape(-1))
     _check_image(num_classes, pred_bboxes, pred_scores, pred_labels, gt_bboxes, gt_labels, ignore,
                  where)
     pred_match, gt_match = match_detections(pred_bboxes, pred_scores, pred_labels, gt_bboxes,

@@ -23,8 +23,8 @@ NOWHERE = [50, 50, 60, 60]
 
 
 def test_box_iou_by_hand():
-    ious = box_iou([[0, 0, 10, 10]], [[0, 0, 10, 10], [5, 0, 15, 10], [20, 20, 30, 30],
-                                      [3, 3, 3, 3]])
+    ious = box_iou([[0, 0, 10, 10]],
+                   [[0, 0, 10, 10], [5, 0, 15, 10], [20, 20, 30, 30], [3, 3, 3, 3]])
     assert ious.shape == (1, 4)
     np.testing.assert_allclose(ious[0], [1.0, 50 / 150, 0.0, 0.0])
     assert box_iou(np.zeros((0, 4)), [BOX_A]).shape == (0, 1)
@@ -93,8 +93,8 @@ def test_one_prediction_over_two_objects_matches_once():
     pred = [[0, 0, 10, 11]]  # IoU 100/110 = 0.909 and 110/120 = 0.917
     pred_match, gt_match = match_detections(pred, [0.9], [0], gt, [0, 0])
     assert pred_match.tolist() == [1] and gt_match.tolist() == [-1, 0]
-    np.testing.assert_array_equal(image_confusion(1, pred, [0.9], [0], gt, [0, 0]),
-                                  [[1, 1], [0, 0]])
+    np.testing.assert_array_equal(
+        image_confusion(1, pred, [0.9], [0], gt, [0, 0]), [[1, 1], [0, 0]])
 
 
 def test_score_threshold():
@@ -187,8 +187,7 @@ def test_random_images_keep_the_invariants(num_classes):
     m = detection_confusion_matrix(num_classes, images, score_thr, iou_thr)
     assert m.shape == (num_classes + 1, num_classes + 1) and m.dtype == np.int64
     gt_labels = np.concatenate([im['gt_labels'] for im in images])
-    kept = np.concatenate(
-        [im['pred_labels'][im['pred_scores'] >= score_thr] for im in images])
+    kept = np.concatenate([im['pred_labels'][im['pred_scores'] >= score_thr] for im in images])
     bg = num_classes
     # every object in exactly one cell of its row, every kept prediction in one cell of its
     # column, nothing in the background/background corner

@@ -29,7 +29,9 @@ def tool() -> ModuleType:
 
 
 def _run(*args: str) -> str:
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get('PYTHONPATH', '')]))
+    env = dict(
+        os.environ, PYTHONPATH=os.pathsep.join([str(ROOT),
+                                                os.environ.get('PYTHONPATH', '')]))
     proc = subprocess.run([sys.executable, *args],
                           cwd=ROOT,
                           env=env,

@@ -42,8 +42,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from mmengine.config import Config, DictAction  # noqa: E402
 
-from mmext.evaluation.detection_confusion import (detection_confusion_matrix,  # noqa: E402
-                                                  normalize_rows, per_class_summary)
+from mmext.evaluation import detection_confusion as confusion  # noqa: E402
 
 RESULT_SUFFIXES = ('.pkl', '.pickle')
 
@@ -148,7 +147,7 @@ def plot_confusion_matrix(matrix: np.ndarray,
     shows its count and share, undefined cells (the background/background corner, rows with no
     entry) show a dash.  Sized from the number of labels, so 1 or 2 classes stay legible."""
     matrix = np.asarray(matrix)
-    shares = normalize_rows(matrix)
+    shares = confusion.normalize_rows(matrix)
     n = len(labels)
     side = max(4.0, 0.9 * n + 2.0)
     fig, ax = plt.subplots(figsize=(side + 1.0, side), dpi=120)
@@ -214,8 +213,8 @@ def format_table(matrix: np.ndarray, labels: Sequence[str]) -> str:
     width = max(8, max(len(s) for s in labels) + 1)
     lines = ['gt \\ pred'.ljust(width) + ''.join(s[:width - 1].rjust(width) for s in labels)]
     for label, row in zip(labels, np.asarray(matrix)):
-        lines.append(label[:width - 1].ljust(width) + ''.join(str(int(v)).rjust(width)
-                                                              for v in row))
+        lines.append(label[:width - 1].ljust(width) +
+                     ''.join(str(int(v)).rjust(width) for v in row))
     return '\n'.join(lines)
 
 
@@ -249,8 +248,9 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Path]:
     """Compute, print and write the matrix; return the paths written."""
     args = parse_args(argv)
     cfg = load_config(args.config, args.cfg_options)
-    out_dir = Path(args.out_dir or osp.join('work_dirs',
-                                            Path(args.config).stem, 'confusion_matrix'))
+    out_dir = Path(
+        args.out_dir or osp.join('work_dirs',
+                                 Path(args.config).stem, 'confusion_matrix'))
     out_dir.mkdir(parents=True, exist_ok=True)
     source = Path(args.source)
     if not source.is_file():
@@ -269,7 +269,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Path]:
     images = pair_with_ground_truth(results, dataset)
     print(f'matching {len(images)} images (score >= {args.score_thr}, '
           f'IoU >= {args.tp_iou_thr})')
-    matrix = detection_confusion_matrix(
+    matrix = confusion.detection_confusion_matrix(
         len(classes),
         track_iter_progress(images),
         score_thr=args.score_thr,
@@ -278,8 +278,8 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Path]:
 
     title = (f'{Path(args.config).stem}: {len(images)} images, score >= {args.score_thr}, '
              f'IoU >= {args.tp_iou_thr}')
-    written['png'] = plot_confusion_matrix(matrix, labels, out_dir / 'confusion_matrix.png',
-                                           title, args.cmap)
+    written['png'] = plot_confusion_matrix(matrix, labels, out_dir / 'confusion_matrix.png', title,
+                                           args.cmap)
     written['csv'] = write_csv(matrix, labels, out_dir / 'confusion_matrix.csv')
     summary = dict(
         config=str(args.config),
@@ -290,8 +290,8 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Path]:
         classes=list(classes),
         labels=labels,
         counts=matrix.tolist(),
-        row_normalized=normalize_rows(matrix).tolist(),
-        per_class=per_class_summary(matrix, classes))
+        row_normalized=confusion.normalize_rows(matrix).tolist(),
+        per_class=confusion.per_class_summary(matrix, classes))
     written['json'] = out_dir / 'confusion_matrix.json'
     written['json'].write_text(json.dumps(_nan_to_none(summary), indent=2) + '\n')
 
