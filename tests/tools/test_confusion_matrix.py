@@ -70,6 +70,53 @@ def test_single_class_given_as_a_string(tool) -> None:
     assert tool.class_names(Dataset()) == ('person', )
 
 
+class _Dataset:
+    """Three images with one box each, the shape of mmdet's ``get_data_info``."""
+
+    def __init__(self, with_ids: bool = True) -> None:
+        self.infos = [
+            dict(
+                img_path=f'{k}.png',
+                instances=[dict(bbox=[k, k, k + 10, k + 10], bbox_label=k, ignore_flag=k == 2)])
+            for k in range(3)
+        ]
+        for k, info in enumerate(self.infos):
+            if with_ids:
+                info['img_id'] = 100 + k
+
+    def __len__(self) -> int:
+        return len(self.infos)
+
+    def get_data_info(self, i: int) -> dict:
+        return self.infos[i]
+
+
+def _result(k: int, img_id=None) -> dict:
+    pred = dict(
+        bboxes=np.array([[k, k, k + 10, k + 10]]), scores=np.array([0.9]), labels=np.array([k]))
+    return dict(pred_instances=pred) if img_id is None else dict(pred_instances=pred, img_id=img_id)
+
+
+def test_results_paired_by_img_id_then_by_position(tool) -> None:
+    shuffled = [_result(2, 102), _result(0, 100), _result(1, 101)]
+    images = tool.pair_with_ground_truth(shuffled, _Dataset())
+    assert [im['name'] for im in images] == ['2.png', '0.png', '1.png']
+    for k, im in zip((2, 0, 1), images):
+        assert im['gt_labels'].tolist() == [k] and im['pred_labels'].tolist() == [k]
+        assert im['gt_bboxes'].tolist() == [[k, k, k + 10, k + 10]]
+        assert im['gt_ignore'].tolist() == [k == 2]
+    # no img_id on either side: by position
+    images = tool.pair_with_ground_truth([_result(k) for k in range(3)], _Dataset(False))
+    assert [im['name'] for im in images] == ['0.png', '1.png', '2.png']
+    with pytest.raises(SystemExit, match='2 results for a test set of 3'):
+        tool.pair_with_ground_truth([_result(0), _result(1)], _Dataset(False))
+    with pytest.raises(SystemExit, match='no pred_instances'):
+        tool.pair_with_ground_truth([dict(img_id=100)] * 3, _Dataset())
+    m = tool.confusion.detection_confusion_matrix(3, images, 0.3, 0.5)
+    np.testing.assert_array_equal(np.diag(m), [1, 1, 0, 0])  # the ignored box is not counted
+    assert m.sum() == 2
+
+
 def _option(run, key: str) -> str:
     return next(o.split('=', 1)[1] for o in run.cfg_options if o.startswith(key + '='))
 

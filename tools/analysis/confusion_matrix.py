@@ -108,8 +108,8 @@ def pair_with_ground_truth(results: Sequence[dict], dataset: Any) -> List[Dict[s
     position (the lengths must then agree).
     """
     infos = [dataset.get_data_info(i) for i in range(len(dataset))]
-    by_id = {info.get('img_id'): i for i, info in enumerate(infos)}
-    if results and all(r.get('img_id') in by_id for r in results):
+    by_id = {info['img_id']: i for i, info in enumerate(infos) if info.get('img_id') is not None}
+    if results and all(r.get('img_id') is not None and r['img_id'] in by_id for r in results):
         index = [by_id[r['img_id']] for r in results]
     elif len(results) == len(infos):
         index = list(range(len(infos)))
