@@ -19,8 +19,8 @@ ranking (ties, excluded items) as the test metric: the event-weighted mean of th
 test metric, which the tool checks.  Writes into ``--out-dir`` (default
 ``work_dirs/<config name>/popularity``):
 
-* ``popularity_breakdown.png``: bars of HR@K and NDCG@K (``--metrics``) per bucket with the
-  overall values as dashed lines, and below them the number of events per bucket;
+* ``popularity_breakdown.png``: bars of HR@K (or Recall@K) and NDCG@K (``--metrics``) per
+  bucket, the overall values as dashed lines, and below them the number of events per bucket;
 * ``popularity_breakdown.json``: buckets (popularity range, events, every metric), overall, and
   the test metrics of the same run.
 
@@ -228,7 +228,7 @@ def plot_breakdown(result: Dict[str, Any],
     fig, (ax, ax_n) = plt.subplots(
         2,
         1,
-        figsize=(max(6.0, 1.1 * len(buckets) + 2.5), 5.5),
+        figsize=(max(6.0, (0.3 * len(keys) + 0.5) * len(buckets) + 2.5), 5.5),
         sharex=True,
         gridspec_kw=dict(height_ratios=(3, 1)))
     colours = plt.get_cmap('tab10')
@@ -236,7 +236,12 @@ def plot_breakdown(result: Dict[str, Any],
         heights = [b[key] for b in buckets]
         bars = ax.bar(
             x + (i - (len(keys) - 1) / 2) * width, heights, width, label=key, color=colours(i))
-        ax.bar_label(bars, labels=[f'{h:.2f}' for h in heights], fontsize=7, padding=1)
+        ax.bar_label(
+            bars,
+            labels=[f'{h:.2f}' for h in heights],
+            fontsize=7 if len(keys) <= 2 else 6,
+            padding=1,
+            rotation=0 if len(keys) <= 2 else 90)
         ax.axhline(
             result['overall'][key],
             color=colours(i),
@@ -244,7 +249,7 @@ def plot_breakdown(result: Dict[str, Any],
             linewidth=1,
             label=f'{key} overall {result["overall"][key]:.3f}')
     ax.set_ylabel('metric')
-    ax.set_ylim(0, min(1.0, max([b[k] for b in buckets for k in keys] + [0.05]) * 1.25))
+    ax.set_ylim(0, min(1.15, max([b[k] for b in buckets for k in keys] + [0.05]) * 1.25))
     ax.legend(fontsize=7, ncol=2)
     ax.grid(axis='y', alpha=0.3)
     ax.set_title(title, fontsize=9)
@@ -273,7 +278,9 @@ def format_breakdown(result: Dict[str, Any], keys: Sequence[str]) -> str:
     return '\n'.join(lines)
 
 
-def _plotted_keys(result: Dict[str, Any], metrics: Sequence[str]) -> List[str]:
+def _plotted_keys(result: Dict[str, Any], metrics: Optional[Sequence[str]]) -> List[str]:
+    if metrics is None:  # HR and Recall coincide with one relevant item: draw one of them
+        metrics = ['hr' if 'hr' in result['metrics'] else 'recall', 'ndcg']
     keys = [f'{m}@{k}' for m in metrics for k in result['topk'] if f'{m}@{k}' in result['overall']]
     if not keys:
         raise SystemExit(f'none of --metrics {list(metrics)} was computed; the config\'s '
@@ -296,7 +303,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     pop.add_argument('--buckets', type=int, default=5, help='quantile buckets (at most)')
     pop.add_argument('--scheme', choices=('quantile', 'log2'), default='quantile')
     pop.add_argument(
-        '--metrics', nargs='+', default=['hr', 'ndcg'], help='metrics drawn, at every K')
+        '--metrics',
+        nargs='+',
+        help='metrics drawn, at every K (default: hr, or recall without hr, and ndcg)')
     pop.add_argument(
         '--cfg-options',
         nargs='+',
