@@ -206,6 +206,7 @@ class LeaveOneOutSequenceDataset(BaseDataset):
         self.expected_num_items = expected_num_items
         self.unseen_targets = unseen_targets
         self._user_train_items: List[np.ndarray] = []
+        self._item_counts = np.zeros(1, dtype=np.int64)
         kwargs.setdefault('test_mode', split != 'train')
         # serialising costs a full gc.collect() per dataset; the lists are small numpy arrays
         kwargs.setdefault('serialize_data', False)
@@ -245,6 +246,9 @@ class LeaveOneOutSequenceDataset(BaseDataset):
             history_items_unseen=0)
         train_ids = [item_map.encode(p) for p in train_parts]
         self._user_train_items = [np.unique(t) for t in train_ids]
+        counts = np.bincount(
+            np.concatenate(train_ids + [np.zeros(0, np.int64)]), minlength=num_items + 1)
+        self._item_counts = counts.astype(np.int64)
         data_list: List[dict] = []
         # seconds to a minute for large logs (one negative draw over all items per user)
         desc = f'LeaveOneOutSequenceDataset {self.split}: users'
@@ -252,7 +256,6 @@ class LeaveOneOutSequenceDataset(BaseDataset):
             for u, ids in enumerate(track(train_ids, desc)):
                 data_list.extend(self._train_windows(u, ids))
         else:
-            counts = np.bincount(np.concatenate(train_ids), minlength=num_items + 1)
             rng = np.random.default_rng(self.seed + (0 if self.split == 'val' else 1))
             for u, seq in enumerate(track(sequences, desc)):
                 if len(seq) < 3:
@@ -332,6 +335,16 @@ class LeaveOneOutSequenceDataset(BaseDataset):
         return np.sort(rng.choice(candidates, size=n, replace=False, p=p))
 
     # ------------------------------------------------------------------ access
+    @property
+    def item_counts(self) -> np.ndarray:
+        """Training popularity: int64 ``(num_items + 1,)``, entry ``i`` = interactions with item
+        id ``i`` in the training part of the sequences (each user's items but the last two; all
+        of a user with fewer than 3), 0 for the padding id and for evaluation-only items.  The
+        same in every split (and the meaning of :class:`SessionDataset`'s ``item_counts``)."""
+        if not self._fully_initialized:
+            self.full_init()
+        return self._item_counts
+
     def get_data_info(self, idx: int) -> dict:
         if self.serialize_data:
             return super().get_data_info(idx)

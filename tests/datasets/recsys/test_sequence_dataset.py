@@ -197,6 +197,21 @@ def test_truncation_and_left_padding(tmp_path):
     assert test.metainfo['stats']['test_targets_unseen'] == 1  # v's i13
 
 
+@pytest.mark.parametrize('unseen', ['rank', 'drop'])
+def test_item_counts_training_popularity(tmp_path, unseen):
+    """Training parts of ROWS: a f e b, z b c, w d x, q b e (too short: all of it)."""
+    ann = write(tmp_path, ROWS)
+    expected = dict(f=1, e=2, b=3, c=1, d=1, x=1, g=0)
+    for split in ('train', 'val', 'test'):
+        ds = LeaveOneOutSequenceDataset(ann_file=ann, split=split, max_len=6, unseen_targets=unseen)
+        counts = ds.item_counts
+        tokens = ds.metainfo['item_map']['tokens']
+        assert counts.dtype == np.int64 and counts.shape == (len(tokens) + 1, )
+        assert counts[0] == 0  # padding
+        assert {t: int(counts[i + 1]) for i, t in enumerate(tokens)} == \
+            {t: n for t, n in expected.items() if unseen == 'rank' or t != 'g'}
+
+
 def test_metainfo_id_maps_and_checkpoint_safe(tmp_path):
     ann = _random_log(tmp_path, seed=1)
     ds = LeaveOneOutSequenceDataset(ann_file=ann, split='train', max_len=7)
