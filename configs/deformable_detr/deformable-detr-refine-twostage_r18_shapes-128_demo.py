@@ -3,7 +3,7 @@
 # on first use), small enough for a CPU: a half-width ResNet-18 (C3-C5 plus one stride-64 level,
 # 16x16 + 8x8 + 4x4 + 2x2 = 340 tokens), 3 encoder + 3 decoder layers of width 128, 30 queries.
 # Measured results: configs/deformable_detr/README.md.
-_base_ = ['mmdet::_base_/default_runtime.py', '../_base_/datasets/shapes_detection.py']
+_base_ = ['../_base_/det_runtime.py', '../_base_/datasets/shapes_detection.py']
 
 custom_imports = dict(imports=['mmext'], allow_failed_imports=False)
 default_scope = 'mmext'

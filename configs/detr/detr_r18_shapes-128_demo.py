@@ -6,7 +6,7 @@
 # tokens, focal loss, no dropout, higher or per-backbone lr, batch 4, 12-100 queries, even a
 # backbone trained by the FCOS demo) left the plateau where the decoder's cross-attention stays
 # near uniform.  Measurements, the list of experiments and the diagnosis: configs/detr/README.md.
-_base_ = ['mmdet::_base_/default_runtime.py', '../_base_/datasets/shapes_detection.py']
+_base_ = ['../_base_/det_runtime.py', '../_base_/datasets/shapes_detection.py']
 
 custom_imports = dict(imports=['mmext'], allow_failed_imports=False)
 default_scope = 'mmext'

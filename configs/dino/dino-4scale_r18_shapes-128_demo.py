@@ -5,7 +5,7 @@
 # width 128 (FFN 256), 50 matching queries and about 30 positive denoising queries per image (an
 # image holds at most 6 shapes).
 # Run: python tools/train.py configs/dino/dino-4scale_r18_shapes-128_demo.py
-_base_ = ['mmdet::_base_/default_runtime.py', '../_base_/datasets/shapes_detection.py']
+_base_ = ['../_base_/det_runtime.py', '../_base_/datasets/shapes_detection.py']
 
 custom_imports = dict(imports=['mmext'], allow_failed_imports=False)
 default_scope = 'mmext'

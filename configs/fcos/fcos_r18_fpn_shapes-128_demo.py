@@ -2,7 +2,7 @@
 # embedded shapes dataset (128x128 images, 4 classes; generated under data/shapes/ on first use)
 # on 2 CPU cores.  Backbone and neck are mmdet's, scaled down: a half-width ResNet-18 and a
 # 4-level FPN at strides 8-64 (P3-P5 plus P6 from P5), regress ranges scaled to 8-64 px objects.
-_base_ = ['mmdet::_base_/default_runtime.py', '../_base_/datasets/shapes_detection.py']
+_base_ = ['../_base_/det_runtime.py', '../_base_/datasets/shapes_detection.py']
 
 custom_imports = dict(imports=['mmext'], allow_failed_imports=False)
 default_scope = 'mmext'

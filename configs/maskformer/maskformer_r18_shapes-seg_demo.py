@@ -3,7 +3,7 @@
 # data/shapes_seg/ on first use).  A half-width ResNet-18 (strides 4, 8, 16, 16 with a dilated
 # C5), a small FPN pixel decoder, 3 decoder layers of width 64 and 16 queries, so that it trains on
 # 2 CPU cores in minutes.  Results and the exact command: configs/maskformer/README.md.
-_base_ = ['mmseg::_base_/default_runtime.py', '../_base_/datasets/shapes_seg.py']
+_base_ = ['../_base_/seg_runtime.py', '../_base_/datasets/shapes_seg.py']
 
 custom_imports = dict(imports=['mmext'], allow_failed_imports=False)
 default_scope = 'mmext'
@@ -114,5 +114,5 @@ default_hooks = dict(
     param_scheduler=dict(type='ParamSchedulerHook'),
     checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=max_iters, max_keep_ckpts=1),
     sampler_seed=dict(type='DistSamplerSeedHook'),
-    visualization=dict(type='mmseg.SegVisualizationHook'))
+    visualization=dict(type='VisualizationHook', draw=False, interval=50))
 randomness = dict(seed=0)

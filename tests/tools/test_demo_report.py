@@ -194,3 +194,39 @@ def test_cli_with_random_tiny_detector(report, tmp_path: Path, capsys) -> None:
     assert samples[0]['image'].shape == (64, 64, 3)
     assert 0 < len(samples[0]['pred_scores']) <= 5
     assert samples[0]['pred_bboxes'].shape == (len(samples[0]['pred_scores']), 4)
+
+
+def test_prediction_panels_are_drawn_by_det_visualizer(report):
+    """The report's boxes come from mmext.DetVisualizer (overlay layout): predictions above the
+    threshold solid in their class colour, lower ones not drawn, ground truth dashed."""
+    from mmengine.structures import BaseDataElement, InstanceData
+
+    from mmext.visualization import DetVisualizer
+
+    palette = [(220, 20, 60), (0, 130, 200)]
+    image = np.zeros((64, 64, 3), np.uint8)
+    sample = dict(
+        image=image,
+        gt_bboxes=np.array([[4, 4, 30, 30]], np.float32),
+        gt_labels=np.array([1]),
+        pred_bboxes=np.array([[34, 34, 60, 60], [36, 6, 60, 28]], np.float32),
+        pred_labels=np.array([0, 1]),
+        pred_scores=np.array([0.9, 0.1]))
+    (panel, ) = report.draw_prediction_panels([sample], ('circle', 'square'), 0.3, palette)
+    assert panel.shape == (64, 64, 3)
+    np.testing.assert_allclose(panel[47, 34], [0.9 * c for c in palette[0]], atol=3)
+    assert (panel[8:27, 38:60] == 0).all()  # the 0.1-score prediction is not drawn
+    assert panel[4:31, 4].any()  # the ground truth's left edge (dashed)
+
+    # exactly what the visualizer draws for the same sample
+    vis = DetVisualizer(name='test_demo_report_panels', layout='overlay', palette=palette)
+    vis.dataset_meta = dict(classes=('circle', 'square'))
+    expected = vis.draw_datasample(
+        image,
+        BaseDataElement(
+            gt_instances=InstanceData(bboxes=sample['gt_bboxes'], labels=sample['gt_labels']),
+            pred_instances=InstanceData(
+                bboxes=sample['pred_bboxes'],
+                labels=sample['pred_labels'],
+                scores=sample['pred_scores'])))
+    np.testing.assert_array_equal(panel, expected)

@@ -5,9 +5,10 @@
 
 Writes into ``--out-dir`` (default: ``--work-dir``):
 
-* ``predictions.png``: the first N images of the config's validation dataset with predicted
-  boxes (solid, class colour, "name score", only scores above ``--score-thr``) and ground-truth
-  boxes (dashed white);
+* ``predictions.png``: the first N images of the config's validation dataset drawn by
+  :class:`mmext.DetVisualizer` (overlay layout): predicted boxes solid with "name score" (only
+  scores above ``--score-thr``), ground-truth boxes dashed, both in the class colour of the
+  dataset's palette;
 * ``curves.png``: the loss terms against the iteration, and bbox mAP / mAP_50 against the
   validation step (the epoch for epoch-based training), read from mmengine's
   ``DIR/<timestamp>/vis_data/scalars.json`` of the newest run that has one.
@@ -24,7 +25,6 @@ matplotlib.use('Agg')  # headless: the report is written to files only
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
-from matplotlib.patches import Rectangle  # noqa: E402
 from mmengine.config import DictAction  # noqa: E402
 
 from mmext.utils.scalars import find_scalars_file, load_scalars  # noqa: E402
@@ -96,75 +96,74 @@ def plot_curves(scalars_file: Path, out_file: Path) -> Path:
 
 
 # ----------------------------------------------------------------------------- predictions
-def draw_prediction_grid(samples: Sequence[Dict[str, Any]],
-                         class_names: Sequence[str],
-                         out_file: Path,
-                         score_thr: float = 0.3,
-                         palette: Optional[Sequence[Sequence[int]]] = None,
-                         ncols: int = 4) -> Path:
-    """Draw images with ground-truth and predicted boxes in a grid and save it.
+def draw_prediction_panels(samples: Sequence[Dict[str, Any]],
+                           class_names: Sequence[str],
+                           score_thr: float = 0.3,
+                           palette: Optional[Sequence[Sequence[int]]] = None) -> List[np.ndarray]:
+    """Each sample's image with its ground truth and predictions, drawn by
+    :class:`mmext.DetVisualizer` in its overlay layout: ground-truth boxes dashed, predictions
+    scoring above ``score_thr`` solid with "name score", both in their class colour.
 
     Args:
         samples: One dict per image: ``image`` ((H, W, 3) uint8 RGB), ``gt_bboxes`` ((N, 4)
             x1y1x2y2), ``gt_labels`` ((N,)), ``pred_bboxes`` ((M, 4)), ``pred_labels`` ((M,)),
             ``pred_scores`` ((M,)) and optionally ``title``.
         class_names: Label index -> name.
+        score_thr: Predictions at or below this score are not drawn.
+        palette: RGB 0-255 colour per class; the visualizer's default palette if ``None``.
+
+    Returns:
+        One (H, W, 3) uint8 RGB drawing per sample.
+    """
+    from mmengine.structures import BaseDataElement, InstanceData
+
+    from mmext.visualization import DetVisualizer
+
+    visualizer = DetVisualizer(
+        name='demo_report', layout='overlay', score_thr=score_thr, palette=palette)
+    visualizer.dataset_meta = dict(classes=tuple(class_names))
+    panels = []
+    for sample in samples:
+        gt = InstanceData(
+            bboxes=np.asarray(sample['gt_bboxes'], np.float32).reshape(-1, 4),
+            labels=np.asarray(sample['gt_labels'], np.int64).reshape(-1))
+        pred = InstanceData(
+            bboxes=np.asarray(sample['pred_bboxes'], np.float32).reshape(-1, 4),
+            labels=np.asarray(sample['pred_labels'], np.int64).reshape(-1),
+            scores=np.asarray(sample['pred_scores'], np.float32).reshape(-1))
+        data_sample = BaseDataElement(gt_instances=gt, pred_instances=pred)
+        panels.append(visualizer.draw_datasample(sample['image'], data_sample))
+    return panels
+
+
+def draw_prediction_grid(samples: Sequence[Dict[str, Any]],
+                         class_names: Sequence[str],
+                         out_file: Path,
+                         score_thr: float = 0.3,
+                         palette: Optional[Sequence[Sequence[int]]] = None,
+                         ncols: int = 4) -> Path:
+    """Draw images with ground-truth and predicted boxes (:func:`draw_prediction_panels`) in a
+    grid, each titled with its name and box counts, and save it.
+
+    Args:
+        samples: See :func:`draw_prediction_panels`.
+        class_names: Label index -> name.
         out_file: PNG to write.
         score_thr: Predictions at or below this score are not drawn.
-        palette: RGB 0-255 colour per class; matplotlib's tab10 if ``None``.
+        palette: RGB 0-255 colour per class; the visualizer's default palette if ``None``.
         ncols: Images per grid row.
     """
     if not samples:
         raise ValueError('draw_prediction_grid: no images to draw')
+    panels = draw_prediction_panels(samples, class_names, score_thr, palette)
     ncols = max(1, min(ncols, len(samples)))
     nrows = math.ceil(len(samples) / ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(3.2 * ncols, 3.4 * nrows), squeeze=False)
-    cmap = plt.get_cmap('tab10')
-
-    def colour(label: int) -> Tuple[float, ...]:
-        if palette is not None and 0 <= label < len(palette):
-            return tuple(c / 255 for c in palette[label])
-        return cmap(label % 10)
-
-    def name(label: int) -> str:
-        return class_names[label] if 0 <= label < len(class_names) else str(label)
-
-    for ax, sample in zip(axes.flat, samples):
-        ax.imshow(sample['image'])
-        for box, label in zip(
-                np.asarray(sample['gt_bboxes']).reshape(-1, 4),
-                np.asarray(sample['gt_labels']).reshape(-1)):
-            x1, y1, x2, y2 = map(float, box)
-            for edge, style, width in (('black', '-', 2.0), ('white', '--', 1.0)):
-                # White dashes over a dark line: visible on light and dark backgrounds.
-                ax.add_patch(
-                    Rectangle((x1, y1),
-                              x2 - x1,
-                              y2 - y1,
-                              fill=False,
-                              edgecolor=edge,
-                              linestyle=style,
-                              linewidth=width,
-                              alpha=0.5 if edge == 'black' else 1.0))
-        scores = np.asarray(sample['pred_scores'], dtype=float).reshape(-1)
-        keep = scores > score_thr
-        boxes = np.asarray(sample['pred_bboxes'], dtype=float).reshape(-1, 4)[keep]
-        labels = np.asarray(sample['pred_labels']).reshape(-1)[keep]
-        for box, label, score in zip(boxes, labels, scores[keep]):
-            x1, y1, x2, y2 = map(float, box)
-            c = colour(int(label))
-            ax.add_patch(
-                Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, edgecolor=c, linewidth=1.5))
-            ax.text(
-                x1,
-                y1,
-                f'{name(int(label))} {score:.2f}',
-                fontsize=6,
-                color='black',
-                va='bottom',
-                bbox=dict(facecolor=c, alpha=0.8, pad=0.5, linewidth=0))
+    for ax, sample, panel in zip(axes.flat, samples, panels):
+        ax.imshow(panel, interpolation='nearest')
         n_gt = len(np.asarray(sample['gt_labels']).reshape(-1))
-        ax.set_title(f"{sample.get('title', '')}  gt {n_gt} / pred {int(keep.sum())}", fontsize=7)
+        n_pred = int((np.asarray(sample['pred_scores'], dtype=float).reshape(-1) > score_thr).sum())
+        ax.set_title(f"{sample.get('title', '')}  gt {n_gt} / pred {n_pred}", fontsize=7)
         ax.axis('off')
     for ax in axes.flat[len(samples):]:
         ax.axis('off')
