@@ -20,6 +20,7 @@ from runner_args import add_runner_args, apply_runner_args, parse_runner_args
 
 import mmext  # noqa: F401  (registry nodes, safe checkpoint loading)
 from mmext.registry import RUNNERS, explained_unknown_types
+from mmext.utils.progress import announce_metrics
 from mmext.visualization.display import NO_DISPLAY_MESSAGE, has_display
 
 
@@ -94,6 +95,8 @@ def main(argv=None) -> None:
         runner = RUNNERS.build(cfg)
         if args.out:
             runner.test_evaluator.metrics.append(DumpResults(out_file_path=args.out))
+        # COCO evaluation or full ranking over every user runs after the loop's bar: say so
+        announce_metrics(runner.test_evaluator)
         try:
             runner.test()
         except KeyboardInterrupt:
