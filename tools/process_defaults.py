@@ -9,10 +9,10 @@ runs, the spinning threads compete with that work and with each other: the FCOS 
 ``OMP_WAIT_POLICY=PASSIVE`` (issue #21).  The price is paid on an idle machine: sleeping threads
 must be woken for every parallel region, and the same runs are 1.35-1.5x slower per iteration
 than with libgomp's spin-then-sleep; with one busy process beside them, spinning makes them
-2.1-2.6x slower than ``PASSIVE`` (docs/benchmarks.md, "Threading defaults").  libgomp reads the variable once, when torch loads it,
-hence the import order.  A value the user sets wins (``OMP_WAIT_POLICY=ACTIVE python
-tools/train.py ...`` restores the spinning); ``OMP_NUM_THREADS`` is left to the user and to
-torchrun, which sets it to 1 per process.
+2.1-2.6x slower than ``PASSIVE`` (docs/benchmarks.md, "Threading defaults").  libgomp reads
+the variable once, when torch loads it, hence the import order.  A value the user sets wins
+(``OMP_WAIT_POLICY=ACTIVE python tools/train.py ...`` restores the spinning);
+``OMP_NUM_THREADS`` is left to the user and to torchrun, which sets it to 1 per process.
 
 Warnings.  Three start-up notices that are not ours and that a user can do nothing about are
 filtered here, once, by message: pkg_resources' deprecation (mmengine and mmcv import it; our

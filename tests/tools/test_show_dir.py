@@ -127,13 +127,16 @@ def _small_data_options(config: str, data: Path):
         ]
         opts += [f'{split}_dataloader.dataset.shapes_cfg.{k}={v}' for k, v in shapes.items()]
     if not seg:
-        opts += [f'{split}_evaluator.ann_file={data}/annotations/instances_val.json'
-                 for split in ('val', 'test')]
+        opts += [
+            f'{split}_evaluator.ann_file={data}/annotations/instances_val.json'
+            for split in ('val', 'test')
+        ]
     return opts
 
 
 # DETR and Deformable DETR draw through the same path as DINO (pred_instances); not repeated here
-@pytest.mark.parametrize('config', [c for c in sorted(DEMO_CONFIGS) if 'dino' in c or 'maskformer' in c])
+@pytest.mark.parametrize('config',
+                         [c for c in sorted(DEMO_CONFIGS) if 'dino' in c or 'maskformer' in c])
 def test_show_dir_with_random_weights(config, tmp_path):
     """`--show-dir` (absolute) through the Runner for the other demo configs, on an untrained
     model: one drawing per test image with the ground truth where the annotations say."""
@@ -162,10 +165,12 @@ def test_show_dir_with_random_weights(config, tmp_path):
 
     # each left panel is what the visualizer draws for the image and its ground truth alone
     vis_cls = DEMO_CONFIGS[config]
-    vis = vis_cls(name=f'test_show_dir_{tmp_path.name}', **{
-        k: v
-        for k, v in cfg.visualizer.items() if k not in ('type', 'vis_backends')
-    })
+    vis = vis_cls(
+        name=f'test_show_dir_{tmp_path.name}',
+        **{
+            k: v
+            for k, v in cfg.visualizer.items() if k not in ('type', 'vis_backends')
+        })
     if vis_cls is SegVisualizer:
         from mmext.datasets.shapes_seg import SHAPES_SEG_METAINFO as meta
         vis.legend = False
