@@ -36,7 +36,7 @@
 // register-row variant, 218 M for the baseline build, 119 M for the AVX2 build.  The kernels are
 // bound by memory, though (the row copies, and the random corner reads of a level buffer that
 // outgrows L2 at the largest level): the AVX2 build takes a fifth to a quarter less CPU time
-// than the baseline one.  grad_value in huge pages (empty_like_huge_pages below) takes a third
+// than the baseline one.  grad_value in huge pages (empty_like_huge_pages below) takes 35-45%
 // off the backward where transparent huge pages are "madvise", as on that machine.
 #include <ATen/Parallel.h>
 
