@@ -150,6 +150,46 @@ def test_backward_deterministic_across_runs_and_threads():
 
 
 @needs_kernel
+@pytest.mark.skipif(
+    torch.backends.cpu.get_cpu_capability() == 'DEFAULT', reason='no AVX2: one kernel build')
+@pytest.mark.parametrize('dims', [32, 24])  # 32: the rows-in-registers variant
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float64])
+def test_avx2_and_baseline_builds_are_bit_identical(dims, dtype, monkeypatch):
+    """The AVX2 build of the CPU kernels (no FMA) and the baseline one, forced with
+    MMEXT_MSDA_CPU_KERNEL=baseline, give the same bits, on 1 and 2 threads."""
+    inputs = make_inputs([(13, 21), (7, 11), (4, 6), (2, 3)],
+                         bs=2,
+                         queries=37,
+                         heads=3,
+                         dims=dims,
+                         points=4,
+                         dtype=dtype)
+    # Some repeated locations (many scatters into the same keys), the rest anywhere, in the
+    # map or out of it.
+    inputs[3][:, ::2] = (inputs[3][:, ::2] * 4).round() / 4
+    threads = torch.get_num_threads()
+    results = {}
+    try:
+        for kernel in ('default', 'baseline'):
+            if kernel == 'baseline':
+                monkeypatch.setenv('MMEXT_MSDA_CPU_KERNEL', 'baseline')
+            for n in (1, 2):
+                torch.set_num_threads(n)
+                results[kernel, n] = run(multi_scale_deformable_attn, inputs)
+    finally:
+        torch.set_num_threads(threads)
+    first = results['default', 1]
+    for key, other in results.items():
+        for name, a, b in zip(('out', 'value', 'loc', 'attn'), first, other):
+            assert torch.equal(a, b), (key, name)
+    # and the kernels are right (both builds are the same numbers)
+    ref = run(multi_scale_deformable_attn_torch, inputs)
+    tol = 1e-10 if dtype == torch.float64 else 1e-5
+    for name, a, b in zip(('out', 'value', 'loc', 'attn'), first, ref):
+        torch.testing.assert_close(a, b, atol=tol, rtol=tol, msg=name)
+
+
+@needs_kernel
 def test_inference_path_and_non_contiguous_inputs():
     value, spatial, start, loc, attn = make_inputs([(5, 6), (3, 3)], queries=7)
     ref = multi_scale_deformable_attn_torch(value, spatial, start, loc, attn)

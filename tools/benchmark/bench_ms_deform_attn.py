@@ -9,14 +9,18 @@ At DINO's decoder shapes by default (batch 2, the four levels of an 800x1333 ima
 (tools/benchmark/timing.py); ratios are baseline / mmext.  Peak memory of one forward+backward
 step is measured in a fresh process per candidate (tools/benchmark/memory.py).  Before timing,
 outputs and gradients are compared with mmcv's, and mmext's backward is run twice and must be
-bit-identical.
+bit-identical.  ``--baseline-kernel`` adds mmext's CPU kernels built for the baseline x86-64
+ISA (``MMEXT_MSDA_CPU_KERNEL=baseline``; by default the AVX2 build runs where the CPU has AVX2)
+as the candidate ``mmext-baseline``, which must give the same bits as ``mmext``.
 
     .venv/bin/python tools/benchmark/bench_ms_deform_attn.py --threads 1
     .venv/bin/python tools/benchmark/bench_ms_deform_attn.py --device cuda
     .venv/bin/python tools/benchmark/bench_ms_deform_attn.py --tiny --repeats 2   # a smoke run
 """
 import argparse
+import contextlib
 import math
+import os
 import statistics
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -27,7 +31,7 @@ from timing import interleaved  # tools/benchmark/timing.py
 from mmext.ops import multi_scale_deformable_attn
 from mmext.utils.ext_loader import ext_available
 
-CANDIDATES = ('mmcv', 'mmext', 'mmext-deterministic')
+CANDIDATES = ('mmcv', 'mmext', 'mmext-deterministic', 'mmext-baseline')
 DTYPES = dict(fp32=torch.float32, fp16=torch.float16, bf16=torch.bfloat16, fp64=torch.float64)
 
 
@@ -46,6 +50,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument('--repeats', type=int, default=10)
     p.add_argument('--tiny', action='store_true', help='a 64x96 image, 30 queries (smoke test)')
     p.add_argument('--skip-memory', action='store_true')
+    p.add_argument(
+        '--baseline-kernel',
+        action='store_true',
+        help='also time the CPU kernels built for the baseline ISA (mmext-baseline)')
     p.add_argument('--memory-child', choices=CANDIDATES, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.tiny:
@@ -91,14 +99,31 @@ def candidate(name: str, device: str) -> Callable:
     return multi_scale_deformable_attn
 
 
+@contextlib.contextmanager
+def environ(env: Dict[str, str]):
+    """os.environ with ``env`` set (the C++ side reads it with getenv, per call)."""
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 class Step:
-    """Forward (no_grad) and forward+backward of one candidate on fixed inputs."""
+    """Forward (no_grad) and forward+backward of one candidate on fixed inputs, with ``env`` set
+    in the environment during both."""
 
     def __init__(self,
                  fn: Callable,
                  inputs: Tuple[torch.Tensor, ...],
-                 deterministic: bool = False) -> None:
-        self.fn, self.deterministic = fn, deterministic
+                 deterministic: bool = False,
+                 env: Optional[Dict[str, str]] = None) -> None:
+        self.fn, self.deterministic, self.env = fn, deterministic, env or {}
         value, self.shapes, self.start, loc, attn, self.grad = inputs
         self.leaves = [t.clone().requires_grad_() for t in (value, loc, attn)]
 
@@ -107,7 +132,7 @@ class Step:
         return self.fn(v, self.shapes, self.start, lo, a)
 
     def forward(self) -> torch.Tensor:
-        with torch.no_grad():
+        with torch.no_grad(), environ(self.env):
             return self._call(*self.leaves)
 
     def forward_backward(self) -> List[torch.Tensor]:
@@ -116,8 +141,9 @@ class Step:
         previous = torch.are_deterministic_algorithms_enabled()
         torch.use_deterministic_algorithms(self.deterministic or previous)
         try:
-            out = self._call(*self.leaves)
-            out.backward(self.grad)
+            with environ(self.env):
+                out = self._call(*self.leaves)
+                out.backward(self.grad)
         finally:
             torch.use_deterministic_algorithms(previous)
         return [out.detach()] + [t.grad for t in self.leaves]
@@ -125,13 +151,18 @@ class Step:
 
 def build_steps(args: argparse.Namespace) -> Dict[str, Step]:
     inputs = make_inputs(args)
-    names = ['mmcv', 'mmext'] + (['mmext-deterministic'] if args.device.startswith('cuda') else [])
+    cuda = args.device.startswith('cuda')
+    names = ['mmcv', 'mmext'] + (['mmext-deterministic'] if cuda else [])
+    names += ['mmext-baseline'] if args.baseline_kernel and not cuda else []
+    # The memory child builds only the candidate it measures.
+    names += [args.memory_child] if args.memory_child and args.memory_child not in names else []
     return {
         n:
         Step(
             candidate('mmext' if n.startswith('mmext') else n, args.device),
             inputs,
-            deterministic=n == 'mmext-deterministic')
+            deterministic=n == 'mmext-deterministic',
+            env={'MMEXT_MSDA_CPU_KERNEL': 'baseline'} if n == 'mmext-baseline' else None)
         for n in names
     }
 
@@ -150,6 +181,10 @@ def check(steps: Dict[str, Step], dtype: torch.dtype) -> None:
         again = step.forward_backward()
         same = all(torch.equal(a, b) for a, b in zip(got, again))
         print(f'{name}: matches mmcv; two backward runs bit-identical: {same}')
+        if name == 'mmext-baseline':
+            first = steps['mmext'].forward_backward()
+            same = all(torch.equal(a, b) for a, b in zip(got, first))
+            print(f'{name}: bit-identical to mmext (the AVX2 build where the CPU has it): {same}')
 
 
 def memory_child(args: argparse.Namespace) -> None:
