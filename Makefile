@@ -5,11 +5,13 @@ PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 DEMO_DIR ?= work_dirs/fcos_demo
 DEMO_CONFIG ?= configs/fcos/fcos_r18_fpn_shapes-128_demo.py
+TREES_DIR ?= work_dirs/fcos_neon_trees
+TREES_CONFIG ?= configs/fcos/fcos_r18_fpn_neon-trees_demo.py
 # OpenMP threads that sleep instead of spinning while they wait: the test suite and every tool
 # run robustly beside other work (tools/process_defaults.py; a value in the environment wins).
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: setup setup-core lint test test-slow test-all demo demo-compare clean-venv
+.PHONY: setup setup-core lint test test-slow test-all demo demo-compare demo-trees clean-venv
 
 setup:
 	bash tools/setup_env.sh
@@ -44,6 +46,11 @@ demo: setup
 demo-compare: setup
 	PYTHON=$(PY) bash tools/run_demo.sh $(DEMO_CONFIG) $(DEMO_DIR)_mmdet_head \
 		--cfg-options model.bbox_head.type=mmdet.FCOSHead
+
+# Real images (issue #20): NEON tree crowns from the deepforest wheel; data check, training on
+# tiles, sliding-window evaluation (validation part, two other sites) and a picture of a crop.
+demo-trees: setup
+	PYTHON=$(PY) bash tools/run_demo_trees.sh $(TREES_CONFIG) $(TREES_DIR)
 
 clean-venv:
 	rm -rf $(VENV)

@@ -58,6 +58,10 @@ test_dataloader = dict(
         test_mode=True,
         pipeline=test_pipeline))
 
-# maxDets up to 1000: a validation region holds up to 159 trees
-val_evaluator = dict(type='mmdet.CocoMetric', metric='bbox', proposal_nums=(100, 300, 1000))
+# COCO bbox mAP (maxDets up to 1000: a validation region holds up to 159 trees) and DeepForest's
+# protocol: box precision and recall at IoU 0.4 of the detections scored 0.1 or more.
+val_evaluator = [
+    dict(type='mmdet.CocoMetric', metric='bbox', proposal_nums=(100, 300, 1000)),
+    dict(type='mmext.BoxPrecisionRecall', iou_threshold=0.4, score_thr=0.1)
+]
 test_evaluator = val_evaluator

@@ -36,7 +36,7 @@ def test_train_step_on_tiles_and_val_step_on_a_region(cfg):
         train_set = DATASETS.build(cfg.train_dataloader.dataset)
         val_set = DATASETS.build(cfg.val_dataloader.dataset)
         optim = build_optim_wrapper(model, cfg.optim_wrapper)
-        metric = METRICS.build(cfg.val_evaluator)
+        metrics = [METRICS.build(c) for c in cfg.val_evaluator]
 
     tiling = train_set.metainfo['tiling']
     assert tiling['images'] == 2 and len(train_set) > 40
@@ -58,7 +58,12 @@ def test_train_step_on_tiles_and_val_step_on_a_region(cfg):
     pred = out[0].pred_instances
     assert out[0].ori_shape == (259, 1249) and len(pred) > 0
     assert pred.bboxes[:, 2].max() <= 1249 and pred.bboxes[:, 3].max() <= 259
-    metric.dataset_meta = val_set.metainfo
-    metric.process(data, [o.to_dict() for o in out])
-    scores = metric.evaluate(1)
-    assert 0 <= scores['coco/bbox_mAP'] <= 1  # an untrained model: the wiring is what counts
+    scores = {}
+    for metric in metrics:
+        metric.dataset_meta = val_set.metainfo
+        metric.process(data, [o.to_dict() for o in out])
+        scores.update(metric.evaluate(1))
+    # an untrained model: the wiring is what counts
+    assert 0 <= scores['coco/bbox_mAP'] <= 1
+    assert scores['deepforest/num_gt'] == len(val_set.get_data_info(1)['instances']) == 65
+    assert 0 <= scores['deepforest/box_recall'] <= 1
