@@ -8,7 +8,7 @@ _base_ = ['mmdet::_base_/default_runtime.py', '../_base_/datasets/neon_trees.py'
 custom_imports = dict(imports=['mmext'], allow_failed_imports=False)
 default_scope = 'mmext'
 
-max_epochs = 24
+max_epochs = 40
 
 detector = dict(
     type='mmdet.FCOS',
@@ -72,7 +72,7 @@ model = dict(
     max_per_img=1000,
     batch_tiles=4)
 
-train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs, val_interval=6)
+train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs, val_interval=10)
 val_cfg = dict(type='ValLoop')
 test_cfg = dict(type='TestLoop')
 

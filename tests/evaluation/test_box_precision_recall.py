@@ -59,11 +59,12 @@ def test_metric_per_image_means_and_pooled_values_by_hand():
                 [0.9, 0.8]),  # R 1/2, P 1/2
         # 4: ground truth from the 'instances' metainfo (the ignored box does not count), no
         # prediction: recall 0, no precision
-        _sample(None, [], [],
-                instances=[
-                    dict(bbox=[0, 0, 10, 10], bbox_label=0, ignore_flag=0),
-                    dict(bbox=[50, 50, 60, 60], bbox_label=0, ignore_flag=1)
-                ]),
+        _sample(
+            None, [], [],
+            instances=[
+                dict(bbox=[0, 0, 10, 10], bbox_label=0, ignore_flag=0),
+                dict(bbox=[50, 50, 60, 60], bbox_label=0, ignore_flag=1)
+            ]),
         # 5: no ground truth: left out of the means, its predictions count in the pooled values
         _sample([], [[0, 0, 5, 5], [5, 5, 9, 9]], [0.3, 0.2]),
     ]
@@ -85,5 +86,5 @@ def test_metric_without_predictions_or_ground_truth():
     with pytest.raises(ValueError, match='iou_threshold'):
         BoxPrecisionRecall(iou_threshold=1.5)
     with pytest.raises(KeyError, match='meta_keys'):
-        metric.process(None, [dict(pred_instances=dict(bboxes=torch.zeros(0, 4),
-                                                       scores=torch.zeros(0)))])
+        metric.process(None,
+                       [dict(pred_instances=dict(bboxes=torch.zeros(0, 4), scores=torch.zeros(0)))])

@@ -1,7 +1,7 @@
 """NEON tree crowns: scores per split and a sliding-window picture of a whole crop.
 
     python tools/analysis/neon_trees_report.py CONFIG CHECKPOINT --work-dir DIR \
-        [--splits val osbs soap] [--picture yell_small] [--score-thr 0.3] [--max-side 1000]
+        [--splits val osbs soap] [--picture yell_small] [--score-thr 0.3] [--max-side 900]
 
 For each split of :data:`mmext.datasets.NEON_TREES_SPLITS` named in ``--splits``, the config's
 test set is replaced by that split and the checkpoint is evaluated with the config's test
@@ -58,7 +58,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument(
         '--picture', default='yell_small', help="a key of NEON_TREES_FILES, or '' for none")
     parser.add_argument('--score-thr', type=float, default=0.3, help='drawn predictions')
-    parser.add_argument('--max-side', type=int, default=1000, help='picture size in px')
+    parser.add_argument('--max-side', type=int, default=900, help='longer side of the picture')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction)
     return parser.parse_args(argv)
 
@@ -115,7 +115,7 @@ def draw_picture(img_path: str, pred_boxes: np.ndarray, gt_boxes: np.ndarray, va
         draw.line([(x, y), (min(x + 6, img.width), y)], fill=(255, 255, 255), width=2)
     draw.text((6, 4), 'yellow: predicted (sliding window), cyan: ground truth', fill='white')
     draw.text((6, y + 4), 'validation part below', fill='white')
-    img.save(out, quality=80, optimize=True)
+    img.save(out, quality=75, optimize=True)
 
 
 def picture(runner, key: str, score_thr: float, max_side: int, out_dir: Path) -> dict:
@@ -159,8 +159,7 @@ def main(argv=None) -> None:
     runner = None
     for split in args.splits:
         results[split], runner = evaluate_split(cfg, args.checkpoint, split, work_dir)
-    report: Dict[str, object] = dict(
-        config=args.config, checkpoint=args.checkpoint, splits=results)
+    report: Dict[str, object] = dict(config=args.config, checkpoint=args.checkpoint, splits=results)
     if args.picture:
         if runner is None:  # no split evaluated: a runner only to load the weights
             _, runner = evaluate_split(cfg, args.checkpoint, 'soap', work_dir)
