@@ -92,7 +92,10 @@ def markdown_table(results: Dict[str, Dict[str, float]]) -> str:
         cells = []
         for k in keys:
             v = r.get(k, float('nan'))
-            cells.append(f'{int(v)}' if k.endswith(('num_gt', 'num_pred')) else f'{v:.3f}')
+            if v != v:  # NaN: not measured for this split, or undefined (no prediction)
+                cells.append('-')
+            else:
+                cells.append(f'{int(v)}' if k.endswith(('num_gt', 'num_pred')) else f'{v:.3f}')
         lines.append(f'| {split} | ' + ' | '.join(cells) + f" | {r['seconds']:.0f} s |")
     return '\n'.join(lines) + '\n'
 
@@ -107,7 +110,7 @@ def draw_picture(img_path: str, pred_boxes: np.ndarray, gt_boxes: np.ndarray, va
     img = img.resize((round(img.width * scale), round(img.height * scale)), Image.LANCZOS)
     draw = ImageDraw.Draw(img)
     for box in np.asarray(gt_boxes).reshape(-1, 4) * scale:
-        draw.rectangle(box.tolist(), outline=(0, 255, 255), width=1)
+        draw.rectangle(box.tolist(), outline=(0, 255, 255), width=2)
     for box in np.asarray(pred_boxes).reshape(-1, 4) * scale:
         draw.rectangle(box.tolist(), outline=(255, 230, 0), width=2)
     y = val_top * scale
