@@ -2,7 +2,9 @@
 # 2 CPU cores: trained on 400 px tiles of the Yellowstone training part, validated on the whole
 # validation part by a sliding window (mmext.SlidingWindowDetector: the same tiles, NMS across
 # them). The detector is the shapes demo's half-width ResNet-18 + FPN (strides 8-64), one class;
-# crowns are 8-108 px (median 40). The training budget is not yet measured (issue #20, item 3).
+# crowns are 8-108 px (median 42). 40 epochs (640 iterations) took 981 s on 2 shared CPU cores
+# on 2026-12-07; results (poor: val bbox mAP 0.060, precision/recall@0.4 0.43/0.65) in
+# configs/fcos/README.md.
 _base_ = ['mmdet::_base_/default_runtime.py', '../_base_/datasets/neon_trees.py']
 
 custom_imports = dict(imports=['mmext'], allow_failed_imports=False)
