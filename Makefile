@@ -5,11 +5,14 @@ PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 DEMO_DIR ?= work_dirs/fcos_demo
 DEMO_CONFIG ?= configs/fcos/fcos_r18_fpn_shapes-128_demo.py
+TREES_DIR ?= work_dirs/fcos_neon_trees
+TREES_CONFIG ?= configs/fcos/fcos_r18_fpn_neon-trees_demo.py
 # OpenMP threads that sleep instead of spinning while they wait: the test suite and every tool
 # run robustly beside other work (tools/process_defaults.py; a value in the environment wins).
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: setup setup-core lint test test-slow test-all demo demo-compare demo-trajectory clean-venv
+.PHONY: setup setup-core lint test test-slow test-all demo demo-compare demo-trajectory demo-trees \
+	bench-deepforest clean-venv
 
 setup:
 	bash tools/setup_env.sh
@@ -51,6 +54,20 @@ TRAJECTORY_DIR ?= work_dirs/vit_trajectory
 demo-trajectory: setup
 	$(PY) tools/train.py configs/vit/vit-tiny-p8_digits-32_trajectory.py --work-dir $(TRAJECTORY_DIR)
 	$(PY) tools/analysis/embedding_trajectory.py $(TRAJECTORY_DIR)
+
+# Real images (issue #20): NEON tree crowns from the deepforest wheel; data check, training on
+# tiles, sliding-window evaluation (validation part, two other sites) and a picture of a crop.
+demo-trees: setup
+	PYTHON=$(PY) bash tools/run_demo_trees.sh $(TREES_CONFIG) $(TREES_DIR)
+
+# DeepForest 2.1.0 side by side (issue #20 item 4): its own venv over our torch, the demo's tiles,
+# the demo's training time (981 s measured), scored by mmext's metrics (docs/benchmarks.md).
+DF_SECONDS ?= 981
+bench-deepforest: setup
+	$(PY) tools/benchmark/bench_deepforest.py prepare $(TREES_DIR)_deepforest
+	DF_PY=$$(bash tools/benchmark/setup_deepforest_env.sh) && \
+		$$DF_PY tools/benchmark/bench_deepforest.py train $(TREES_DIR)_deepforest --seconds $(DF_SECONDS)
+	$(PY) tools/benchmark/bench_deepforest.py evaluate $(TREES_DIR)_deepforest
 
 clean-venv:
 	rm -rf $(VENV)

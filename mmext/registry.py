@@ -303,8 +303,10 @@ def _node(name: str, parent: Registry, *areas: Area) -> MMExtRegistry:
 # registers into a node and that each imports with its extra alone.
 ENGINE = [('mmext.engine', None)]
 DATA = [('mmext.datasets.recsys', None), ('mmext.datasets.digits', None),
-        ('mmext.datasets.digits_captions', None), ('mmext.datasets.coco', 'det'),
-        ('mmext.datasets.shapes', 'det'), ('mmext.datasets.shapes_seg', 'seg')]
+        ('mmext.datasets.digits_captions', None), ('mmext.datasets.tiled', None),
+        ('mmext.datasets.coco', 'det'), ('mmext.datasets.shapes', 'det'),
+        ('mmext.datasets.voc_xml', 'det'), ('mmext.datasets.neon_trees', 'det'),
+        ('mmext.datasets.transforms', 'det'), ('mmext.datasets.shapes_seg', 'seg')]
 MODEL = [('mmext.models.recommenders', None), ('mmext.models.multimodal', None),
          ('mmext.models.losses', None), ('mmext.models.text_encoders', None),
          ('mmext.models.layers', None), ('mmext.ops', None), ('mmext.models.backbones', 'pretrain'),

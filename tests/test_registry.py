@@ -169,3 +169,29 @@ def test_toolbox_part_builds_its_subparts_in_its_own_scope():
         assert DefaultScope.get_current_instance().scope_name == 'mmext'  # restored after
     assert type(assigner) is HungarianAssigner
     assert type(assigner.match_costs[0]) is ClassificationCost
+
+
+def test_real_image_parts_resolve_by_name_alone():
+    """The VOC/tiling/NEON datasets, LoadImageCrop, the sliding-window wrapper and DeepForest's
+    metric are found from their names in a fresh interpreter: their areas are listed."""
+    code = textwrap.dedent("""
+        from mmext.registry import DATASETS, METRICS, MODELS, TRANSFORMS
+        for node, name in [(DATASETS, 'TiledDataset'), (DATASETS, 'VOCXMLDataset'),
+                           (DATASETS, 'NeonTreesDataset'), (TRANSFORMS, 'LoadImageCrop'),
+                           (MODELS, 'SlidingWindowDetector'), (METRICS, 'BoxPrecisionRecall')]:
+            print(name, node.get(name).__module__)
+        """)
+    # cwd: this checkout's mmext comes first on sys.path
+    out = subprocess.run([sys.executable, '-c', code],
+                         capture_output=True,
+                         text=True,
+                         timeout=300,
+                         cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split('\n')[:6] == [
+        'TiledDataset mmext.datasets.tiled', 'VOCXMLDataset mmext.datasets.voc_xml',
+        'NeonTreesDataset mmext.datasets.neon_trees',
+        'LoadImageCrop mmext.datasets.transforms.load_image_crop',
+        'SlidingWindowDetector mmext.models.detectors.sliding_window',
+        'BoxPrecisionRecall mmext.evaluation.metrics.box_precision_recall'
+    ]

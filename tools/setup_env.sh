@@ -121,7 +121,8 @@ requirements=(-r "$ROOT/requirements/core.txt" -r "$ROOT/requirements/tests.txt"
 [[ "$MODE" == full ]] && requirements+=(-r "$ROOT/requirements/vision.txt")
 log "installing the $MODE stack: ${requirements[*]//$ROOT\//}"
 pip_install "$PY" "${requirements[@]}"
-# Packages used only for files they ship (recbole: the ml-100k example dataset), never imported.
+# Packages used only for files they ship (recbole: the ml-100k example dataset; deepforest: the
+# NEON tree-crown crops), never imported.
 pip_install "$PY" --no-deps -r "$ROOT/requirements/nodeps.txt"
 # mmext itself with its compiled ops (mmext._ext).  Where nvcc exists, the CUDA kernels are
 # compiled too (FORCE_CUDA=1), so a CUDA compile error fails set-up, and CI, without a GPU.

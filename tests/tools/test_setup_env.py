@@ -11,7 +11,10 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-SCRIPTS = ['tools/setup_env.sh', 'tools/benchmark/setup_recbole_env.sh']
+SCRIPTS = [
+    'tools/setup_env.sh', 'tools/benchmark/setup_recbole_env.sh',
+    'tools/benchmark/setup_deepforest_env.sh'
+]
 
 
 def pip_calls(text: str):
