@@ -19,14 +19,21 @@ batches of the epoch already trained (``meta['batches_done_in_epoch']``); the tr
 
 The model is checked against the data the run actually uses by :class:`DataChecksMixin`
 (``data_checks.py``): a recommender's item count, a detector's number of classes.
+
+Only rank 0 writes the test metrics' ``<timestamp>.json``: mmengine's ``LoggerHook`` dumps it
+from every rank into the same file, and two ranks whose logs differ in length (their ``time``
+values) leave a file with trailing bytes of the longer one (``JSONDecodeError: Extra data``,
+seen in ``tools/dist_test.sh`` with 2 ranks).
 """
 import copy
 import inspect
-from typing import Dict, Optional, Union
+import types
+from typing import Dict, Iterable, Optional, Union
 
 import torch
 import torch.nn as nn
-from mmengine.dist import is_distributed
+from mmengine.dist import is_distributed, is_main_process
+from mmengine.hooks import Hook, LoggerHook
 from mmengine.model import is_model_wrapper, revert_sync_batchnorm
 from mmengine.runner import BaseLoop
 from mmengine.runner import EpochBasedTrainLoop as MMEngineEpochBasedTrainLoop
@@ -53,6 +60,23 @@ _EXACT_LOOPS = {
 }
 
 
+def _log_test_epoch(hook: LoggerHook, runner, metrics: Optional[Dict[str, float]] = None) -> None:
+    """``LoggerHook.after_test_epoch`` without its JSON dump: the log line only."""
+    _, log_str = runner.log_processor.get_log_after_epoch(
+        runner, len(runner.test_dataloader), 'test', with_non_scalar=True)
+    runner.logger.info(log_str)
+
+
+def leave_test_json_to_rank0(hooks: Iterable[Hook]) -> None:
+    """On ranks other than 0, stop each ``LoggerHook`` from writing the test metrics' JSON file
+    that rank 0 writes too (the module docstring says why)."""
+    if is_main_process():
+        return
+    for hook in hooks:
+        if isinstance(hook, LoggerHook):
+            hook.after_test_epoch = types.MethodType(_log_test_epoch, hook)
+
+
 @RUNNERS.register_module()
 class Runner(CheckpointGuardsMixin, DataChecksMixin, MMEngineRunner):
     """:class:`mmengine.runner.Runner` with CPU (gloo) distributed training."""
@@ -61,6 +85,10 @@ class Runner(CheckpointGuardsMixin, DataChecksMixin, MMEngineRunner):
         logger = super().build_logger(*args, **kwargs)
         logger.addFilter(ForeignNoticeFilter())  # mmengine's own FileClient deprecation notices
         return logger
+
+    def register_hooks(self, default_hooks=None, custom_hooks=None) -> None:
+        super().register_hooks(default_hooks, custom_hooks)
+        leave_test_json_to_rank0(self._hooks)
 
     @staticmethod
     def _cpu_only() -> bool:
