@@ -199,7 +199,7 @@ def evaluate(out: str) -> None:
               f"{s['deepforest/box_recall']:.3f} | {int(s['deepforest/num_pred'])} |")
 
 
-def main(argv=None) -> None:
+def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('step', choices=['prepare', 'train', 'evaluate'])
     parser.add_argument('out', help='work folder shared by the three steps')
@@ -207,7 +207,11 @@ def main(argv=None) -> None:
     parser.add_argument('--batch-size', type=int, default=4)
     parser.add_argument(
         '--patch-overlap', type=float, default=0.3, help='predict_tile overlap (fraction)')
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
     if args.step == 'prepare':
         prepare(args.out)
