@@ -2,11 +2,7 @@
 small real FCOS run (``fcos_demo_run``): ``tools/test.py --out`` then the tool, from the results
 file and from the checkpoint."""
 import csv
-import importlib.util
 import json
-import os
-import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 from types import ModuleType
@@ -14,6 +10,7 @@ from types import ModuleType
 import numpy as np
 import pytest
 from PIL import Image
+from tool_modules import load_tool, run_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 PNG_MAGIC = b'\x89PNG\r\n\x1a\n'
@@ -21,25 +18,7 @@ PNG_MAGIC = b'\x89PNG\r\n\x1a\n'
 
 @pytest.fixture(scope='module')
 def tool() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        'confusion_matrix_tool', ROOT / 'tools' / 'analysis' / 'confusion_matrix.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def _run(*args: str) -> str:
-    env = dict(
-        os.environ, PYTHONPATH=os.pathsep.join([str(ROOT),
-                                                os.environ.get('PYTHONPATH', '')]))
-    proc = subprocess.run([sys.executable, *args],
-                          cwd=ROOT,
-                          env=env,
-                          capture_output=True,
-                          text=True,
-                          timeout=900)
-    assert proc.returncode == 0, f'{args[0]} failed:\n{(proc.stdout + proc.stderr)[-4000:]}'
-    return proc.stdout
+    return load_tool('tools/analysis/confusion_matrix.py')
 
 
 def _assert_png(path: Path, min_side: int = 300) -> None:
@@ -121,22 +100,22 @@ def _option(run, key: str) -> str:
     return next(o.split('=', 1)[1] for o in run.cfg_options if o.startswith(key + '='))
 
 
-def test_confusion_matrix_on_fcos_run(fcos_demo_run, tmp_path: Path) -> None:
+def test_confusion_matrix_on_fcosrun_tool(fcos_demo_run, tmp_path: Path) -> None:
     from mmengine.fileio import load
 
     run = fcos_demo_run
     results = tmp_path / 'results.pkl'
-    _run('tools/test.py', str(run.config), str(run.checkpoint), '--work-dir',
-         str(tmp_path / 'test'), '--out', str(results), '--cfg-options', *run.cfg_options)
+    run_tool('tools/test.py', str(run.config), str(run.checkpoint), '--work-dir',
+             str(tmp_path / 'test'), '--out', str(results), '--cfg-options', *run.cfg_options)
     # a threshold that keeps about half of the (barely trained) model's predictions
     records = load(str(results))
     scores = np.concatenate([np.asarray(r['pred_instances']['scores']) for r in records])
     score_thr = float(np.median(scores))
     iou_thr = 0.3
     out = tmp_path / 'cm'
-    stdout = _run('tools/analysis/confusion_matrix.py', str(run.config), str(results), '--out-dir',
-                  str(out), '--score-thr', str(score_thr), '--tp-iou-thr', str(iou_thr),
-                  '--cfg-options', *run.cfg_options)
+    stdout = run_tool('tools/analysis/confusion_matrix.py', str(run.config), str(results),
+                      '--out-dir', str(out), '--score-thr', str(score_thr), '--tp-iou-thr',
+                      str(iou_thr), '--cfg-options', *run.cfg_options)
     assert 'gt \\ pred' in stdout and 'background' in stdout
     _assert_png(out / 'confusion_matrix.png')
     summary = json.loads((out / 'confusion_matrix.json').read_text())
@@ -170,9 +149,9 @@ def test_confusion_matrix_on_fcos_run(fcos_demo_run, tmp_path: Path) -> None:
 
     # from the checkpoint: the tool runs the test set itself and finds the same matrix
     out_ckpt = tmp_path / 'cm_ckpt'
-    _run('tools/analysis/confusion_matrix.py', str(run.config), str(run.checkpoint), '--out-dir',
-         str(out_ckpt), '--score-thr', str(score_thr), '--tp-iou-thr', str(iou_thr),
-         '--cfg-options', *run.cfg_options)
+    run_tool('tools/analysis/confusion_matrix.py',
+             str(run.config), str(run.checkpoint), '--out-dir', str(out_ckpt), '--score-thr',
+             str(score_thr), '--tp-iou-thr', str(iou_thr), '--cfg-options', *run.cfg_options)
     assert (out_ckpt / 'predictions.pkl').is_file()
     again = json.loads((out_ckpt / 'confusion_matrix.json').read_text())
     assert again['counts'] == summary['counts']

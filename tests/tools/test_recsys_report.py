@@ -1,17 +1,14 @@
 """tools/analysis/recsys_report.py on the small real SASRec run (``sasrec_demo_run``): the ranking
 curves from its scalars.json, and the popularity breakdown, whose overall numbers must be the
 test metrics ``tools/test.py`` reports for the same checkpoint."""
-import importlib.util
 import json
-import os
-import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 from PIL import Image
+from tool_modules import load_tool, run_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 PNG_MAGIC = b'\x89PNG\r\n\x1a\n'
@@ -19,25 +16,7 @@ PNG_MAGIC = b'\x89PNG\r\n\x1a\n'
 
 @pytest.fixture(scope='module')
 def tool() -> ModuleType:
-    spec = importlib.util.spec_from_file_location('recsys_report_tool',
-                                                  ROOT / 'tools' / 'analysis' / 'recsys_report.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def _run(*args: str) -> str:
-    env = dict(
-        os.environ, PYTHONPATH=os.pathsep.join([str(ROOT),
-                                                os.environ.get('PYTHONPATH', '')]))
-    proc = subprocess.run([sys.executable, *args],
-                          cwd=ROOT,
-                          env=env,
-                          capture_output=True,
-                          text=True,
-                          timeout=900)
-    assert proc.returncode == 0, f'{args[0]} failed:\n{(proc.stdout + proc.stderr)[-4000:]}'
-    return proc.stdout
+    return load_tool('tools/analysis/recsys_report.py')
 
 
 def _assert_png(path: Path) -> None:
@@ -46,7 +25,7 @@ def _assert_png(path: Path) -> None:
         assert min(img.size) >= 300
 
 
-def test_curves_of_the_sasrec_run(tool, sasrec_demo_run, tmp_path: Path) -> None:
+def test_curves_of_the_sasrecrun_tool(tool, sasrec_demo_run, tmp_path: Path) -> None:
     run = sasrec_demo_run
     val_lines = [
         json.loads(line) for line in run.scalars.read_text().splitlines()
@@ -59,7 +38,7 @@ def test_curves_of_the_sasrec_run(tool, sasrec_demo_run, tmp_path: Path) -> None
     for key, (steps, values) in curves.items():
         assert steps == [1.0, 2.0] and values == [line[key] for line in val_lines]
     out = tmp_path / 'curves.png'
-    _run('tools/analysis/recsys_report.py', 'curves', str(run.work_dir), '--out', str(out))
+    run_tool('tools/analysis/recsys_report.py', 'curves', str(run.work_dir), '--out', str(out))
     _assert_png(out)
     assert tool.find_scalars(run.work_dir) == run.scalars
 
@@ -96,13 +75,13 @@ def _target_popularity() -> list:
 def test_popularity_breakdown_equals_the_test_metric(sasrec_demo_run, tmp_path: Path) -> None:
     run = sasrec_demo_run
     test_dir = tmp_path / 'test'
-    _run('tools/test.py', str(run.config), str(run.checkpoint), '--work-dir', str(test_dir),
-         '--cfg-options', *run.cfg_options)
+    run_tool('tools/test.py', str(run.config), str(run.checkpoint), '--work-dir', str(test_dir),
+             '--cfg-options', *run.cfg_options)
     reported = _test_metrics(test_dir)
     out = tmp_path / 'pop'
-    stdout = _run('tools/analysis/recsys_report.py', 'popularity', str(run.config),
-                  str(run.checkpoint), '--out-dir', str(out), '--buckets', '4', '--cfg-options',
-                  *run.cfg_options)
+    stdout = run_tool('tools/analysis/recsys_report.py', 'popularity', str(run.config),
+                      str(run.checkpoint), '--out-dir', str(out), '--buckets', '4', '--cfg-options',
+                      *run.cfg_options)
     assert 'popularity' in stdout and 'all' in stdout
     _assert_png(out / 'popularity_breakdown.png')
     result = json.loads((out / 'popularity_breakdown.json').read_text())
