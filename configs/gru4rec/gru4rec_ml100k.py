@@ -24,7 +24,7 @@ model = dict(
 train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs, val_interval=1)
 val_cfg = dict(type='ValLoop')
 test_cfg = dict(type='TestLoop')
-# Adagrad with momentum on the summed loss, as the official code.
+# Adagrad with momentum, as the official code (the loss scaled as its training step scales it).
 optim_wrapper = dict(type='OptimWrapper', optimizer=dict(type='AdagradM', lr=0.05, momentum=0.0))
 
 default_hooks = dict(

@@ -11,10 +11,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-SCRIPTS = [
-    'tools/setup_env.sh', 'tools/benchmark/setup_recbole_env.sh',
-    'tools/benchmark/setup_deepforest_env.sh'
-]
+# the benchmarks' peer venvs (setup_*_env.sh under tools/benchmark) install through peer_venv.sh
+SCRIPTS = ['tools/setup_env.sh', 'tools/benchmark/peer_venv.sh']
 
 
 def pip_calls(text: str):
@@ -39,3 +37,13 @@ def test_constraints_keep_pkg_resources():
     lines = (ROOT / 'requirements/constraints.txt').read_text().splitlines()
     pins = [line for line in lines if line and not line.startswith('#')]
     assert 'setuptools<81' in pins
+
+
+def test_peer_venv_scripts_install_through_the_shared_helper():
+    """Each benchmark peer's set-up script leaves pip to peer_venv.sh (scanned above)."""
+    scripts = sorted((ROOT / 'tools/benchmark').glob('setup_*_env.sh'))
+    assert len(scripts) >= 3
+    for script in scripts:
+        text = script.read_text()
+        assert 'peer_venv.sh' in text and 'peer_venv_main' in text, script.name
+        assert not list(pip_calls(text)), f'{script.name} calls pip itself'

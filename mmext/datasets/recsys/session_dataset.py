@@ -371,6 +371,7 @@ class SessionDataset(Dataset):
         part: SessionSplit = data[split]
         self.items = torch.from_numpy(part.items)
         self.offsets = part.offsets
+        self.times = part.times  # event times (seconds), for exporting the split
         self.item_map: IdMap = data['item_map']
         self.item_counts = data['item_counts']
         is_first = np.zeros(len(part.items) + 1, dtype=bool)

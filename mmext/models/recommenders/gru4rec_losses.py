@@ -3,9 +3,9 @@ Gains for Session-based Recommendations", CIKM 2018).
 
 All losses take a score matrix ``logits`` of shape ``(B, M)``: row ``i`` scores the candidates of
 example ``i``, whose positive is column ``i`` (the batch's own targets come first, ``B <= M``;
-columns ``B..M-1`` are the shared extra samples).  Every other column is a negative.  Like the
-official code the losses are **summed** over the batch (``reduction='sum'``); ``'mean'`` is
-offered for other optimisers.
+columns ``B..M-1`` are the shared extra samples).  Every other column is a negative.  The losses
+are summed over the rows (``reduction='sum'``) or averaged (``'mean'``); :class:`GRU4Rec`
+divides the sum by its number of slots, as the official training step does.
 
 * Cross-entropy (Eq. 1 of the CIKM paper's softmax, with the logQ sampling correction of Bengio &
   Senecal 2008 / Yi et al. 2019 when ``logq > 0``): ``-log softmax(logits - logq * log Q)_ii``.

@@ -114,7 +114,8 @@ def test_no_backpropagation_through_time():
     g = m.layers[0].u_h.grad.clone()
     h = m.layers[0](b2['item'], carried[0])
     m.zero_grad()
-    F.cross_entropy(m.score(h, b2['target']), torch.arange(3), reduction='sum').backward()
+    # the default reduction, 'slot_mean': the sum over the 3 busy slots / 3 slots
+    (F.cross_entropy(m.score(h, b2['target']), torch.arange(3), reduction='sum') / 3).backward()
     torch.testing.assert_close(g, m.layers[0].u_h.grad)
 
 
@@ -263,7 +264,28 @@ def test_model_loss_uses_targets_plus_shared_samples_with_logq(monkeypatch):
     p = m.item_counts / m.item_counts.sum()
     log_q = torch.cat([p[targets].log(), 0.5 * p[samples].log()])
     hand = F.cross_entropy(logits - log_q, torch.arange(3), reduction='sum')
-    torch.testing.assert_close(loss, hand)
+    torch.testing.assert_close(loss, hand / 3)  # the official: summed, / the batch size
+
+
+@pytest.mark.parametrize('reduction', ['slot_mean', 'sum', 'mean'])
+def test_loss_scaling_with_idle_slots(reduction):
+    """'slot_mean' is the official step's scaling: the sum over the busy slots divided by the
+    number of slots, also when slots are idle at the end of an epoch."""
+    m = model(reduction=reduction, num_negatives=0)
+    batch = dict(
+        item=torch.tensor([1, 2, 0, 0]),
+        target=torch.tensor([3, 4, 0, 0]),
+        reset=torch.tensor([True, True, False, False]),
+        valid=torch.tensor([True, True, False, False]))
+    loss = m(batch, mode='loss')['loss']
+    m.reset_state()
+    hidden = m.step(batch['item'][:2])
+    per_row = F.cross_entropy(m.score(hidden, batch['target'][:2]), torch.arange(2),
+                              reduction='none')
+    expected = dict(slot_mean=per_row.sum() / 4, sum=per_row.sum(), mean=per_row.mean())
+    torch.testing.assert_close(loss, expected[reduction])
+    with pytest.raises(ValueError, match='reduction must be one of'):
+        model(reduction='batch')
 
 
 def test_sampling_follows_popularity_power():
@@ -420,6 +442,63 @@ def test_adagrad_momentum_by_hand_and_index_only_rows():
     assert not np.allclose(val[1], [3.0, 4.0])
     with pytest.raises(ValueError, match='momentum'):
         AdagradM([p], momentum=1.0)
+
+
+@pytest.mark.parametrize('momentum', [0.0, 0.5])
+def test_adagrad_momentum_sparse_gradients_update_by_index(momentum):
+    """A sparse gradient (duplicate rows summed) updates exactly as its dense twin does with
+    the index-only rule; without momentum every dense parameter takes the plain formula."""
+    torch.manual_seed(0)
+    init = torch.randn(6, 3)
+    sparse_p, dense_p = torch.nn.Parameter(init.clone()), torch.nn.Parameter(init.clone())
+    bias = torch.nn.Parameter(torch.randn(6))
+    opt_s = AdagradM([sparse_p], lr=0.1, momentum=momentum)
+    opt_d = AdagradM([dense_p, bias], lr=0.1, momentum=momentum)
+    acc_b, val_b = torch.zeros(6), bias.detach().clone()
+    for rows in ([0, 2, 2], [2, 5], [1, 0, 5, 5]):
+        idx = torch.tensor(rows)
+        for p, sparse in ((sparse_p, True), (dense_p, False)):
+            p.grad = None
+            (F.embedding(idx, p, sparse=sparse) * torch.arange(1., 4.)).sum().backward()
+        assert sparse_p.grad.is_sparse and not dense_p.grad.is_sparse
+        bias.grad = torch.randn(6)
+        acc_b += bias.grad**2
+        val_b -= 0.1 * bias.grad / (acc_b + 1e-6).sqrt()
+        opt_s.step()
+        opt_d.step()
+        torch.testing.assert_close(sparse_p.detach(), dense_p.detach(), rtol=1e-6, atol=1e-7)
+        if momentum == 0:
+            torch.testing.assert_close(bias.detach(), val_b, rtol=1e-6, atol=1e-7)
+    untouched = 3  # never in a batch: unchanged, its accumulator still zero
+    assert torch.equal(sparse_p[untouched].detach(), init[untouched])
+    assert float(opt_s.state[sparse_p]['acc'][untouched].abs().sum()) == 0
+
+
+def test_sparse_item_gradients_train_like_dense():
+    """sparse_grad only changes how the item tables' gradients are stored: with AdagradM the
+    parameters after a few steps equal those of the dense model."""
+    torch.manual_seed(0)
+    batches = [
+        dict(item=torch.randint(1, 13, (4, )), target=torch.randint(1, 13, (4, )),
+             reset=torch.tensor([i == 0] * 4), valid=torch.ones(4, dtype=torch.bool))
+        for i in range(4)
+    ]
+    final = {}
+    for sparse in (True, False):
+        for mode in ('none', 'shared'):
+            m = model(sparse_grad=sparse, embedding=mode, num_negatives=0)
+            opt = AdagradM(m.parameters(), lr=0.1, momentum=0.3)
+            for b in batches:
+                opt.zero_grad()
+                m(b, mode='loss')['loss'].backward()
+                if sparse:
+                    table = m.item_out if mode == 'shared' else m.layers[0].w_x
+                    assert table.grad.is_sparse
+                opt.step()
+            final[sparse, mode] = {k: v.detach().clone() for k, v in m.state_dict().items()}
+    for mode in ('none', 'shared'):
+        for k, v in final[True, mode].items():
+            torch.testing.assert_close(v, final[False, mode][k], rtol=1e-5, atol=1e-6)
 
 
 # ----------------------------------------------------------------------------------------------
