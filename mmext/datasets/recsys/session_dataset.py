@@ -376,15 +376,15 @@ class SessionDataset(Dataset):
         self.item_counts = data['item_counts']
         is_first = np.zeros(len(part.items) + 1, dtype=bool)
         is_first[part.offsets[:-1]] = True
-        self._is_first = torch.from_numpy(is_first[:-1].copy())
         # evaluate[e]: input event e's successor is a held-out target (every successor, except
         # in leave-one-out splits).  Training uses every input event.
         evaluate = np.zeros(len(part.items), dtype=bool)
         evaluate[:-1] = part.targets[1:]
-        self._evaluate = torch.from_numpy(evaluate)
         is_last = np.zeros(len(part.items), dtype=bool)
         is_last[part.offsets[1:] - 1] = True
         self._input_events = np.flatnonzero(~is_last if split == 'train' else evaluate)
+        self._items_np, self._evaluate_np = part.items.astype(np.int64), evaluate
+        self._is_first_np = is_first[:-1]
         self._metainfo = dict(
             data['stats'],
             item_map=self.item_map.to_dict(),
@@ -414,27 +414,25 @@ class SessionDataset(Dataset):
     @property
     def evaluate_mask(self) -> np.ndarray:
         """Per event: its successor is a scored target (used by ``group_steps`` sampling)."""
-        return self._evaluate.numpy()
+        return self._evaluate_np
 
     def __getitems__(self, events: list) -> dict:
         """One step (a list of B event indices) → ``(B,)`` tensors; a group of T steps (a list of
         T such lists) → ``(T, B)`` tensors."""
-        ev = torch.as_tensor(events, dtype=torch.long)
-        if ev.dim() == 2:
-            steps = [self.__getitems__(row) for row in events]
-            return {k: torch.stack([s[k] for s in steps]) for k in steps[0]}
+        # numpy, not torch: a training step runs this once for B ~ 32 events, where each torch
+        # call costs several times the work it does (same result, one conversion at the end)
+        ev = np.asarray(events, dtype=np.int64)
         valid = ev >= 0
-        n = len(self.items)
-        if bool((ev >= n - 1).any()):
+        n = len(self._items_np)
+        if ev.size and int(ev.max()) >= n - 1:
             raise IndexError(f'event index {int(ev.max())} out of range for {n} events')
-        safe = ev.clamp(min=0)
-        item = torch.where(valid, self.items[safe], 0)
-        target = torch.where(valid, self.items[safe + 1], 0)
-        if bool((valid & self._is_first[safe + 1]).any()):
+        safe = np.where(valid, ev, 0)
+        if (valid & self._is_first_np[safe + 1]).any():
             raise IndexError('an input event is the last event of its session (no target)')
-        return dict(
-            item=item,
-            target=target,
-            reset=valid & self._is_first[safe],
+        batch = dict(
+            item=np.where(valid, self._items_np[safe], 0),
+            target=np.where(valid, self._items_np[safe + 1], 0),
+            reset=valid & self._is_first_np[safe],
             valid=valid,
-            evaluate=valid & self._evaluate[safe])
+            evaluate=valid & self._evaluate_np[safe])
+        return {k: torch.from_numpy(v) for k, v in batch.items()}

@@ -291,7 +291,11 @@ class GRU4Rec(BaseRecommender):
             weights[c <= 0] = 0
             log_p = torch.log((c / c.sum()).clamp_min(1e-12))
             self._derived = dict(
-                key=key, weights=weights.float(), log_p=log_p, empty=float(weights.sum()) <= 0)
+                key=key,
+                weights=weights.float(),
+                log_p=log_p,
+                log_p_samples=self.sample_alpha * log_p,
+                empty=float(weights.sum()) <= 0)
         return self._derived
 
     def sample_negatives(self, n: int) -> torch.Tensor:
@@ -304,8 +308,8 @@ class GRU4Rec(BaseRecommender):
     def _log_q(self, targets: torch.Tensor, samples: torch.Tensor) -> torch.Tensor:
         """Log sampling probability of each candidate column: in-batch targets come from the data
         (∝ popularity), extra samples ∝ popularity ** alpha (the official correction)."""
-        log_p = self._counts_derived()['log_p']
-        return torch.cat([log_p[targets], self.sample_alpha * log_p[samples]])
+        d = self._counts_derived()
+        return torch.cat([d['log_p'][targets], d['log_p_samples'][samples]])
 
     def sampled_loss(self,
                      hidden: torch.Tensor,

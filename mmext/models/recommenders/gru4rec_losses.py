@@ -30,10 +30,15 @@ def _reduce(per_row: torch.Tensor, reduction: str) -> torch.Tensor:
     raise ValueError(f"reduction must be 'sum' or 'mean', got {reduction!r}")
 
 
-def _positive_mask(logits: torch.Tensor) -> torch.Tensor:
+def _check_shape(logits: torch.Tensor) -> None:
     b, m = logits.shape
     if b > m:
         raise ValueError(f'logits {tuple(logits.shape)}: need at least one column per row')
+
+
+def _positive_mask(logits: torch.Tensor) -> torch.Tensor:
+    _check_shape(logits)
+    b, m = logits.shape
     return torch.eye(b, m, dtype=torch.bool, device=logits.device)
 
 
@@ -48,12 +53,12 @@ def cross_entropy_logq(logits: torch.Tensor,
                        reduction: str = 'sum') -> torch.Tensor:
     """Softmax cross-entropy with the positive on the diagonal, ``log_q`` (shape ``(M,)``) being
     the log sampling probability of each column, subtracted ``logq`` times."""
+    _check_shape(logits)
     if logq > 0:
         if log_q is None:
             raise ValueError('logq > 0 needs the log sampling probabilities log_q')
-        logits = logits - logq * log_q.unsqueeze(0)
+        logits = logits - (log_q if logq == 1 else logq * log_q)  # (M,) broadcast over rows
     target = torch.arange(logits.shape[0], device=logits.device)
-    _positive_mask(logits)
     return _reduce(F.cross_entropy(logits, target, reduction='none'), reduction)
 
 
