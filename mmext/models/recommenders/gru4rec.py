@@ -45,11 +45,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from mmext.ops.gru_cell import gru_cell
+from mmext.ops.sampled_softmax import sampled_softmax_ce
 from mmext.registry import MODELS
 
 from .base import (BaseRecommender, check_item_ids, num_items_from_dataset, reject_options,
                    renamed_option)
-from .gru4rec_losses import bpr_max_loss, cross_entropy_logq, top1_max_loss
+from .gru4rec_losses import bpr_max_loss, top1_max_loss
 
 __all__ = ['GRU4Rec', 'GRU4RecLayer']
 
@@ -314,24 +315,29 @@ class GRU4Rec(BaseRecommender):
     def sampled_loss(self,
                      hidden: torch.Tensor,
                      target: torch.Tensor,
-                     reduction: Optional[str] = None) -> torch.Tensor:
+                     reduction: Optional[str] = None,
+                     num_slots: Optional[int] = None) -> torch.Tensor:
         """The loss of ``hidden`` ``(B, d)`` against ``target`` ``(B,)``, scored among the batch's
-        targets and ``num_negatives`` shared samples; ``reduction`` ``'sum'`` or ``'mean'``
-        (default: the model's, ``'slot_mean'`` counting as ``'sum'``)."""
-        if reduction is None:
-            reduction = 'sum' if self.reduction == 'slot_mean' else self.reduction
+        targets and ``num_negatives`` shared samples.  ``reduction`` (default: the model's):
+        ``'sum'``, ``'mean'`` or ``'slot_mean'`` (the sum / ``num_slots``, default ``B``)."""
+        reduction = self.reduction if reduction is None else reduction
+        b = hidden.shape[0]
+        scale = dict(sum=1.0, mean=1.0 / b, slot_mean=1.0 / (num_slots or b))[reduction]
         samples = (
             self.sample_negatives(self.num_negatives).to(target.device)
             if self.num_negatives > 0 else target.new_zeros(0))
-        candidates = torch.cat([target, samples])
-        logits = self.score(hidden, candidates)  # (B, B + num_negatives): never all items
+        candidates = torch.cat([target, samples])  # (B + num_negatives,): never all items
         if self.loss_type == 'ce':
-            return cross_entropy_logq(logits, self._log_q(target, samples), self.logq, reduction)
+            # scores, logQ correction and softmax cross-entropy in one autograd node
+            weight = F.embedding(candidates, self.item_out, sparse=self.sparse_grad)
+            shift = self._log_q(target, samples) * self.logq if self.logq > 0 else None
+            return sampled_softmax_ce(hidden, weight, self.item_bias[candidates], shift, scale)
+        logits = self.score(hidden, candidates)
         if self.elu_param > 0:
             logits = F.elu(logits, self.elu_param)
         if self.loss_type == 'bpr-max':
-            return bpr_max_loss(logits, self.bpreg, reduction)
-        return top1_max_loss(logits, reduction)
+            return bpr_max_loss(logits, self.bpreg, 'sum') * scale
+        return top1_max_loss(logits, 'sum') * scale
 
     # -- the recommender contract -----------------------------------------------------------
     def forward(self,
@@ -393,10 +399,8 @@ class GRU4Rec(BaseRecommender):
             return {'loss': hidden.sum() * 0}
         if busy < target.numel():  # idle slots in the tail of an epoch
             hidden, target = hidden[valid], target[valid]
-        loss = self.sampled_loss(hidden, target)
-        if self.reduction == 'slot_mean':  # the official scaling: / the number of slots
-            loss = loss / inputs['item'].numel()
-        return {'loss': loss}
+        # 'slot_mean', the official scaling, divides by all slots, idle ones included
+        return {'loss': self.sampled_loss(hidden, target, num_slots=inputs['item'].numel())}
 
     def predict(self, inputs: Dict[str, torch.Tensor]) -> List[dict]:
         """One step (``(B,)`` tensors) or a group of steps (``(T, B)``, run in order); one

@@ -242,20 +242,21 @@ def test_model_loss_uses_targets_plus_shared_samples_with_logq(monkeypatch):
     samples = torch.tensor([1, 5, 5, 9, 12])
     monkeypatch.setattr(m, 'sample_negatives', lambda n: samples[:n])
     calls = []
-    score = m.score
+    from mmext.models.recommenders import gru4rec as gru4rec_module
+    fused = gru4rec_module.sampled_softmax_ce
 
-    def spy(hidden, items=None):
-        out = score(hidden, items)
-        calls.append((items, tuple(out.shape)))
-        return out
+    def spy(hidden, weight, *args):
+        calls.append((tuple(hidden.shape), tuple(weight.shape)))
+        return fused(hidden, weight, *args)
 
-    monkeypatch.setattr(m, 'score', spy)
+    monkeypatch.setattr(gru4rec_module, 'sampled_softmax_ce', spy)
     inputs, targets = torch.tensor([2, 3, 4]), torch.tensor([6, 7, 8])
     m.reset_state()
     loss = m(
         dict(item=inputs, target=targets, reset=torch.ones(3, dtype=torch.bool)),
         mode='loss')['loss']
-    assert len(calls) == 1 and calls[0][0] is not None and calls[0][1] == (3, 8)
+    # 3 rows scored against 3 targets + 5 samples: (3, 8) logits, never all 13 items
+    assert calls == [((3, 8), (8, 8))]
     # Recompute by hand from the model's pieces.
     m.reset_state()
     hidden = m.step(inputs)
