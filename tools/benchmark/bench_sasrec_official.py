@@ -36,6 +36,7 @@ import argparse
 import json
 import os
 import os.path as osp
+import platform
 import subprocess
 import sys
 import tempfile
@@ -56,7 +57,6 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument(
         '--official-repo',
-        required=True,
         help='a checkout of github.com/pmixer/SASRec.pytorch (python/model.py, utils.py)')
     parser.add_argument(
         '--data',
@@ -105,7 +105,17 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         help='python of the official venv (default: set it up / reuse it with '
         'tools/benchmark/setup_sasrec_official_env.sh)')
     parser.add_argument('--json', help='also write every result here')
+    parser.add_argument(
+        '--merge',
+        nargs='+',
+        metavar='JSON',
+        help='print the tables of earlier --json files together (e.g. one seed per run) '
+        'and exit')
     args = parser.parse_args(argv)
+    if args.merge:
+        return args
+    if not args.official_repo:
+        parser.error('--official-repo is required (unless --merge)')
     if args.ours_model is not None and not isinstance(args.ours_model, dict):
         parser.error(f'--ours-model must be a JSON object, got {args.ours_model!r}')
     if not osp.isfile(osp.join(args.official_repo, 'python', 'model.py')):
@@ -157,8 +167,29 @@ def _run_worker(python: str, flag: str, spec: dict, work: str, threads: int) -> 
     return result
 
 
+def merge(paths: Sequence[str]) -> None:
+    """The tables of several ``--json`` files (runs of one seed each, say), checked to be runs of
+    the same settings."""
+    runs, settings = [], None
+    ignore = {'seeds', 'json', 'merge', 'official_python', 'sides'}
+    for path in paths:
+        with open(path) as f:
+            saved = json.load(f)
+        these = {k: v for k, v in saved['args'].items() if k not in ignore}
+        if settings is not None and these != settings:
+            raise SystemExit(f'{path}: other settings than {paths[0]}: {these} != {settings}')
+        settings = these
+        runs += saved['runs']
+        for run in saved['runs']:
+            print(f"{path}: seed {run['seed']}, {saved.get('machine', {})}")
+    print(summary_tables(runs))
+
+
 def main(argv: Optional[Sequence[str]] = None) -> None:
     args = parse_args(argv)
+    if args.merge:
+        merge(args.merge)
+        return
     import numpy as np
     from mmengine.config import Config
 
@@ -169,6 +200,12 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         _, dense = np.unique(np.concatenate(sequences), return_inverse=True)
         sequences = np.split(dense + 1, np.cumsum([len(s) for s in sequences])[:-1])
     counts = split_counts(sequences, args.max_len)
+    machine = dict(
+        date=time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime()),
+        host=platform.node(),
+        cpus=os.cpu_count(),
+        load_at_start=os.getloadavg())
+    print(f'machine: {json.dumps(machine)}', flush=True)
     print(f'data {args.data}: {json.dumps(counts)}', flush=True)
     cfg = Config.fromfile(args.ours_config)
     ours_model = dict(cfg.model, **ours_model_args(args))
@@ -246,6 +283,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
                                          f'{expect}')
                 print(f"   {side}: {json.dumps(result['info'])}", flush=True)
                 run[side] = result
+            run['load_after'] = os.getloadavg()
             runs.append(run)
             if len(args.sides) == 2:
                 print(summary_tables(runs), flush=True)
@@ -263,7 +301,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
                   f'{json.dumps(seed_metrics(run[args.sides[0]]))}')
     if args.json:
         with open(args.json, 'w') as f:
-            json.dump(dict(args=vars(args), counts=counts, runs=runs), f, indent=1)
+            json.dump(dict(args=vars(args), counts=counts, machine=machine, runs=runs), f)
 
 
 if __name__ == '__main__':
