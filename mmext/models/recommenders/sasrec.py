@@ -18,9 +18,16 @@ and a final LayerNorm; the relevance of item ``i`` after step ``t`` is ``r_{i,t}
   ``sqrt(d)`` scale, a LayerNorm on the embedding sum) and there is no final LayerNorm.
 
 Attention runs through :func:`torch.nn.functional.scaled_dot_product_attention` with a boolean
-mask that is causal (position ``t`` sees ``j <= t``) and hides padded keys.  Padding is masked
+mask that is causal (position ``t`` sees ``j <= t``) and hides padded keys (written out as
+``softmax(QK^T / sqrt(d_h) + bias)`` when training with attention dropout).  Padding is masked
 everywhere: embeddings and every block output are zeroed at padded positions, padded keys are
 never attended to, and padded positions carry no loss.
+
+At ``d = 50`` a training step is dominated by work on padding and by per-element costs that are
+not arithmetic (configs/sasrec/README.md, "Where the time goes"), hence three exact shortcuts:
+the blocks run on the packed non-padded positions only, attention per group of histories of
+similar length (:class:`PackedLayout`), and dropout masks come from random 64-bit words instead
+of ``bernoulli_`` (:class:`BitDropout`).
 
 Training objectives (``loss``):
 
