@@ -104,6 +104,19 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         default=None,
         help='python of the official venv (default: set it up / reuse it with '
         'tools/benchmark/setup_sasrec_official_env.sh)')
+    parser.add_argument(
+        '--reuse-official',
+        metavar='JSON',
+        default=None,
+        help="replay the official side (results and times) from an earlier --json of this "
+        'script with the same official settings and seeds, instead of training it again')
+    parser.add_argument(
+        '--profile-steps',
+        type=int,
+        default=0,
+        metavar='N',
+        help='only profile N of our training steps (data vs train_step, torch operators) '
+        'and exit')
     parser.add_argument('--json', help='also write every result here')
     parser.add_argument(
         '--merge',
@@ -167,6 +180,29 @@ def _run_worker(python: str, flag: str, spec: dict, work: str, threads: int) -> 
     return result
 
 
+# what the official side's results depend on (a replayed side must match)
+OFFICIAL_SETTINGS = ('data', 'epochs', 'threads', 'max_len', 'dropout', 'hidden', 'blocks', 'heads',
+                     'batch_size', 'lr', 'official_norm_first', 'max_users', 'eval_seed')
+
+
+def recorded_official(path: str, args: argparse.Namespace) -> dict:
+    """``{seed: official result}`` of an earlier ``--json`` whose official settings are this
+    run's."""
+    with open(path) as f:
+        saved = json.load(f)
+    differ = {
+        k: (saved['args'].get(k), getattr(args, k))
+        for k in OFFICIAL_SETTINGS if saved['args'].get(k) != getattr(args, k)
+    }
+    if differ:
+        raise SystemExit(f'--reuse-official {path}: other official settings (saved, now): {differ}')
+    found = {run['seed']: run['official'] for run in saved['runs'] if 'official' in run}
+    missing = set(args.seeds) - set(found)
+    if missing:
+        raise SystemExit(f'--reuse-official {path}: no official run for seed(s) {sorted(missing)}')
+    return found
+
+
 def merge(paths: Sequence[str]) -> None:
     """The tables of several ``--json`` files (runs of one seed each, say), checked to be runs of
     the same settings."""
@@ -224,13 +260,21 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     python = {'ours': sys.executable}
     # torch comes from the venv running this script
     setup_env = dict(os.environ, MMEXT_VENV=os.environ.get('MMEXT_VENV', sys.prefix))
-    if 'official' in args.sides:
+    replay = recorded_official(args.reuse_official, args) if args.reuse_official else {}
+    if 'official' in args.sides and not replay:
         python['official'] = args.official_python or subprocess.run(
             ['bash', osp.join(HERE, 'setup_sasrec_official_env.sh')],
             check=True,
             capture_output=True,
             text=True,
             env=setup_env).stdout.strip().splitlines()[-1]
+    if args.profile_steps:
+        from sasrec_official_bench.profile_ours import profile_ours
+        with tempfile.TemporaryDirectory(prefix='bench_sasrec_official_') as work:
+            inter = write_atomic_inter(osp.join(work, 'bench.inter'), users, sequences)
+            profile_ours(args.ours_config, inter, ours_model_args(args), args.profile_steps,
+                         args.seeds[0])
+        return
     runs = []
     with tempfile.TemporaryDirectory(prefix='bench_sasrec_official_') as work:
         write_user_item_file(osp.join(work, 'data', f'{DATA_NAME}.txt'), users, sequences)
@@ -252,7 +296,14 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
                     threads=args.threads,
                     tasks=osp.join(work, 'tasks.npz'))
                 print(f'== seed {seed}: {side}', flush=True)
-                if side == 'official':
+                if side == 'official' and replay:
+                    result = dict(replay[seed], replayed_from=args.reuse_official)
+                    expect = dict(
+                        users=counts['users'],
+                        items=counts['items'],
+                        evaluated=counts['evaluated_official'],
+                        train_targets=counts['train_targets_official'])
+                elif side == 'official':
                     spec.update(
                         checkout=osp.abspath(args.official_repo),
                         data_root=work,

@@ -154,6 +154,9 @@ class SASRecBlock(nn.Module):
         attn_dropout: Dropout on the attention weights.
         ffn_dropout: Dropout after the feed-forward net's activation (``dropout`` in the
             official code; RecBole has none there: 0).
+        attn_output_dropout: Dropout on the attention sub-layer's output before the residual
+            sum; ``None`` means ``dropout``.  pmixer/SASRec.pytorch's blocks have none there (0):
+            its ``nn.MultiheadAttention`` only drops attention weights.
         act: ``'relu'`` (paper) or ``'gelu'`` (RecBole).
         norm: ``'pre'``, ``'query_only'`` or ``'post'`` (see the module docstring).
         norm_eps: LayerNorm epsilon (1e-8 in the official code).
@@ -173,7 +176,8 @@ class SASRecBlock(nn.Module):
                  act: str = 'relu',
                  norm: str = 'pre',
                  norm_eps: float = 1e-8,
-                 ffn_dropout: Optional[float] = None) -> None:
+                 ffn_dropout: Optional[float] = None,
+                 attn_output_dropout: Optional[float] = None) -> None:
         super().__init__()
         self.num_heads = num_heads
         self.norm = norm
@@ -188,6 +192,8 @@ class SASRecBlock(nn.Module):
             BitDropout(dropout if ffn_dropout is None else ffn_dropout),
             nn.Linear(ffn_dims, embed_dims))
         self.drop = BitDropout(dropout)
+        self.attn_out_drop = self.drop if attn_output_dropout is None else BitDropout(
+            attn_output_dropout)
 
     def _attend(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor) -> Tensor:
         """Scaled dot-product attention (eq. 2): ``q`` ``[B, h, Lq, d_h]``, ``k``, ``v``
@@ -259,15 +265,16 @@ class SASRecBlock(nn.Module):
         mask, keep = attn_mask[:, :, first:], keep[:, first:]
         if self.norm == 'pre':
             y = self.attn_norm(x)
-            x = x[:, first:] + self.drop(self._attention(y[:, first:] if first else y, y, mask))
+            x = x[:, first:] + self.attn_out_drop(
+                self._attention(y[:, first:] if first else y, y, mask))
             x = x + self.drop(self.ffn(self.ffn_norm(x)))
         elif self.norm == 'post':
             q = x[:, first:] if first else x
-            x = self.attn_norm(q + self.drop(self._attention(q, x, mask)))
+            x = self.attn_norm(q + self.attn_out_drop(self._attention(q, x, mask)))
             x = self.ffn_norm(x + self.drop(self.ffn(x)))
         else:
             q = self.attn_norm(x[:, first:])
-            x = q + self.drop(self._attention(q, x, mask))
+            x = q + self.attn_out_drop(self._attention(q, x, mask))
             x = self.ffn_norm(x)
             x = x + self.drop(self.ffn(x))
         return x * keep
@@ -281,13 +288,13 @@ class SASRecBlock(nn.Module):
 
         if self.norm == 'pre':
             y = self.attn_norm(x)
-            x = x + self.drop(attention(y, y))
+            x = x + self.attn_out_drop(attention(y, y))
             return x + self.drop(self.ffn(self.ffn_norm(x)))
         if self.norm == 'post':
-            x = self.attn_norm(x + self.drop(attention(x, x)))
+            x = self.attn_norm(x + self.attn_out_drop(attention(x, x)))
             return self.ffn_norm(x + self.drop(self.ffn(x)))
         q = self.attn_norm(x)
-        x = self.ffn_norm(q + self.drop(attention(q, x)))
+        x = self.ffn_norm(q + self.attn_out_drop(attention(q, x)))
         return x + self.drop(self.ffn(x))
 
 
@@ -322,6 +329,8 @@ class SASRec(BaseRecommender):
         ffn_dims: Feed-forward inner size; ``None`` means ``embed_dims`` (paper).
         dropout: Dropout on embeddings and sub-layer outputs. Defaults to 0.2 (paper, ML-1M).
         attn_dropout: Dropout on attention weights; ``None`` means ``dropout``.
+        attn_output_dropout: Dropout on each attention sub-layer's output; ``None`` means
+            ``dropout`` (0: pmixer/SASRec.pytorch's blocks).
         ffn_dropout: Dropout inside the feed-forward net, after its activation; ``None`` means
             ``dropout`` (official code); RecBole's blocks have none there (0).
         act: Feed-forward activation, ``'relu'`` or ``'gelu'``.
@@ -355,6 +364,7 @@ class SASRec(BaseRecommender):
                  dropout: float = 0.2,
                  attn_dropout: Optional[float] = None,
                  ffn_dropout: Optional[float] = None,
+                 attn_output_dropout: Optional[float] = None,
                  act: str = 'relu',
                  norm: str = 'pre',
                  norm_eps: float = 1e-8,
@@ -385,6 +395,8 @@ class SASRec(BaseRecommender):
              or 0. <= attn_dropout < 1., f'attn_dropout={attn_dropout!r}: must be in [0, 1)'),
             (ffn_dropout is None
              or 0. <= ffn_dropout < 1., f'ffn_dropout={ffn_dropout!r}: must be in [0, 1)'),
+            (attn_output_dropout is None or 0. <= attn_output_dropout < 1.,
+             f'attn_output_dropout={attn_output_dropout!r}: must be in [0, 1)'),
             (act in _ACTIVATIONS, f'act={act!r}: expected one of {sorted(_ACTIVATIONS)}'),
             (norm in _NORMS, f'norm={norm!r}: expected one of {_NORMS}'),
             (loss in ('bce', 'ce'), f"loss={loss!r}: expected 'bce' or 'ce'"),
@@ -410,9 +422,9 @@ class SASRec(BaseRecommender):
         self.pos_embedding = nn.Embedding(max_len, embed_dims)
         self.emb_dropout = BitDropout(dropout)
         self.blocks = nn.ModuleList(
-            SASRecBlock(embed_dims, num_heads, ffn_dims or embed_dims, dropout, dropout
-                        if attn_dropout is None else attn_dropout, act, norm, norm_eps, ffn_dropout)
-            for _ in range(num_blocks))
+            SASRecBlock(embed_dims, num_heads, ffn_dims or embed_dims, dropout,
+                        dropout if attn_dropout is None else attn_dropout, act, norm, norm_eps,
+                        ffn_dropout, attn_output_dropout) for _ in range(num_blocks))
         self.norm = norm
         # post-LN blocks end normalised; the other layouts need a final LayerNorm
         if norm == 'post':
