@@ -36,6 +36,9 @@ model = dict(
     num_heads=1,
     ffn_dims=50,
     dropout=0.5,
+    # the official code's dropout_rate acts on the embeddings, the attention weights and inside
+    # and after the feed-forward net; its nn.MultiheadAttention output has none
+    attn_output_dropout=0.,
     loss='bce',
     eval_mode='full')
 train_dataloader = dict(batch_size=128, dataset=train_dataset)

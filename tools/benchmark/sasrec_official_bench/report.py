@@ -24,7 +24,10 @@ def mapping_rows(official: dict, ours_model: dict, ours_cfg: dict) -> List[Tuple
         (f"num_heads = {o['num_heads']}", f"model.num_heads = {m['num_heads']}", ''),
         (f"dropout_rate = {o['dropout_rate']}",
          f"model.dropout = {m['dropout']} (attn_dropout = {m.get('attn_dropout')}, "
-         f"ffn_dropout = {m.get('ffn_dropout')}: None = dropout)", ''),
+         f"ffn_dropout = {m.get('ffn_dropout')}, attn_output_dropout = "
+         f"{m.get('attn_output_dropout')}; None = dropout)",
+         'official: embeddings, attention weights, inside and after the feed-forward net; '
+         'none on the attention output'),
         (f"norm_first = {o['norm_first']}", f"model.norm = {m['norm']!r}",
          'block layouts differ by design (docs/components/sasrec.md)'),
         ('LayerNorm eps = 1e-8 (model.py)', f"model.norm_eps = {m['norm_eps']}", ''),
