@@ -207,7 +207,7 @@ def merge(paths: Sequence[str]) -> None:
     """The tables of several ``--json`` files (runs of one seed each, say), checked to be runs of
     the same settings."""
     runs, settings = [], None
-    ignore = {'seeds', 'json', 'merge', 'official_python', 'sides'}
+    ignore = {'seeds', 'json', 'merge', 'official_python', 'sides', 'reuse_official'}
     for path in paths:
         with open(path) as f:
             saved = json.load(f)
