@@ -12,6 +12,7 @@ import torch
 from mmengine import DefaultScope
 
 from mmext.models.recommenders import SASRec
+from mmext.models.recommenders import sasrec as mmext_sasrec
 from mmext.registry import MODELS
 
 N_ITEMS, L, D = 30, 8, 16
@@ -194,6 +195,59 @@ def test_newest_positions_only_in_the_last_block_is_exact(norm):
             torch.testing.assert_close(g, r, atol=1e-6, rtol=0, msg=name)
     with pytest.raises(ValueError, match='first=8'):
         model.encode(seq, L)
+
+
+@pytest.mark.parametrize('norm', ['pre', 'query_only', 'post'])
+@pytest.mark.parametrize('origin', ['right', 'left'])
+def test_packed_length_groups_equal_the_padded_computation(norm, origin):
+    """``encode(seq)`` runs the blocks on the packed non-padded positions, attention per length
+    group (PackedLayout); ``encode(seq, 1)`` on the padded batch.  With histories of 1..40
+    items in a 40-wide batch (several groups, one row empty, one all-padding leading column),
+    outputs and gradients agree."""
+    length = 40
+    model = SASRec(
+        num_items=N_ITEMS,
+        max_len=48,
+        embed_dims=D,
+        num_blocks=2,
+        num_heads=2,
+        dropout=0.,
+        norm=norm,
+        position_origin=origin,
+        init_std=0.3)
+    g = torch.Generator().manual_seed(5)
+    sizes = [1, 3, 8, 9, 16, 17, 33, 39, 0, 5, 12]
+    seq = torch.zeros(len(sizes), length, dtype=torch.long)
+    for row, n in enumerate(sizes):
+        if n:
+            seq[row, length - n:] = torch.randint(1, N_ITEMS + 1, (n, ), generator=g)
+    layout_groups = mmext_sasrec.PackedLayout(
+        seq[:, 1:] > 0, torch.ones(len(sizes), 1, length - 1, length - 1, dtype=torch.bool)).groups
+    assert [w for *_, w, _ in layout_groups] == [8, 16, 17, 39]  # longest span per group
+    packed = model.encode(seq)
+    padded = model.encode(seq, 1)  # first > 0: the padded path
+    torch.testing.assert_close(packed[:, 1:], padded, atol=1e-5, rtol=0)
+    assert torch.all(packed[seq == 0] == 0)
+    weights = torch.randn(packed[:, 1:].shape, generator=g)
+    grads = torch.autograd.grad((packed[:, 1:] * weights).sum(), list(model.parameters()))
+    ref = torch.autograd.grad((padded * weights).sum(), list(model.parameters()))
+    for (name, _), a, b in zip(model.named_parameters(), grads, ref):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-5, msg=name)
+
+
+def test_bit_dropout_keeps_the_expected_fraction():
+    """BitDropout: keep probability 1 - p (p rounded to 1/65536), kept values scaled by
+    1 / (1 - p), identity in eval mode."""
+    torch.manual_seed(0)
+    x = torch.ones(200_000)
+    for p in (0.1, 0.5, 0.8):
+        drop = mmext_sasrec.BitDropout(p)
+        out = drop(x)
+        kept = out != 0
+        assert abs(kept.float().mean().item() - (1 - p)) < 4e-3  # ~4 standard errors
+        torch.testing.assert_close(out[kept], torch.full_like(out[kept], 1 / (1 - p)))
+        assert not torch.equal(out, drop(x))  # redrawn every call
+        assert drop.eval()(x) is x
 
 
 def test_ffn_dropout_is_separate_from_dropout():
