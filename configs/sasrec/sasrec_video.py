@@ -1,6 +1,6 @@
-# SASRec on the "Video" set of the SASRec paper's official code (Amazon Video Games as shipped
-# with pmixer/SASRec.pytorch, python/data/Video.txt: 31,013 users, 23,715 items, 287,107
-# interactions) with that code's recipe for sets of this size: max_len 50, d = 50, 2 blocks,
+# SASRec on the "Video" set shipped with pmixer/SASRec.pytorch (the PyTorch port of the SASRec
+# paper's official code), python/data/Video.txt: 31,013 users, 23,715 items, 287,107
+# interactions, with that code's recipe for sets of this size: max_len 50, d = 50, 2 blocks,
 # 1 head, dropout 0.5, Adam (1e-3, betas 0.9/0.98), batch 128, BCE with one negative per
 # position, one window (the user's last max_len items) per user and epoch.  20 epochs.
 # Leave-one-out split; evaluated with full ranking over all items (seen items not excluded,

@@ -159,3 +159,22 @@ def test_mean_se():
     assert report.mean_se([1.0]) == (1.0, 0.)
     mean, se = report.mean_se([1.0, 2.0, 3.0])
     assert mean == 2.0 and se == pytest.approx(1 / np.sqrt(3))
+
+
+def test_video_config_is_the_official_recipe(tmp_path):
+    """configs/sasrec/sasrec_video.py holds the values the benchmark maps key by key."""
+    from mmengine.config import Config
+    cfg = Config.fromfile(
+        str(Path(bench_sasrec_official.ROOT) / 'configs' / 'sasrec' / 'sasrec_video.py'))
+    (tmp_path / 'python').mkdir()
+    (tmp_path / 'python' / 'model.py').write_text('')
+    args = bench_sasrec_official.parse_args(['--official-repo', str(tmp_path)])
+    for key, value in bench_sasrec_official.ours_model_args(args).items():
+        assert cfg.model[key] == value, key
+    assert cfg.model.attn_output_dropout == 0. and cfg.model.loss == 'bce'
+    assert cfg.train_dataloader.batch_size == args.batch_size
+    assert cfg.train_dataloader.dataset.train_windows == 'last'
+    assert cfg.train_dataloader.dataset.num_train_negatives == 1
+    opt = cfg.optim_wrapper.optimizer
+    assert (opt.type, opt.lr, tuple(opt.betas)) == ('Adam', args.lr, (0.9, 0.98))
+    assert cfg.train_cfg.max_epochs == args.epochs

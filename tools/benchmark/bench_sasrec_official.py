@@ -217,8 +217,21 @@ def merge(paths: Sequence[str]) -> None:
         settings = these
         runs += saved['runs']
         for run in saved['runs']:
-            print(f"{path}: seed {run['seed']}, {saved.get('machine', {})}")
+            print(f"{path}: seed {run['seed']}, {saved.get('machine', {})}, load after "
+                  f"{run.get('load_after')}")
     print(summary_tables(runs))
+    print_extras(runs, ('official', 'ours'))
+
+
+def print_extras(runs: list, sides: Sequence[str]) -> None:
+    """Each side's own evaluation, where it was run: the official ``evaluate()`` and our
+    ``runner.test()``."""
+    for run in runs:
+        for side in sides:
+            extra = run[side].get('own_eval') or run[side].get('runner_test')
+            if extra:
+                what = 'official evaluate()' if side == 'official' else 'runner.test()'
+                print(f"seed {run['seed']} {side}: {what}: {json.dumps(extra)}")
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
@@ -338,13 +351,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
             runs.append(run)
             if len(args.sides) == 2:
                 print(summary_tables(runs), flush=True)
-    for run in runs:
-        for side in args.sides:
-            extra = run[side].get('own_eval') or run[side].get('runner_test')
-            if extra:
-                print(f"seed {run['seed']} {side}: "
-                      f"{'official evaluate()' if side == 'official' else 'runner.test()'}: "
-                      f'{json.dumps(extra)}')
+    print_extras(runs, args.sides)
     if len(args.sides) == 1:
         from sasrec_official_bench.report import seed_metrics
         for run in runs:

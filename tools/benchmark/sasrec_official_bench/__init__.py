@@ -11,7 +11,8 @@
   ``model.py`` and ``utils.py`` and trains the way its ``main.py`` does;
 * :mod:`.ours_side`: our side, a worker in the project venv that trains through mmengine's Runner
   from ``configs/sasrec/sasrec_video.py``;
-* :mod:`.report`: the mapping of hyper-parameters and the Markdown tables.
+* :mod:`.report`: the mapping of hyper-parameters and the Markdown tables;
+* :mod:`.profile_ours`: where our training step's time goes (``--profile-steps``).
 
 Nothing here imports mmext or torch at module level: the official venv runs the workers from
 this package.
