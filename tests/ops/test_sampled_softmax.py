@@ -24,8 +24,10 @@ def test_gradcheck_fp64():
 @pytest.mark.parametrize('scale', [1.0, 1 / 32])
 def test_fused_equals_plain(with_shift, scale):
     fused = inputs(b=32, m=544, d=100, dtype=torch.float32, with_shift=with_shift)
-    plain = [t if t is None or not t.requires_grad else t.detach().clone().requires_grad_()
-             for t in fused]
+    plain = [
+        t if t is None or not t.requires_grad else t.detach().clone().requires_grad_()
+        for t in fused
+    ]
     out_f = sampled_softmax_ce(*fused, scale=scale)
     out_p = sampled_softmax_ce(*plain, scale=scale, backend='torch')
     torch.testing.assert_close(out_f, out_p, rtol=1e-5, atol=1e-5)

@@ -19,7 +19,8 @@ sys.path.pop(0)
 def args(tmp_path):
     (tmp_path / 'gru4rec_pytorch.py').write_text('')  # parse_args only checks that it exists
     return bench_gru4rec_official.parse_args(
-        ['--official-repo', str(tmp_path), '--batch-size', '16', '--negatives', '64'])
+        ['--official-repo',
+         str(tmp_path), '--batch-size', '16', '--negatives', '64'])
 
 
 def read_tsv(path):

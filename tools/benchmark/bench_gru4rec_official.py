@@ -34,7 +34,7 @@ import os.path as osp
 import subprocess
 import sys
 import tempfile
-from typing import Dict, List, Optional, Sequence
+from typing import List, Optional, Sequence
 
 HERE = osp.dirname(osp.abspath(__file__))
 WORKER = osp.join(HERE, 'gru4rec_official', 'official_worker.py')
@@ -171,8 +171,9 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     import torch
     torch.set_num_threads(args.threads)
 
-    import mmext  # noqa: F401
     from gru4rec_official.ours import MAPPING, official_params, train_ours, write_official_split
+
+    import mmext  # noqa: F401
     if args.reduction is None:
         import inspect
 
@@ -193,39 +194,55 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     runs: List[dict] = []
     with tempfile.TemporaryDirectory(prefix='bench_gru4rec_official_') as work:
         split = write_official_split(args, work)
-        print(f'== data: {split["train_sessions"]} training sessions, '
-              f'{split["train_predictions"]} training predictions; {split["test_sessions"]} '
-              f'test sessions, {split["test_predictions"]} test predictions; '
-              f'{split["num_items"]} items', flush=True)
+        print(
+            f'== data: {split["train_sessions"]} training sessions, '
+            f'{split["train_predictions"]} training predictions; {split["test_sessions"]} '
+            f'test sessions, {split["test_predictions"]} test predictions; '
+            f'{split["num_items"]} items',
+            flush=True)
         mode = 'conservative' if args.tie_policy == 'pessimistic' else 'standard'
         for seed in args.seeds:
-            spec = dict(repo=osp.abspath(args.official_repo), train=split['train'],
-                        test=split['test'], params=params, seed=seed, threads=args.threads,
-                        eval_batch=args.eval_batch, eval_mode=mode, cutoffs=args.cutoffs)
+            spec = dict(
+                repo=osp.abspath(args.official_repo),
+                train=split['train'],
+                test=split['test'],
+                params=params,
+                seed=seed,
+                threads=args.threads,
+                eval_batch=args.eval_batch,
+                eval_mode=mode,
+                cutoffs=args.cutoffs)
             official = OfficialRun(python, spec)
             if official.info['train_events'] != split['train_events']:
                 raise RuntimeError(f'the official side read {official.info["train_events"]} '
                                    f'training events, we wrote {split["train_events"]}')
             off_epochs: List[dict] = []
-            ours = train_ours(args, work, seed, lambda epoch: off_epochs.append(
-                official.ask('train')))
+            ours = train_ours(args, work, seed,
+                              lambda epoch: off_epochs.append(official.ask('train')))
             res = official.ask('eval')
             official.close()
-            off_metrics = {f'{m}@{k}': res[m][str(k)] for m in ('recall', 'mrr')
-                           for k in args.cutoffs}
+            off_metrics = {
+                f'{m}@{k}': res[m][str(k)]
+                for m in ('recall', 'mrr')
+                for k in args.cutoffs
+            }
             run = dict(
                 seed=seed,
                 official=off_metrics,
-                ours={k: ours['metrics'][k] for k in off_metrics},
+                ours={k: ours['metrics'][k]
+                      for k in off_metrics},
                 official_epochs=off_epochs,
                 ours_epochs=ours['epochs'],
-                official_epoch={k: _median(off_epochs, k) for k in ('wall', 'cpu')},
-                ours_epoch={k: _median(ours['epochs'], k) for k in ('wall', 'cpu')},
+                official_epoch={k: _median(off_epochs, k)
+                                for k in ('wall', 'cpu')},
+                ours_epoch={k: _median(ours['epochs'], k)
+                            for k in ('wall', 'cpu')},
                 steps=dict(official=off_epochs[0]['steps'], ours=ours['epochs'][0]['steps']))
             runs.append(run)
-            print(f'   seed {seed}: official {run["official"]} {run["official_epoch"]["cpu"]:.2f} '
-                  f'CPU s/epoch; mmext {run["ours"]} {run["ours_epoch"]["cpu"]:.2f} CPU s/epoch',
-                  flush=True)
+            print(
+                f'   seed {seed}: official {run["official"]} {run["official_epoch"]["cpu"]:.2f} '
+                f'CPU s/epoch; mmext {run["ours"]} {run["ours_epoch"]["cpu"]:.2f} CPU s/epoch',
+                flush=True)
     print(report(runs, args.cutoffs))
     if args.json:
         with open(args.json, 'w') as f:

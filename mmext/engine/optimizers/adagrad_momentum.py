@@ -73,8 +73,7 @@ class AdagradM(Optimizer):
                 vel = state.get('velocity') if mu > 0 else None
                 if g.is_sparse:
                     g = g.coalesce()
-                    self._update_rows(p, g.values(), g.indices()[0], state['acc'], vel, lr, mu,
-                                      eps)
+                    self._update_rows(p, g.values(), g.indices()[0], state['acc'], vel, lr, mu, eps)
                     continue
                 if vel is not None and group['skip_zero_rows'] and p.dim() == 2:
                     rows = g.ne(0).any(dim=1).nonzero().flatten()

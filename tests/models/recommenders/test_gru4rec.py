@@ -281,8 +281,8 @@ def test_loss_scaling_with_idle_slots(reduction):
     loss = m(batch, mode='loss')['loss']
     m.reset_state()
     hidden = m.step(batch['item'][:2])
-    per_row = F.cross_entropy(m.score(hidden, batch['target'][:2]), torch.arange(2),
-                              reduction='none')
+    per_row = F.cross_entropy(
+        m.score(hidden, batch['target'][:2]), torch.arange(2), reduction='none')
     expected = dict(slot_mean=per_row.sum() / 4, sum=per_row.sum(), mean=per_row.mean())
     torch.testing.assert_close(loss, expected[reduction])
     with pytest.raises(ValueError, match='reduction must be one of'):
@@ -480,9 +480,11 @@ def test_sparse_item_gradients_train_like_dense():
     parameters after a few steps equal those of the dense model."""
     torch.manual_seed(0)
     batches = [
-        dict(item=torch.randint(1, 13, (4, )), target=torch.randint(1, 13, (4, )),
-             reset=torch.tensor([i == 0] * 4), valid=torch.ones(4, dtype=torch.bool))
-        for i in range(4)
+        dict(
+            item=torch.randint(1, 13, (4, )),
+            target=torch.randint(1, 13, (4, )),
+            reset=torch.tensor([i == 0] * 4),
+            valid=torch.ones(4, dtype=torch.bool)) for i in range(4)
     ]
     final = {}
     for sparse in (True, False):

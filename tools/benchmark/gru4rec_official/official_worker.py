@@ -27,10 +27,10 @@ def main() -> None:
     import torch
     torch.set_num_threads(spec['threads'])
     sys.path.insert(0, spec['repo'])
-    import numpy as np
-    import pandas as pd
     import evaluation
     import gru4rec_pytorch
+    import numpy as np
+    import pandas as pd
     from gru4rec_pytorch import GRU4Rec, SessionDataIterator
 
     def reply(obj: dict) -> None:
@@ -55,16 +55,25 @@ def main() -> None:
             yield batch
         reply(dict(wall=time.perf_counter() - wall, cpu=time.process_time() - cpu, steps=steps))
 
-    read = dict(sep='\t', usecols=['SessionId', 'ItemId', 'Time'],
-                dtype={'SessionId': 'int32', 'ItemId': 'str'})
+    read = dict(
+        sep='\t',
+        usecols=['SessionId', 'ItemId', 'Time'],
+        dtype={
+            'SessionId': 'int32',
+            'ItemId': 'str'
+        })
     train = pd.read_csv(spec['train'], **read)
     test = pd.read_csv(spec['test'], **read)
     torch.manual_seed(spec['seed'])
     np.random.seed(spec['seed'])
     gru = GRU4Rec(device=torch.device('cpu'))
     gru.set_params(**dict(kv.split('=') for kv in spec['params'].split(',')))
-    reply(dict(ready=True, train_events=len(train), test_events=len(test),
-               version=getattr(gru4rec_pytorch, '__file__', '')))
+    reply(
+        dict(
+            ready=True,
+            train_events=len(train),
+            test_events=len(test),
+            version=getattr(gru4rec_pytorch, '__file__', '')))
     SessionDataIterator.__call__ = timed_epoch
     try:
         gru.fit(train, sample_cache_max_size=spec.get('sample_store_size', 10000000))
@@ -79,11 +88,23 @@ def main() -> None:
     n_sessions = int(test['SessionId'].nunique())
     # run.py evaluates 512 sessions in parallel, which fails when the test set has fewer
     recall, mrr = evaluation.batch_eval(
-        gru, test, cutoff=spec['cutoffs'], batch_size=min(spec['eval_batch'], n_sessions),
+        gru,
+        test,
+        cutoff=spec['cutoffs'],
+        batch_size=min(spec['eval_batch'], n_sessions),
         mode=spec['eval_mode'])
-    reply(dict(recall={str(k): float(v) for k, v in recall.items()},
-               mrr={str(k): float(v) for k, v in mrr.items()},
-               eval_wall=time.perf_counter() - wall, eval_sessions=n_sessions))
+    reply(
+        dict(
+            recall={
+                str(k): float(v)
+                for k, v in recall.items()
+            },
+            mrr={
+                str(k): float(v)
+                for k, v in mrr.items()
+            },
+            eval_wall=time.perf_counter() - wall,
+            eval_sessions=n_sessions))
 
 
 if __name__ == '__main__':

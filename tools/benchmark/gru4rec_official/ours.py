@@ -9,8 +9,8 @@ import numpy as np
 __all__ = ['CONFIG', 'MAPPING', 'official_params', 'write_official_split', 'train_ours']
 
 CONFIG = osp.join(
-    osp.dirname(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))), 'configs',
-    'gru4rec', 'gru4rec_ml100k.py')
+    osp.dirname(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))), 'configs', 'gru4rec',
+    'gru4rec_ml100k.py')
 
 # (official parameter, mmext config key, how the value maps); values come from the args.
 MAPPING = (
@@ -104,8 +104,8 @@ def write_official_split(args, work_dir: str) -> Dict[str, object]:
     return out
 
 
-def train_ours(args, work_dir: str, seed: int,
-               before_epoch: Callable[[int], None]) -> Dict[str, object]:
+def train_ours(args, work_dir: str, seed: int, before_epoch: Callable[[int],
+                                                                      None]) -> Dict[str, object]:
     """Train and test ours through mmext's Runner; ``before_epoch(epoch)`` runs right before each
     of our timed epochs (the benchmark runs the official epoch there: interleaved)."""
     import time
