@@ -7,10 +7,12 @@
 import process_defaults  # noqa: F401 isort:skip  (first: OpenMP reads its env when torch loads)
 import argparse
 import os.path as osp
+import signal
 import sys
 
 import torch
 from mmengine.config import Config
+from mmengine.hooks import Hook
 from runner_args import add_runner_args, apply_runner_args, parse_runner_args
 
 import mmext  # noqa: F401  (registry nodes, safe checkpoint loading)
@@ -72,11 +74,36 @@ def interrupted_message(work_dir: str) -> str:
     return f'Interrupted before any checkpoint was saved (work dir {work_dir})'
 
 
+class _InterruptAtIteration(Hook):
+    """Ctrl-C that cannot be lost.  Python raises KeyboardInterrupt wherever the main thread
+    is; if that is inside a ``__del__`` or a weakref callback (a DataLoader iterator dropped at
+    the end of an epoch, a tensor's deleter), Python prints "Exception ignored" and training
+    goes on (seen in CI: still training 120 s after SIGINT).  The SIGINT handler also records
+    the interrupt, and this hook raises it again at the next iteration or epoch boundary."""
+    priority = 'HIGHEST'
+
+    def __init__(self) -> None:
+        self.hit = False
+        signal.signal(signal.SIGINT, self._handler)
+
+    def _handler(self, signum, frame) -> None:
+        self.hit = True
+        raise KeyboardInterrupt
+
+    def _check(self, *args, **kwargs) -> None:
+        if self.hit:
+            raise KeyboardInterrupt
+
+    before_train_iter = after_train_iter = before_train_epoch = after_train_epoch = _check
+    before_val_iter = before_test_iter = _check
+
+
 def main(argv=None) -> None:
     args = parse_args(argv)
     cfg = merge_args(Config.fromfile(args.config), args)
     with explained_unknown_types():
         runner = RUNNERS.build(cfg)
+        runner.register_hook(_InterruptAtIteration())
         try:
             runner.train()
         except KeyboardInterrupt:
