@@ -17,6 +17,9 @@ the run's random streams (``meta['rng_state']``, :mod:`.rng_state`) and, for a m
 batches of the epoch already trained (``meta['batches_done_in_epoch']``); the train loops of
 :mod:`.loops`, swapped in for mmengine's, put them back and continue the epoch.
 
+The message hub logs into :class:`.history_buffer.GrowingHistoryBuffer`: mmengine's buffers
+copy their whole history on every update, which makes long runs slow down step by step.
+
 The model is checked against the data the run actually uses by :class:`DataChecksMixin`
 (``data_checks.py``): a recommender's item count, a detector's number of classes.
 
@@ -45,6 +48,7 @@ from mmext.utils.dist import init_cpu_dist
 
 from .checkpoint_guards import CheckpointGuardsMixin
 from .data_checks import TRAIN_DATASET, DataChecksMixin
+from .history_buffer import use_growing_history_buffers
 from .log_filters import ForeignNoticeFilter
 from .loops import MID_EPOCH_KEY, EpochBasedTrainLoop, IterBasedTrainLoop
 from .rng_state import capture_rng_state
@@ -85,6 +89,11 @@ class Runner(CheckpointGuardsMixin, DataChecksMixin, MMEngineRunner):
         logger = super().build_logger(*args, **kwargs)
         logger.addFilter(ForeignNoticeFilter())  # mmengine's own FileClient deprecation notices
         return logger
+
+    def build_message_hub(self, message_hub: Optional[Dict] = None):
+        """mmengine's message hub, logging into amortised-growth buffers
+        (:mod:`.history_buffer`: mmengine's copy the whole history on every update)."""
+        return use_growing_history_buffers(super().build_message_hub(message_hub))
 
     def register_hooks(self, default_hooks=None, custom_hooks=None) -> None:
         super().register_hooks(default_hooks, custom_hooks)

@@ -12,13 +12,15 @@ sparse=True)``; mmext's GRU4Rec by default) are applied exactly that way.  For d
 ``skip_zero_rows`` (default) leaves the rows of a 2-D parameter whose gradient is exactly zero
 untouched — accumulator, velocity and value — which reproduces it, since an item absent from a
 step has a zero row.  Without momentum an all-zero row changes nothing anyway, so the rows are
-not searched then: all dense parameters take one multi-tensor (``torch._foreach_*``) update.
+not searched then.  The updates themselves are :mod:`mmext.ops.adagrad_m`'s: one compiled pass
+per parameter on CPU, multi-tensor (``torch._foreach_*``) kernels otherwise.
 """
 from typing import Iterable, List, Tuple
 
 import torch
 from torch.optim import Optimizer
 
+from mmext.ops.adagrad_m import adagrad_m_dense_, adagrad_m_rows_
 from mmext.registry import OPTIMIZERS
 
 __all__ = ['AdagradM']
@@ -35,6 +37,8 @@ class AdagradM(Optimizer):
         eps: ε inside the square root (official: 1e-6).
         skip_zero_rows: with dense gradients and momentum, emulate the official index-only
             updates of item tables (sparse gradients always update by index).
+        backend: ``'auto'`` (mmext's compiled one-pass updates on CPU where built, else torch),
+            ``'compiled'`` or ``'torch'``; see :mod:`mmext.ops.adagrad_m`.
     """
 
     def __init__(self,
@@ -42,15 +46,19 @@ class AdagradM(Optimizer):
                  lr: float = 0.05,
                  momentum: float = 0.0,
                  eps: float = 1e-6,
-                 skip_zero_rows: bool = True) -> None:
+                 skip_zero_rows: bool = True,
+                 backend: str = 'auto') -> None:
         if lr <= 0:
             raise ValueError(f'lr must be > 0, got {lr}')
         if not 0.0 <= momentum < 1.0:
             raise ValueError(f'momentum must be in [0, 1), got {momentum}')
         if eps <= 0:
             raise ValueError(f'eps must be > 0, got {eps}')
+        if backend not in ('auto', 'compiled', 'torch'):
+            raise ValueError(f"backend must be 'auto', 'compiled' or 'torch', got {backend!r}")
         super().__init__(params,
                          dict(lr=lr, momentum=momentum, eps=eps, skip_zero_rows=skip_zero_rows))
+        self.backend = backend
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -71,36 +79,31 @@ class AdagradM(Optimizer):
                 if mu > 0 and 'velocity' not in state:
                     state['velocity'] = torch.zeros_like(p)
                 vel = state.get('velocity') if mu > 0 else None
-                if g.is_sparse:
-                    g = g.coalesce()
-                    self._update_rows(p, g.values(), g.indices()[0], state['acc'], vel, lr, mu, eps)
+                if g.is_sparse and p.dim() == 2 and g.sparse_dim() == 1:
+                    # rows of an item table; uncoalesced: the update sums repeated rows
+                    adagrad_m_rows_(p, state['acc'], vel,
+                                    g._indices()[0], g._values(), lr, mu, eps, self.backend)
                     continue
+                if g.is_sparse:  # any other sparse layout
+                    g = g.to_dense()
                 if vel is not None and group['skip_zero_rows'] and p.dim() == 2:
                     rows = g.ne(0).any(dim=1).nonzero().flatten()
                     if rows.numel() < p.shape[0]:
-                        self._update_rows(p, g[rows], rows, state['acc'], vel, lr, mu, eps)
+                        adagrad_m_rows_(p, state['acc'], vel, rows, g[rows], lr, mu, eps,
+                                        self.backend)
                         continue
                 dense.append((p, g, state['acc'], vel))
             if dense:
                 self._update_dense(dense, lr, mu, eps)
         return loss
 
-    @staticmethod
-    def _update_rows(p, g_r, rows, acc, vel, lr, mu, eps) -> None:
-        """Index-only update of ``rows`` (unique) with their gradient rows ``g_r``."""
-        a_r = acc.index_select(0, rows).addcmul_(g_r, g_r)
-        acc.index_copy_(0, rows, a_r)
-        step = g_r / a_r.add_(eps).sqrt_()
-        if vel is not None:
-            v_r = vel.index_select(0, rows).mul_(mu).sub_(step, alpha=lr)
-            vel.index_copy_(0, rows, v_r)
-            p.index_add_(0, rows, v_r)
-        else:
-            p.index_add_(0, rows, step, alpha=-lr)
-
-    @staticmethod
-    def _update_dense(dense: List[Tuple[torch.Tensor, ...]], lr, mu, eps) -> None:
-        """All dense parameters of a group at once (multi-tensor kernels)."""
+    def _update_dense(self, dense: List[Tuple[torch.Tensor, ...]], lr, mu, eps) -> None:
+        """The dense parameters of a group: one pass each with the compiled kernel, else all at
+        once with multi-tensor kernels."""
+        if self.backend != 'torch' and (self.backend == 'compiled' or len(dense) <= 16):
+            for p, g, acc, vel in dense:
+                adagrad_m_dense_(p, acc, vel, g, lr, mu, eps, self.backend)
+            return
         params, grads, accs, vels = (list(t) for t in zip(*dense))
         torch._foreach_addcmul_(accs, grads, grads)
         denom = torch._foreach_add(accs, eps)

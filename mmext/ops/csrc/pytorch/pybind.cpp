@@ -28,6 +28,12 @@ std::vector<Tensor> ms_deform_attn_bwd(const Tensor& grad_output, const Tensor& 
                                        const Tensor& sampling_locations,
                                        const Tensor& attention_weights, bool deterministic);
 
+void adagrad_m_rows(Tensor& param, Tensor& acc, const std::optional<Tensor>& vel,
+                    const Tensor& indices, const Tensor& values, double lr, double momentum,
+                    double eps);
+void adagrad_m_dense(Tensor& param, Tensor& acc, const std::optional<Tensor>& vel,
+                     const Tensor& grad, double lr, double momentum, double eps);
+
 #include "source_hash.h"  // MMEXT_SOURCE_HASH, written by setup.py
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
@@ -53,6 +59,13 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "LayerNorm backward; returns [dx, dweight, dbias] (the last two only with param_grads)",
         py::arg("dy"), py::arg("s"), py::arg("mean"), py::arg("rstd"), py::arg("weight"),
         py::arg("dprenorm"), py::arg("param_grads"));
+  m.def("adagrad_m_rows", &adagrad_m_rows,
+        "in-place AdagradM update of param's rows `indices` (repeats summed) by `values`",
+        py::arg("param"), py::arg("acc"), py::arg("vel"), py::arg("indices"), py::arg("values"),
+        py::arg("lr"), py::arg("momentum"), py::arg("eps"));
+  m.def("adagrad_m_dense", &adagrad_m_dense, "in-place AdagradM update of param by grad",
+        py::arg("param"), py::arg("acc"), py::arg("vel"), py::arg("grad"), py::arg("lr"),
+        py::arg("momentum"), py::arg("eps"));
   m.def("ms_deform_attn_fwd", &ms_deform_attn_fwd,
         "multi-scale deformable attention; returns [bs, num_queries, num_heads * head_dims]",
         py::arg("value"), py::arg("spatial_shapes"), py::arg("level_start_index"),
