@@ -43,7 +43,6 @@ def _use_kernel(backend: str, *state: Tensor) -> bool:
             and all(t.is_contiguous() for t in state) and ext_available('_ext', _FUNCS))
 
 
-@torch.no_grad()
 def adagrad_m_rows_(param: Tensor,
                     acc: Tensor,
                     vel: Optional[Tensor],
@@ -72,7 +71,6 @@ def adagrad_m_rows_(param: Tensor,
         param.index_add_(0, rows, step, alpha=-lr)
 
 
-@torch.no_grad()
 def adagrad_m_dense_(param: Tensor,
                      acc: Tensor,
                      vel: Optional[Tensor],
@@ -85,10 +83,11 @@ def adagrad_m_dense_(param: Tensor,
     if _use_kernel(backend, param, acc, *([] if vel is None else [vel])):
         load_ext('_ext', _FUNCS).adagrad_m_dense(param, acc, vel, grad, lr, momentum, eps)
         return
-    acc.addcmul_(grad, grad)
-    step = grad / acc.add(eps).sqrt_()
-    if vel is not None:
-        vel.mul_(momentum).sub_(step, alpha=lr)
-        param.add_(vel)
-    else:
-        param.add_(step, alpha=-lr)
+    with torch.no_grad():
+        acc.addcmul_(grad, grad)
+        step = grad / acc.add(eps).sqrt_()
+        if vel is not None:
+            vel.mul_(momentum).sub_(step, alpha=lr)
+            param.add_(vel)
+        else:
+            param.add_(step, alpha=-lr)

@@ -135,3 +135,26 @@ def test_bad_inputs_name_the_problem():
             backend='compiled')
     with pytest.raises(ValueError, match="backend must be 'auto', 'compiled' or 'torch'"):
         adagrad_m_dense_(param, acc, None, torch.randn(10, 4), 0.1, 0.0, 1e-6, backend='fast')
+
+
+def test_updates_count_as_in_place_writes_for_autograd():
+    """A tensor saved for backward and then updated by the kernel is caught, as after add_."""
+    param = torch.randn(4, 3, requires_grad=True)
+    acc = torch.zeros(4, 3)
+    out = (param * param).sum()  # saves param
+    adagrad_m_dense_(
+        param.detach(), acc, None, torch.ones(4, 3), 0.1, 0.0, 1e-6, backend='compiled')
+    version = param._version
+    adagrad_m_rows_(
+        param.detach(),
+        acc,
+        None,
+        torch.tensor([1]),
+        torch.ones(1, 3),
+        0.1,
+        0.0,
+        1e-6,
+        backend='compiled')
+    assert param._version > version
+    with pytest.raises(RuntimeError, match='modified by an inplace operation'):
+        out.backward()

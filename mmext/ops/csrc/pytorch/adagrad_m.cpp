@@ -14,6 +14,14 @@ using OptTensor = std::optional<Tensor>;
 MMEXT_DEFINE_DISPATCH(adagrad_m_rows, AdagradMRowsFn)
 MMEXT_DEFINE_DISPATCH(adagrad_m_dense, AdagradMDenseFn)
 
+// The kernels write through raw pointers: count the writes as in-place ops do, so autograd
+// still refuses a backward through a tensor saved before the update.
+static void bump_versions(Tensor& param, Tensor& acc, const OptTensor& vel) {
+  param.unsafeGetTensorImpl()->bump_version();
+  acc.unsafeGetTensorImpl()->bump_version();
+  if (vel.has_value()) vel->unsafeGetTensorImpl()->bump_version();
+}
+
 static void check_state(const Tensor& param, const Tensor& acc, const OptTensor& vel,
                         double momentum) {
   MMEXT_CHECK_FLOATING(param);
@@ -34,7 +42,7 @@ static void check_state(const Tensor& param, const Tensor& acc, const OptTensor&
 // Rows `indices` [nnz] (int64, repeats allowed) of a 2-D param [N, D] with gradient rows
 // `values` [nnz, D].
 void adagrad_m_rows(Tensor& param, Tensor& acc, const OptTensor& vel, const Tensor& indices,
-                     const Tensor& values, double lr, double momentum, double eps) {
+                    const Tensor& values, double lr, double momentum, double eps) {
   check_state(param, acc, vel, momentum);
   MMEXT_CHECK_DIM(param, 2);
   MMEXT_CHECK_DIM(indices, 1);
@@ -46,14 +54,16 @@ void adagrad_m_rows(Tensor& param, Tensor& acc, const OptTensor& vel, const Tens
               "values must be [len(indices), D] = [", indices.size(0), ", ", param.size(1),
               "], got ", values.sizes());
   adagrad_m_rows_dispatch()(param, acc, vel, indices.contiguous(), values.contiguous(), lr,
-                             momentum, eps);
+                            momentum, eps);
+  bump_versions(param, acc, vel);
 }
 
 void adagrad_m_dense(Tensor& param, Tensor& acc, const OptTensor& vel, const Tensor& grad,
-                      double lr, double momentum, double eps) {
+                     double lr, double momentum, double eps) {
   check_state(param, acc, vel, momentum);
   MMEXT_CHECK_SAME_DTYPE(param, grad);
   TORCH_CHECK(grad.sizes() == param.sizes(), "grad must have param's shape ", param.sizes(),
               ", got ", grad.sizes());
   adagrad_m_dense_dispatch()(param, acc, vel, grad.contiguous(), lr, momentum, eps);
+  bump_versions(param, acc, vel);
 }
