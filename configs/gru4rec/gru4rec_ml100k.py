@@ -5,6 +5,10 @@
 #   python tools/test.py configs/gru4rec/gru4rec_ml100k.py work_dirs/gru4rec_ml100k/epoch_5.pth
 _base_ = ['../_base_/datasets/ml100k_sessions.py']
 
+# Session order: shuffled each epoch (the base's batch_sampler, shuffle=True), unlike the official
+# code, which takes sessions by start time.  Measured at these 256 slots (seeds 0-2, 1 thread,
+# 2026-12-07): Recall@20 0.2210 / MRR@20 0.0512 shuffled vs 0.2167 / 0.0498 by start time; at
+# the official 32 slots start-time order is better (configs/gru4rec/README.md).
 custom_imports = dict(imports=['mmext'], allow_failed_imports=False)
 default_scope = 'mmext'
 

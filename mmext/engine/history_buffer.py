@@ -3,9 +3,9 @@
 mmengine's ``HistoryBuffer.update`` stores each logged value with ``np.append``, which copies the
 whole history: a run logging ``k`` scalars per iteration spends time proportional to the number
 of iterations so far on every iteration, i.e. quadratic in the run length.  Measured on this
-project's 2-core VM (docs/benchmarks.md, "Runner overhead"): 3.8 µs per update at 10 entries,
-8.3 µs at 15,000 and 272 µs at 60,000, where the array no longer fits the allocator's reuse
-threshold — a few scalars per iteration then cost a millisecond per iteration.
+project's 2-core VM (``tools/benchmark/bench_history_buffer.py``, docs/benchmarks.md, "Runner
+overhead"): 3.3 µs per update at 10 entries, 11.7 µs at 15,000, 74 µs at 200,000; this buffer
+takes 1.7-3.4 µs at all of them.
 
 :class:`GrowingHistoryBuffer` keeps mmengine's interface and results (``data``, the statistics,
 ``max_length``, the dtype promotion of ``np.append``) over a capacity-doubling array.  It pickles
