@@ -5,7 +5,7 @@
 # crowns are 8-108 px (median 42). 40 epochs (640 iterations) took 981 s on 2 shared CPU cores
 # on 2026-12-07; results (poor: val bbox mAP 0.060, precision/recall@0.4 0.43/0.65) in
 # configs/fcos/README.md.
-_base_ = ['mmdet::_base_/default_runtime.py', '../_base_/datasets/neon_trees.py']
+_base_ = ['../_base_/det_runtime.py', '../_base_/datasets/neon_trees.py']
 
 custom_imports = dict(imports=['mmext'], allow_failed_imports=False)
 default_scope = 'mmext'

@@ -29,6 +29,7 @@ DEMO_CONFIGS = {
     'configs/deformable_detr/deformable-detr-refine-twostage_r18_shapes-128_demo.py': DetVisualizer,
     'configs/dino/dino-4scale_r18_shapes-128_demo.py': DetVisualizer,
     'configs/maskformer/maskformer_r18_shapes-seg_demo.py': SegVisualizer,
+    'configs/fcos/fcos_r18_fpn_neon-trees_demo.py': DetVisualizer,
 }
 
 
