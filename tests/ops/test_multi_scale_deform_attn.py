@@ -2,6 +2,7 @@
 mmcv's ``multi_scale_deformable_attn_pytorch``): outputs and the gradients of value, sampling
 locations and attention weights; gradcheck; determinism; input errors; the fallback without the
 compiled library; CUDA against the CPU kernel (marked ``cuda``)."""
+import sys
 from typing import List, Tuple
 
 import pytest
@@ -187,6 +188,74 @@ def test_avx2_and_baseline_builds_are_bit_identical(dims, dtype, monkeypatch):
     tol = 1e-10 if dtype == torch.float64 else 1e-5
     for name, a, b in zip(('out', 'value', 'loc', 'attn'), first, ref):
         torch.testing.assert_close(a, b, atol=tol, rtol=tol, msg=name)
+
+
+@needs_kernel
+@pytest.mark.skipif(not sys.platform.startswith('linux'), reason='mmap reuse is Linux-only')
+def test_backward_reuses_a_freed_grad_value_mapping(monkeypatch):
+    """A grad_value of 8 MiB or more gets its own mapping, which the next backward reuses once
+    the tensor is freed (MMEXT_MSDA_CPU_REUSE=0 turns that off).  The reused memory still holds
+    the old numbers, and the results are the bits of a fresh buffer, on 1, 2 and 3 threads (32
+    (image, head, level) tasks: uneven on 3); a grad_value still alive is never reused."""
+    ext = msda.load_ext('_ext', msda._FUNCS)
+    # 2 images x 12,000 keys x 8 heads x 32 channels, float32: 23.4 MiB; then 9,600 keys: 18.8 MiB
+    big = make_inputs([(80, 120), (40, 60)],
+                      bs=2,
+                      queries=50,
+                      heads=8,
+                      dims=32,
+                      points=4,
+                      dtype=torch.float32,
+                      low=0.0,
+                      high=1.0)
+    small = make_inputs([(64, 120), (32, 60)],
+                        bs=2,
+                        queries=50,
+                        heads=8,
+                        dims=32,
+                        points=4,
+                        dtype=torch.float32,
+                        low=-0.1,
+                        high=1.1,
+                        seed=1)
+    for inputs in (big, small):
+        inputs[3][:, ::2] = (inputs[3][:, ::2] * 8).round() / 8  # many scatters into one key
+
+    def backward(inputs):
+        value, spatial, start, loc, attn = inputs
+        grad_out = torch.randn(
+            value.shape[0],
+            loc.shape[1],
+            value.shape[2] * value.shape[3],
+            generator=torch.Generator().manual_seed(2))
+        return ext.ms_deform_attn_bwd(grad_out, value, spatial, start, loc, attn, False)
+
+    def same(grads, others):  # grad_value, grad_loc, grad_attn
+        return all(torch.equal(a, b) for a, b in zip(grads, others))
+
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        monkeypatch.setenv('MMEXT_MSDA_CPU_REUSE', '0')
+        fresh = {id(inputs): backward(inputs) for inputs in (big, small)}
+        monkeypatch.delenv('MMEXT_MSDA_CPU_REUSE')
+        for n in (1, 2, 3):
+            torch.set_num_threads(n)
+            old = backward(big)
+            old[0].fill_(float('nan'))  # what a reused mapping holds, unless overwritten
+            address = old[0].data_ptr()
+            live = backward(small)
+            assert live[0].data_ptr() != address  # `old` is alive: a new mapping
+            del old  # now its mapping is kept ...
+            again = backward(big)
+            assert again[0].data_ptr() == address  # ... and reused
+            assert same(live, fresh[id(small)]) and same(again, fresh[id(big)]), n
+            del again
+            smaller = backward(small)  # fits in the kept mapping (at most twice its size)
+            assert smaller[0].data_ptr() == address
+            assert same(smaller, fresh[id(small)]), n
+    finally:
+        torch.set_num_threads(threads)
 
 
 @needs_kernel
