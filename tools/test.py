@@ -20,6 +20,7 @@ from runner_args import add_runner_args, apply_runner_args, parse_runner_args
 
 import mmext  # noqa: F401  (registry nodes, safe checkpoint loading)
 from mmext.registry import RUNNERS, explained_unknown_types
+from mmext.utils.dist import close_process_group
 from mmext.utils.progress import announce_metrics
 from mmext.visualization.display import NO_DISPLAY_MESSAGE, has_display
 
@@ -102,6 +103,7 @@ def main(argv=None) -> None:
         except KeyboardInterrupt:
             print('Interrupted.', file=sys.stderr)
             raise SystemExit(130) from None  # the shell's code for Ctrl-C
+        close_process_group()  # a gloo rank may abort at exit otherwise
 
 
 if __name__ == '__main__':

@@ -17,6 +17,7 @@ from runner_args import add_runner_args, apply_runner_args, parse_runner_args
 
 import mmext  # noqa: F401  (registry nodes, safe checkpoint loading)
 from mmext.registry import RUNNERS, explained_unknown_types
+from mmext.utils.dist import close_process_group
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -110,6 +111,7 @@ def main(argv=None) -> None:
             # the traceback of wherever Ctrl-C landed says nothing useful
             print(interrupted_message(runner.work_dir), file=sys.stderr)
             raise SystemExit(130) from None  # the shell's code for Ctrl-C
+        close_process_group()  # a gloo rank may abort at exit otherwise
 
 
 if __name__ == '__main__':

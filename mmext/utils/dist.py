@@ -12,7 +12,7 @@ from typing import Optional, Tuple
 import torch.distributed as torch_dist
 from mmengine.logging import print_log
 
-__all__ = ['launcher_rank_and_world', 'init_cpu_dist']
+__all__ = ['launcher_rank_and_world', 'init_cpu_dist', 'close_process_group']
 
 
 def _slurm_master_addr() -> str:
@@ -60,3 +60,15 @@ def init_cpu_dist(launcher: str,
         kwargs['timeout'] = datetime.timedelta(seconds=timeout)
     os.environ.setdefault('LOCAL_RANK', str(rank))
     torch_dist.init_process_group(backend='gloo', rank=rank, world_size=world_size, **kwargs)
+
+
+def close_process_group() -> None:
+    """Destroy the default process group, if any, at the end of a successful run.
+
+    Without it a gloo rank can abort while the interpreter shuts down ("terminate called without
+    an active exception", exit code -6, after all its work is done: seen once in
+    ``tools/dist_test.sh`` with 2 ranks; pytorch/pytorch#190489).  Only after success: destroying
+    a group while another rank is still inside a collective can hang (pytorch/torchtitan#1342).
+    """
+    if torch_dist.is_available() and torch_dist.is_initialized():
+        torch_dist.destroy_process_group()
