@@ -14,7 +14,7 @@ and deep-copies *as a plain* ``HistoryBuffer``, so checkpoints stay loadable wit
 put into its ``log_scalars`` (new keys, resumed checkpoints) is converted on insertion.
 """
 from collections import OrderedDict
-from typing import Any, Sequence, Union
+from typing import Any, Union
 
 import numpy as np
 from mmengine.logging import HistoryBuffer, MessageHub
@@ -27,13 +27,8 @@ class GrowingHistoryBuffer(HistoryBuffer):
 
     The live history is ``_buf[_start:_end]``; ``_log_history`` and ``_count_history`` are views
     of it, so every inherited statistic reads the same values as mmengine's buffer would.
+    The inherited ``__init__`` assigns both histories through the setters below.
     """
-
-    def __init__(self,
-                 log_history: Sequence = [],
-                 count_history: Sequence = [],
-                 max_length: int = 1000000) -> None:
-        super().__init__(log_history, count_history, max_length)  # sets the histories below
 
     # The parent reads and assigns these attributes; both go to the backing arrays.
     @property
